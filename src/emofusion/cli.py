@@ -1,0 +1,226 @@
+"""The `emofusion` command line: analyze, evaluate, train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Emotion in video from the face, the voice and the words.")
+
+EXIT_USAGE = 2
+
+
+def fail(subject: str, reason: str, code: int = EXIT_USAGE) -> None:
+    """Print `error: <subject>: <reason>` on stderr (one line) and exit."""
+    reason = " ".join(str(reason).split())
+    typer.echo(f"error: {subject}: {reason}", err=True)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _load_model_or_fail(model: str):
+    from .models import ModelLoadError, load_model
+
+    try:
+        return load_model(model, load_text_encoder=False)
+    except ModelLoadError as exc:
+        fail(model, str(exc))
+
+
+@app.command()
+def analyze(
+    input: str = typer.Argument(..., help="Video or audio file to analyse."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Separate audio file to use instead of the input's audio track."),
+    transcript: Optional[Path] = typer.Option(None, "--transcript", help="Transcript: .txt (whole input), .srt or .vtt."),
+    text: Optional[str] = typer.Option(None, "--text", help="Text for the whole input (instead of --transcript)."),
+    transcribe: bool = typer.Option(False, "--transcribe", help="Transcribe the audio with faster-whisper (needs the asr extra and a local model)."),
+    window: float = typer.Option(2.0, "--window", help="Window length in seconds."),
+    hop: float = typer.Option(1.0, "--hop", help="Seconds between window starts."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
+    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
+    fps: float = typer.Option(2.0, "--fps", help="Video frames sampled per second for the face net."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the analysis as JSON to PATH, or '-' for stdout (JSON only)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the timeline to this PNG file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Analyse a video or audio file: emotions per window of time from face, voice and text, fused."""
+    from .media import MediaError
+    from .pipeline import AnalysisError, Analyzer
+    from .transcript import TranscriptError
+
+    if transcript is not None and text is not None:
+        fail(input, "give --transcript or --text, not both")
+    if window <= 0 or hop <= 0:
+        fail(input, f"--window and --hop must be positive (got {window}, {hop})")
+    if json_out not in (None, "-") and not Path(json_out).parent.exists():
+        fail(json_out, "the folder for --json does not exist")
+    if plot is not None and not plot.parent.exists():
+        fail(str(plot), "the folder for --plot does not exist")
+    wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    loaded = _load_model_or_fail(model)
+    try:
+        analyzer = Analyzer(loaded, window=window, hop=hop, modalities=wanted, frames_per_second=fps)
+    except AnalysisError as exc:
+        fail(input, str(exc))
+    if not loaded.is_trained:
+        untrained = [m for m in loaded.modalities if not loaded.config.trained.get(m, False)]
+        _warn(f"model {loaded.config.name!r} has untrained parts ({', '.join(untrained)}): their output is random, not a prediction")
+    if transcript is not None and not transcript.exists():
+        fail(str(transcript), "no such file")
+    if audio is not None and not audio.exists():
+        fail(str(audio), "no such file")
+    subject = input
+    try:
+        from .media import probe
+
+        try:
+            info = probe(input)
+        except MediaError as exc:
+            fail(input, str(exc))
+        show_progress = not quiet and info.duration > 30 and sys.stderr.isatty()
+        progress_cb, progress_ctx = None, None
+        if show_progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            progress_ctx = Progress(TextColumn("analysing"), BarColumn(), TextColumn("{task.completed}/{task.total} windows"),
+                                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            task_id = progress_ctx.add_task("analyse", total=None)
+
+            def progress_cb(done: int, total: int) -> None:
+                progress_ctx.update(task_id, completed=done, total=total)
+
+            progress_ctx.start()
+        try:
+            subject = str(transcript) if transcript is not None else input
+            analysis = analyzer.analyze(
+                input,
+                audio=str(audio) if audio is not None else None,
+                transcript=transcript,
+                text=text,
+                transcribe_audio=transcribe,
+                progress=progress_cb,
+            )
+        finally:
+            if progress_ctx is not None:
+                progress_ctx.stop()
+    except MediaError as exc:
+        fail(subject if subject == input else input, str(exc))
+    except TranscriptError as exc:
+        fail(str(transcript) if transcript is not None else input, str(exc))
+    except AnalysisError as exc:
+        fail(input, str(exc))
+    result = analysis.to_dict()
+    if plot is not None:
+        from .plot import save_timeline
+
+        save_timeline(result, plot)
+    if json_out == "-":
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+    _print_table(result)
+
+
+def _print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def top(part: Optional[dict]) -> str:
+        if not part:
+            return "-"
+        label = max(part["probs"], key=part["probs"].get)
+        return f"{label} {part['probs'][label]:.2f}"
+
+    table = Table(title=f"{Path(str(result['media'].get('container', '')) or '').name}")
+    table.title = None
+    for column in ("start", "end", "face", "voice", "text", "fused"):
+        table.add_column(column, justify="right" if column in ("start", "end") else "left")
+    for s in result["segments"]:
+        fused = s["fused"]
+        table.add_row(
+            f"{s['start']:.1f}", f"{s['end']:.1f}", top(s["face"]), top(s["voice"]), top(s["text"]),
+            f"[bold]{fused['top']} {fused['score']:.2f}[/bold]" if fused else "-",
+        )
+    console = Console()
+    console.print(table)
+    summary = result["summary"]
+    model = result["model"]
+    if summary["top"] is None:
+        console.print("summary: no face, voice or text found in the input")
+    else:
+        sentiment = summary["sentiment"] or {}
+        sent_top = max(sentiment, key=sentiment.get) if sentiment else "-"
+        console.print(
+            f"summary: [bold]{summary['top']}[/bold] {summary['score']:.2f}  "
+            f"sentiment: {sent_top} ({summary['sentiment_source']})  "
+            f"model: {model['name']} {model['version']}{'' if model['trained'] else ' (UNTRAINED)'}"
+        )
+
+
+@app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="Recipe TOML file (see recipes/)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: best/, last/, metrics.json, tensorboard/."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the recipe's number of epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the recipe's batch size."),
+    accelerator: str = typer.Option("cpu", "--accelerator", help="cpu, gpu, cuda, mps or auto."),
+    devices: str = typer.Option("1", "--devices", help="Number of devices (or 'auto')."),
+    num_nodes: int = typer.Option(1, "--num-nodes"),
+    strategy: str = typer.Option("auto", "--strategy", help="auto or ddp."),
+    precision: str = typer.Option("32-true", "--precision", help="32-true, bf16-mixed, 16-mixed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last and its trainer state."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default OUT/cache)."),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Voice: hold out the speakers of fold K (1-based) of every source, for cross-validation."),
+) -> None:
+    """Train a face, voice or text net from a recipe."""
+    from .data import DatasetLayoutError
+    from .train.recipe import RecipeError, load_recipe
+
+    try:
+        r = load_recipe(recipe, {"epochs": epochs, "batch_size": batch_size})
+    except RecipeError as exc:
+        fail(str(recipe), str(exc).removeprefix(f"{recipe}: "))
+    if fold is not None:
+        if r.task != "voice":
+            fail(str(recipe), "--fold applies to voice recipes (speaker folds)")
+        r.data["fold"] = fold
+    try:
+        from .train.loop import train as run_training
+    except ImportError as exc:
+        fail("train", f"training needs the train extra (pip install 'emofusion[train]'): {exc}")
+    try:
+        summary = run_training(
+            r, out, accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
+            num_nodes=num_nodes, strategy=strategy, precision=precision, resume=resume, cache_dir=cache_dir,
+            log=lambda line: typer.echo(line, err=True),
+        )
+    except (DatasetLayoutError, FileNotFoundError, ValueError) as exc:
+        fail(str(recipe), str(exc))
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+
+
+def _register_evaluate() -> None:
+    from .evaluate import evaluate_command
+
+    app.command("evaluate")(evaluate_command)
+
+
+_register_evaluate()
+
+
+def main() -> None:
+    """Entry point of the `emofusion` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""What every dataset reader returns: items with canonical labels, and what was skipped."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class DatasetLayoutError(ValueError):
+    """The folder or file does not have the layout the reader expects (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled example. `path` is an image, audio or video file; None for text-only rows."""
+
+    path: Path | None
+    label: str  # canonical emotion (see emofusion.labels)
+    speaker: str | None = None
+    text: str | None = None
+    sentiment: str | None = None
+    start: float | None = None
+    end: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class DatasetScan:
+    """The items a reader found under `root`, and a count of skipped files per reason."""
+
+    root: Path
+    items: list[Item]
+    skipped: Counter = field(default_factory=Counter)
+
+    def label_counts(self) -> dict[str, int]:
+        return dict(Counter(item.label for item in self.items))
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1

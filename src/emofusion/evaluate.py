@@ -1,0 +1,639 @@
+"""`emofusion evaluate`: metrics of a model on a labelled dataset.
+
+Face datasets (fer2013, imagefolder) go through the face net, speech datasets (ravdess,
+emodb, cremad, manifest) through the voice net, MELD through the text net. Preprocessing is
+the one in `emofusion.features` (the same as training); nothing is re-implemented here.
+
+    evaluate_dataset(model, "ravdess", root, speakers=["ravdess_17", ...])  -> report dict
+    evaluate_cross_validation(cv_dir, "ravdess", root)                        -> pooled report
+
+A report is `emofusion.metrics.classification_report` (accuracy, uar, macro_f1,
+weighted_f1, per_class, confusion_matrix, roc_auc_ovr, ece, n, ...) plus `dataset`,
+`root`, `split`, `model`, `skipped` ({reason: count}) and, for text with sentiment truth,
+`sentiment`. Nothing is ever reported on n=0: when no item is left an EvaluationError
+(a ValueError) says why.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+import typer
+
+from .data import DATASETS, DatasetLayoutError, DatasetSpec, Item, get_dataset
+
+if TYPE_CHECKING:
+    from .models import EmotionModel
+
+ALL = "all"
+FACE_BATCH = 256
+MIN_CLIP_SECONDS = 0.5
+DEFAULT_SPLITS = {"fer2013": "val", "meld": "dev"}
+
+
+class EvaluationError(ValueError):
+    """Evaluation cannot give honest numbers (no items left, wrong model, bad folds)."""
+
+
+# --------------------------------------------------------------------------------------
+# Prediction
+
+
+def _short(reason: object, limit: int = 80) -> str:
+    text = " ".join(str(reason).split()) or "unknown error"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unreadable(reason: object) -> str:
+    return f"unreadable file: {_short(reason)}"
+
+
+def _label_skip(label: str) -> str:
+    return f"label {label!r} not in the model's labels"
+
+
+def _summarise_skips(skipped: Counter) -> str:
+    if not skipped:
+        return "no items"
+    return "; ".join(f"{reason}: {count}" for reason, count in skipped.most_common())
+
+
+def _require_net(model: "EmotionModel", modality: str, dataset: str | None = None) -> None:
+    if getattr(model, modality, None) is None:
+        has = ", ".join(model.modalities) or "none"
+        need = f"; dataset {dataset!r} needs one" if dataset else ""
+        raise EvaluationError(f"model {model.config.name!r} has no {modality} net (it has: {has}){need}")
+
+
+def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter, batch: int) -> np.ndarray:
+    from .features import normalize_faces
+    from .train.tasks import load_face_images
+
+    cfg = model.config.face_preprocess
+    out: list[np.ndarray] = []
+    readable: list[int] = []
+    for start in range(0, len(keep), batch):
+        chunk = keep[start : start + batch]
+        try:
+            crops = load_face_images([items[i].path for i in chunk], cfg)
+            good = list(chunk)
+        except DatasetLayoutError:  # one bad image in the batch: read them one by one
+            rows, good = [], []
+            for i in chunk:
+                try:
+                    rows.append(load_face_images([items[i].path], cfg))
+                    good.append(i)
+                except DatasetLayoutError:
+                    skipped[_unreadable("unreadable image")] += 1
+            if not good:
+                continue
+            crops = np.concatenate(rows)
+        out.append(model.face_probs(normalize_faces(crops, cfg)))
+        readable.extend(good)
+    keep[:] = readable
+    return np.concatenate(out) if out else np.zeros((0, len(model.config.labels)))
+
+
+def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter) -> np.ndarray:
+    from .features import log_mel
+    from .media import MediaError, read_audio
+
+    cfg = model.config.mel
+    min_len = int(round(MIN_CLIP_SECONDS * cfg.sample_rate))
+    out: list[np.ndarray] = []
+    readable: list[int] = []
+    for i in keep:
+        item = items[i]
+        if item.path is None:
+            skipped["no media file"] += 1
+            continue
+        try:
+            wav = read_audio(item.path, start=item.start or 0.0, end=item.end, sample_rate=cfg.sample_rate)
+        except (MediaError, OSError, ValueError) as exc:
+            skipped[_unreadable(exc)] += 1
+            continue
+        if wav.size == 0:
+            skipped[_unreadable("no audio samples")] += 1
+            continue
+        if wav.size < min_len:
+            wav = np.pad(wav, (0, min_len - wav.size))
+        out.append(model.voice_probs(log_mel(wav, cfg).unsqueeze(0)))
+        readable.append(i)
+    keep[:] = readable
+    return np.concatenate(out) if out else np.zeros((0, len(model.config.labels)))
+
+
+def predict_items(
+    model: "EmotionModel",
+    modality: str,
+    items: list[Item],
+    contexts: list[str] | None = None,
+    batch_size: int = FACE_BATCH,
+) -> tuple[np.ndarray, np.ndarray, Counter, dict[str, Any]]:
+    """Run the `modality` net on `items` -> (y_true, probs, skipped, extra).
+
+    y_true: (N,) indices into model.config.labels; probs: (N, C). Items whose label the
+    model lacks and unreadable files are skipped and counted in `skipped` by reason.
+    extra["index"]: for each row, its position in `items`. Text adds
+    extra["sentiment_probs"] (N, 3) and extra["sentiment_true"] (N,) (-1 where an item has
+    no sentiment truth). `contexts` (text only) defaults to the dialogue history of
+    `items` with the model's `context_turns`. Raises EvaluationError when nothing is left.
+    """
+    _require_net(model, modality)
+    labels = list(model.config.labels)
+    index = {name: k for k, name in enumerate(labels)}
+    skipped: Counter = Counter()
+    keep: list[int] = []
+    for i, item in enumerate(items):
+        if item.label not in index:
+            skipped[_label_skip(item.label)] += 1
+        else:
+            keep.append(i)
+    extra: dict[str, Any] = {}
+    if modality == "face":
+        probs = _face_probs(model, items, keep, skipped, batch_size) if keep else None
+    elif modality == "voice":
+        probs = _voice_probs(model, items, keep, skipped) if keep else None
+    elif modality == "text":
+        from .train.tasks import dialogue_contexts
+
+        if contexts is None:
+            contexts = dialogue_contexts(items, int((model.config.text or {}).get("context_turns", 0)))
+        if len(contexts) != len(items):
+            raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
+        with_text = []
+        for i in keep:
+            if items[i].text:
+                with_text.append(i)
+            else:
+                skipped["no text"] += 1
+        keep = with_text
+        probs = None
+        if keep:
+            probs, sent = model.text_probs([items[i].text or "" for i in keep], [contexts[i] for i in keep])
+            s_index = {name: k for k, name in enumerate(model.config.sentiment_labels)}
+            extra["sentiment_probs"] = sent
+            extra["sentiment_true"] = np.asarray(
+                [s_index.get(items[i].sentiment, -1) if items[i].sentiment else -1 for i in keep], dtype=np.int64
+            )
+    else:
+        raise ValueError(f"unknown modality {modality!r}; expected face, voice or text")
+    if not keep or probs is None or len(probs) == 0:
+        raise EvaluationError(
+            f"no item could be evaluated: all {len(items)} skipped ({_summarise_skips(skipped)})"
+        )
+    y_true = np.asarray([index[items[i].label] for i in keep], dtype=np.int64)
+    extra["index"] = np.asarray(keep, dtype=np.int64)
+    return y_true, np.asarray(probs, dtype=np.float64), skipped, extra
+
+
+# --------------------------------------------------------------------------------------
+# Reading datasets
+
+
+@dataclass
+class _Data:
+    """Items of one or more splits, in order, with what the readers skipped."""
+
+    splits: list[str]
+    items: list[Item] = field(default_factory=list)
+    split_of: list[str] = field(default_factory=list)
+    contexts: list[str] | None = None  # text: dialogue history, computed per split
+    skipped: Counter = field(default_factory=Counter)
+
+    def subset(self, keep: list[int]) -> "_Data":
+        return _Data(
+            splits=[s for s in self.splits if any(self.split_of[i] == s for i in keep)],
+            items=[self.items[i] for i in keep],
+            split_of=[self.split_of[i] for i in keep],
+            contexts=None if self.contexts is None else [self.contexts[i] for i in keep],
+            skipped=Counter(self.skipped),
+        )
+
+
+def _spec(dataset: str | DatasetSpec) -> DatasetSpec:
+    return dataset if isinstance(dataset, DatasetSpec) else get_dataset(dataset)
+
+
+def _read(spec: DatasetSpec, root: Path, split: str, context_turns: int = 0) -> _Data:
+    if not root.exists():
+        raise DatasetLayoutError(f"{root} does not exist; expected {spec.layout}")
+    if split == ALL:
+        names = spec.splits(root)
+        if not names:
+            loose = sum(1 for p in root.iterdir() if p.is_file()) if root.is_dir() else 0
+            found = f" ({loose} files directly under it, no split folders)" if loose else ""
+            raise DatasetLayoutError(f"{root}: no {spec.name} splits found{found}; expected {spec.layout}")
+    else:
+        names = [split]
+    data = _Data(splits=list(names), contexts=[] if spec.modality == "text" else None)
+    for name in names:
+        scan = spec.scan(root, name)
+        data.skipped.update(scan.skipped)
+        data.items.extend(scan.items)
+        data.split_of.extend([name] * len(scan.items))
+        if data.contexts is not None:
+            from .train.tasks import dialogue_contexts
+
+            data.contexts.extend(dialogue_contexts(scan.items, context_turns))
+    return data
+
+
+def _select_speakers(data: _Data, speakers: list[str] | None, what: str = "--speakers") -> _Data:
+    if speakers is None:
+        return data
+    wanted = {str(s).strip() for s in speakers if str(s).strip()}
+    if not wanted:
+        raise EvaluationError(f"{what} is empty")
+    known = sorted({item.speaker for item in data.items if item.speaker})
+    if not known:
+        raise EvaluationError(f"{what} given, but the items of this dataset carry no speaker ids")
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+        raise EvaluationError(f"speakers {unknown} not in the data; speakers found: {shown}")
+    return data.subset([i for i, item in enumerate(data.items) if item.speaker in wanted])
+
+
+def load_for(name_or_path: str | Path, modality: str) -> "EmotionModel":
+    """Load a model for evaluating `modality`; for text, its sentence encoder is loaded now
+    (so a missing encoder is an error before any data is read)."""
+    from .models import load_model
+
+    # Loaded without the encoder, then the encoder is attached: model.safetensors holds only
+    # the heads (see EmotionModel.save_pretrained), the encoder comes from its own folder.
+    model = load_model(name_or_path, load_text_encoder=False)
+    if modality == "text" and model.text is not None:
+        model.encoder  # noqa: B018 - loads it, raising ModelLoadError when it cannot
+    return model
+
+
+def _model_info(model: "EmotionModel", modality: str) -> dict[str, Any]:
+    cfg = model.config
+    return {"name": cfg.name, "version": cfg.version, "trained": bool(cfg.trained.get(modality, False))}
+
+
+def _sentiment_report(model: "EmotionModel", extra: dict[str, Any], rows: np.ndarray | None = None) -> dict | None:
+    from .metrics import classification_report
+
+    if "sentiment_true" not in extra:
+        return None
+    s_true, s_probs = extra["sentiment_true"], extra["sentiment_probs"]
+    if rows is not None:
+        s_true, s_probs = s_true[rows], s_probs[rows]
+    mask = s_true >= 0
+    if not mask.any():
+        return None
+    return classification_report(s_true[mask], s_probs[mask], model.config.sentiment_labels)
+
+
+def _report(
+    y: np.ndarray, probs: np.ndarray, labels: list[str], sentiment: dict | None = None
+) -> dict[str, Any]:
+    from .metrics import classification_report
+
+    out = classification_report(y, probs, labels)
+    if sentiment is not None:
+        out["sentiment"] = sentiment
+    return out
+
+
+def _per_split(
+    model: "EmotionModel", data: _Data, y: np.ndarray, probs: np.ndarray, extra: dict[str, Any]
+) -> dict[str, Any]:
+    split_of = np.asarray([data.split_of[i] for i in extra["index"]])
+    out = {}
+    for name in data.splits:
+        rows = np.flatnonzero(split_of == name)
+        if rows.size:
+            out[name] = _report(y[rows], probs[rows], model.config.labels, _sentiment_report(model, extra, rows))
+    return out
+
+
+def evaluate_dataset(
+    model: "EmotionModel",
+    dataset: str | DatasetSpec,
+    root: str | Path,
+    split: str = ALL,
+    speakers: list[str] | None = None,
+) -> dict[str, Any]:
+    """Metrics of `model` on `split` (a split name, or "all": every split found) of a dataset.
+
+    `speakers` keeps only the items of those speakers (held-out-speaker evaluation of a
+    fold model). With several splits, each is reported under "splits" and the pooled
+    numbers are at the top level. Raises DatasetLayoutError / ValueError (incl.
+    EvaluationError) with a reason instead of ever reporting on nothing.
+    """
+    spec = _spec(dataset)
+    root = Path(root).expanduser()
+    _require_net(model, spec.modality, spec.name)
+    turns = int((model.config.text or {}).get("context_turns", 0))
+    data = _select_speakers(_read(spec, root, split, turns), speakers)
+    if not data.items:
+        raise EvaluationError(f"{root}: no items ({_summarise_skips(data.skipped)}); expected {spec.layout}")
+    y, probs, pred_skipped, extra = predict_items(model, spec.modality, data.items, contexts=data.contexts)
+    report = _report(y, probs, model.config.labels, _sentiment_report(model, extra))
+    report.update(
+        dataset=spec.name,
+        modality=spec.modality,
+        root=str(root),
+        split=split,
+        model=_model_info(model, spec.modality),
+        skipped=dict((data.skipped + pred_skipped).most_common()),
+    )
+    if speakers is not None:
+        report["speakers"] = sorted({item.speaker for item in data.items if item.speaker})
+    if split == ALL and len(data.splits) > 1:
+        report["splits"] = _per_split(model, data, y, probs, extra)
+    return report
+
+
+# --------------------------------------------------------------------------------------
+# Cross-validation
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def fold_model_dirs(cv_dir: str | Path) -> list[Path]:
+    """`cv_dir/fold*/last/` model folders in natural order (fold2 before fold10)."""
+    cv_dir = Path(cv_dir).expanduser()
+    if not cv_dir.is_dir():
+        raise EvaluationError(f"{cv_dir} is not a folder; expected <cv-dir>/fold*/last/ model folders")
+    folds = sorted((p / "last" for p in cv_dir.glob("fold*") if (p / "last").is_dir()), key=lambda p: _natural_key(p.parent))
+    if not folds:
+        raise EvaluationError(f"{cv_dir}: no fold*/last/ model folders; expected <cv-dir>/fold*/last/")
+    return folds
+
+
+def evaluate_cross_validation(
+    cv_dir: str | Path, dataset: str | DatasetSpec, root: str | Path, split: str = ALL,
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Pool held-out-speaker predictions of fold models into one report.
+
+    The last checkpoint of each fold is used, never the best: the best is picked on the
+    held-out speakers, so its score would be optimistic. Each `cv_dir/fold*/last/` model
+    predicts only its own held-out speakers, read from its
+    `config.extra["data"]["val_speakers"]`. Folds must hold out disjoint, non-empty
+    speaker sets and share one label list. Held-out speakers that are not in this dataset
+    (a fold trained on several sources) are ignored; a fold with none here is listed under
+    "folds_unused". Per-fold reports are under "folds"; speakers in the data that no fold
+    held out are listed under "unevaluated_speakers".
+    """
+    spec = _spec(dataset)
+    root = Path(root).expanduser()
+    dirs = fold_model_dirs(cv_dir)
+    owner: dict[str, str] = {}
+    folds: list[tuple[str, Any, list[str], Path]] = []
+    for d in dirs:
+        name = d.parent.name
+        model = load_for(d, spec.modality)
+        _require_net(model, spec.modality, spec.name)
+        held = (model.config.extra or {}).get("data", {}).get("val_speakers")
+        if held is None:
+            raise EvaluationError(
+                f"fold {name} ({d}): config.extra['data'] has no 'val_speakers'; cannot tell which speakers it held out"
+            )
+        held = [str(s) for s in held]
+        if not held:
+            raise EvaluationError(f"fold {name} ({d}): no held-out speakers (val_speakers is empty)")
+        for s in held:
+            if s in owner:
+                raise EvaluationError(f"speaker {s!r} is held out by two folds: {owner[s]} and {name}")
+            owner[s] = name
+        if folds and list(model.config.labels) != list(folds[0][1].config.labels):
+            raise EvaluationError(
+                f"fold {name} has labels {model.config.labels}, fold {folds[0][0]} has {folds[0][1].config.labels}"
+            )
+        folds.append((name, model, held, d))
+
+    first = folds[0][1]
+    turns = int((first.config.text or {}).get("context_turns", 0))
+    data = _read(spec, root, split, turns)
+    speakers_in_data = {item.speaker for item in data.items if item.speaker}
+    if not speakers_in_data:
+        raise EvaluationError(f"{root}: the items carry no speaker ids; cross-validation needs them")
+    ys, ps, s_true, s_probs = [], [], [], []
+    skipped: Counter = Counter(data.skipped)
+    fold_reports: dict[str, Any] = {}
+    unused: dict[str, str] = {}
+    for name, model, held, folder in folds:
+        # a fold trained on several sources also holds out speakers of the other datasets
+        here = sorted(set(held) & speakers_in_data)
+        if not here:
+            unused[name] = f"none of its held-out speakers ({', '.join(sorted(held)[:10])}) is in this data"
+            continue
+        part = _select_speakers(data, here, what=f"fold {name} val_speakers")
+        contexts = part.contexts
+        fold_turns = int((model.config.text or {}).get("context_turns", 0))
+        if contexts is not None and fold_turns != turns:  # this fold's own dialogue-history length
+            contexts = _select_speakers(_read(spec, root, split, fold_turns), here).contexts
+        try:
+            y, probs, pred_skipped, extra = predict_items(model, spec.modality, part.items, contexts=contexts)
+        except EvaluationError as exc:
+            raise EvaluationError(f"fold {name}: {exc}") from None
+        skipped.update(pred_skipped)
+        rep = _report(y, probs, model.config.labels, _sentiment_report(model, extra))
+        rep.update(model=_model_info(model, spec.modality), path=str(folder), speakers=here,
+                   held_out_elsewhere=len(set(held) - set(here)), skipped=dict(pred_skipped.most_common()))
+        fold_reports[name] = rep
+        ys.append(y)
+        ps.append(probs)
+        if "sentiment_true" in extra:
+            s_true.append(extra["sentiment_true"])
+            s_probs.append(extra["sentiment_probs"])
+    if not fold_reports:
+        raise EvaluationError(
+            f"no fold's held-out speakers are in {root} (speakers there: {', '.join(sorted(speakers_in_data)[:10])})"
+        )
+    sentiment = None
+    if s_true:
+        sentiment = _sentiment_report(first, {"sentiment_true": np.concatenate(s_true), "sentiment_probs": np.concatenate(s_probs)})
+    report = _report(np.concatenate(ys), np.concatenate(ps), first.config.labels, sentiment)
+    report.update(
+        dataset=spec.name,
+        modality=spec.modality,
+        root=str(root),
+        split=split,
+        cv_dir=str(Path(cv_dir).expanduser()),
+        model={
+            "name": first.config.name,
+            "version": first.config.version,
+            "trained": all(m.config.trained.get(spec.modality, False) for _, m, _, _ in folds),
+            "folds": len(folds),
+        },
+        skipped=dict(skipped.most_common()),
+        unevaluated_speakers=sorted(speakers_in_data - set(owner)),
+        folds=fold_reports,
+        folds_unused=unused,
+    )
+    if return_predictions:  # pooled out-of-fold predictions (used to fit the fusion weights)
+        report["predictions"] = {"y_true": np.concatenate(ys).tolist(), "probs": np.concatenate(ps).tolist()}
+    return report
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_summary(report: dict[str, Any], file=None) -> None:
+    """Readable summary: per-class table, then the headline metrics and skip counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file) if file is not None else Console()
+    model = report.get("model", {})
+    title = f"{model.get('name', '?')} {model.get('version', '')} on {report.get('dataset')} ({report.get('split')})"
+    if "folds" in report:
+        title += f", {len(report['folds'])} folds pooled"
+
+    def table(rep: dict[str, Any], heading: str) -> Table:
+        t = Table(title=heading)
+        for col in ("class", "precision", "recall", "f1", "support", "roc_auc"):
+            t.add_column(col, justify="left" if col == "class" else "right")
+        for name, row in rep["per_class"].items():
+            t.add_row(name, _fmt(row["precision"]), _fmt(row["recall"]), _fmt(row["f1"]), str(row["support"]),
+                      _fmt(row["roc_auc"]))
+        return t
+
+    def headline(rep: dict[str, Any]) -> str:
+        return (
+            f"accuracy {_fmt(rep['accuracy'])}  UAR {_fmt(rep['uar'])}  macro-F1 {_fmt(rep['macro_f1'])}  "
+            f"weighted-F1 {_fmt(rep['weighted_f1'])}  ECE {_fmt(rep['ece'])}  ROC-AUC {_fmt(rep['roc_auc_ovr'])}  "
+            f"n {rep['n']}"
+        )
+
+    console.print(table(report, title))
+    console.print(headline(report))
+    if not model.get("trained", True):
+        console.print("[bold]note:[/bold] the model's weights for this modality are untrained: these numbers are chance")
+    for name, rep in (report.get("splits") or {}).items():
+        console.print(f"  split {name}: {headline(rep)}")
+    for name, rep in (report.get("folds") or {}).items():
+        console.print(f"  {name} ({', '.join(rep['speakers'])}): {headline(rep)}")
+    if report.get("sentiment"):
+        console.print(table(report["sentiment"], "sentiment"))
+        console.print(f"sentiment: {headline(report['sentiment'])}")
+    for name, why in (report.get("folds_unused") or {}).items():
+        console.print(f"  {name} not used: {why}", markup=False, highlight=False)
+    if report.get("unevaluated_speakers"):
+        console.print(f"speakers no fold held out (not evaluated): {', '.join(report['unevaluated_speakers'])}")
+    skipped = report.get("skipped") or {}
+    if skipped:
+        console.print(f"skipped {sum(skipped.values())}:")
+        for reason, count in skipped.items():
+            console.print(f"  {count:6d}  {reason}", markup=False, highlight=False)
+    else:
+        console.print("skipped: none")
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def evaluate_command(
+    dataset: str = typer.Option(..., "--dataset", help=f"Dataset reader: {', '.join(DATASETS)}."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder (or the manifest file for --dataset manifest)."),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="Split to evaluate, or 'all' (default: val for fer2013, dev for meld, all otherwise)."
+    ),
+    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
+    speakers: Optional[str] = typer.Option(
+        None, "--speakers", help="Comma-separated speaker ids to keep (e.g. ravdess_17,ravdess_18): held-out-speaker evaluation."
+    ),
+    cv_dir: Optional[Path] = typer.Option(
+        None, "--cv-dir", help="Folder of fold models (fold*/last/): each predicts its own held-out speakers, pooled. Ignores --model."
+    ),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to PATH, or '-' for stdout (JSON only)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the confusion matrix to this PNG file."),
+) -> None:
+    """Evaluate a model on a labelled dataset: accuracy, UAR, F1, per-class scores, confusion matrix, ROC-AUC, ECE."""
+    from .cli import fail
+    from .models import ModelLoadError
+
+    try:
+        spec = get_dataset(dataset)
+    except ValueError as exc:
+        fail(dataset, str(exc))
+    if not root.exists():
+        fail(str(root), f"no such file or folder; expected {spec.layout}")
+    if json_out not in (None, "-") and not Path(json_out).expanduser().parent.exists():
+        fail(json_out, "the folder for --json does not exist")
+    if plot is not None and not plot.expanduser().parent.exists():
+        fail(str(plot), "the folder for --plot does not exist")
+    if cv_dir is not None and speakers is not None:
+        fail(str(cv_dir), "give --cv-dir or --speakers, not both (each fold model evaluates its own held-out speakers)")
+    split_name = split if split is not None else DEFAULT_SPLITS.get(spec.name, ALL)
+    speaker_list = [s.strip() for s in speakers.split(",") if s.strip()] if speakers is not None else None
+    if speakers is not None and not speaker_list:
+        fail("--speakers", "no speaker ids given")
+
+    def reason(subject: str, exc: Exception) -> str:
+        text = str(exc)
+        return text.removeprefix(f"{subject}: ") or text  # readers start their messages with the path
+
+    subject = str(root)
+    try:
+        if cv_dir is not None:
+            subject = str(cv_dir)
+            report = evaluate_cross_validation(cv_dir, spec, root, split=split_name)
+        else:
+            subject = model
+            loaded = load_for(model, spec.modality)
+            _require_net(loaded, spec.modality, spec.name)
+            subject = str(root)
+            report = evaluate_dataset(loaded, spec, root, split=split_name, speakers=speaker_list)
+    except ModelLoadError as exc:
+        fail(subject, reason(subject, exc))
+    except (DatasetLayoutError, ValueError) as exc:  # EvaluationError is a ValueError
+        fail(subject, reason(subject, exc))
+
+    if not report["model"].get("trained", False):
+        typer.echo(
+            f"warning: model {report['model']['name']!r} has no trained {spec.modality} weights: "
+            "its output is random, these metrics are chance",
+            err=True,
+        )
+    if plot is not None:
+        from .metrics import plot_confusion_matrix
+
+        try:
+            plot_confusion_matrix(
+                report["confusion_matrix"], report["labels"], plot.expanduser(),
+                title=f"{report['model']['name']} on {spec.name} ({split_name}), n={report['n']}",
+            )
+        except OSError as exc:
+            fail(str(plot), str(exc))
+    text = json.dumps(_to_jsonable(report), indent=2) + "\n"
+    if json_out == "-":
+        sys.stdout.write(text)
+        return
+    if json_out is not None:
+        try:
+            Path(json_out).expanduser().write_text(text)
+        except OSError as exc:
+            fail(json_out, str(exc))
+    print_summary(report)

@@ -1,0 +1,156 @@
+"""Preprocessing shared by training and inference: the log-mel and the face crop.
+
+Training code and the analysis pipeline both call these functions and nothing else, so
+the two cannot drift apart. Their parameters travel in each model's config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Parameters of the log-mel spectrogram (defaults: 25 ms window, 10 ms hop, 64 mels)."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    f_min: float = 20.0
+    f_max: float = 8000.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(cfg: MelConfig) -> torch.Tensor:
+    """Triangular HTK-scale mel filters, shape (n_mels, n_fft // 2 + 1)."""
+    n_freqs = cfg.n_fft // 2 + 1
+    fft_freqs = np.linspace(0.0, cfg.sample_rate / 2.0, n_freqs)
+    mel_points = np.linspace(_hz_to_mel(cfg.f_min), _hz_to_mel(cfg.f_max), cfg.n_mels + 2)
+    hz_points = _mel_to_hz(mel_points)
+    lower, center, upper = hz_points[:-2, None], hz_points[1:-1, None], hz_points[2:, None]
+    rising = (fft_freqs[None, :] - lower) / (center - lower)
+    falling = (upper - fft_freqs[None, :]) / (upper - center)
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    return torch.from_numpy(filters.astype(np.float32))
+
+
+@lru_cache(maxsize=8)
+def _hann(n_fft: int) -> torch.Tensor:
+    return torch.hann_window(n_fft)
+
+
+def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+    """Log-mel spectrogram of 16 kHz mono audio.
+
+    `waveform` is (samples,) or (batch, samples) float in [-1, 1]; returns
+    (n_mels, frames) or (batch, n_mels, frames), natural log of mel power + 1e-6,
+    normalised per utterance to zero mean and unit variance (so gain does not matter).
+    """
+    wav = torch.as_tensor(waveform, dtype=torch.float32)
+    single = wav.ndim == 1
+    if single:
+        wav = wav.unsqueeze(0)
+    if wav.shape[-1] < cfg.n_fft:
+        wav = torch.nn.functional.pad(wav, (0, cfg.n_fft - wav.shape[-1]))
+    spec = torch.stft(
+        wav,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        window=_hann(cfg.n_fft),
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    power = spec.real**2 + spec.imag**2
+    mel = torch.matmul(mel_filterbank(cfg), power)
+    out = torch.log(mel + 1e-6)
+    mean = out.mean(dim=(-2, -1), keepdim=True)
+    std = out.std(dim=(-2, -1), keepdim=True).clamp_min(1e-3)
+    out = (out - mean) / std
+    return out[0] if single else out
+
+
+def num_mel_frames(num_samples: int, cfg: MelConfig = MelConfig()) -> int:
+    """Number of frames log_mel returns for this many samples."""
+    return 1 + max(num_samples, cfg.n_fft) // cfg.hop_length
+
+
+def rms_dbfs(waveform: np.ndarray) -> float:
+    """Root-mean-square level in dB relative to full scale (-inf for digital silence)."""
+    if waveform.size == 0:
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(waveform, dtype=np.float64))))
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def speech_fraction(waveform: np.ndarray, threshold_dbfs: float = -45.0, frame: int = 400) -> float:
+    """Fraction of 25 ms frames louder than `threshold_dbfs`: a cheap energy voice-activity test."""
+    n = waveform.size // frame
+    if n == 0:
+        return 0.0
+    frames = waveform[: n * frame].reshape(n, frame).astype(np.float64)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    level = 20.0 * np.log10(np.maximum(rms, 1e-12))
+    return float(np.mean(level > threshold_dbfs))
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """How a face crop becomes the face net's input: square, grayscale, `size` pixels."""
+
+    size: int = 48
+    margin: float = 0.1  # fraction of the box side added on every side before resizing
+    mean: float = 0.5
+    std: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], cfg: FaceConfig = FaceConfig()) -> np.ndarray:
+    """Cut a square crop around `box` (x, y, w, h) from a grayscale uint8 image, resized to cfg.size.
+
+    The crop is padded with edge pixels where the margin runs off the image.
+    """
+    import cv2
+
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * cfg.margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    x1, y1 = x0 + int(round(side)), y0 + int(round(side))
+    height, width = gray.shape[:2]
+    pad = max(0, -x0, -y0, x1 - width, y1 - height)
+    if pad:
+        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+    crop = gray[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if crop.shape[0] > cfg.size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (cfg.size, cfg.size), interpolation=interp)
+
+
+def normalize_faces(crops: np.ndarray | torch.Tensor, cfg: FaceConfig = FaceConfig()) -> torch.Tensor:
+    """uint8 grayscale crops (N, size, size) -> float tensor (N, 1, size, size) for the face net."""
+    t = torch.as_tensor(np.asarray(crops), dtype=torch.float32)
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    return ((t / 255.0 - cfg.mean) / cfg.std).unsqueeze(1)

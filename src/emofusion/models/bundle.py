@@ -1,0 +1,254 @@
+"""A model is a folder: `config.json` (architecture, labels, preprocessing) + `model.safetensors`.
+
+`load_model(name_or_path)` takes a bundled name (`default`), a local folder, or a Hugging
+Face hub id (downloaded with huggingface_hub; a local folder never touches the network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..features import FaceConfig, MelConfig
+from ..labels import EMOTIONS, SENTIMENTS
+from .face import FaceNet
+from .fusion import MODALITIES, fuse
+from .text import ModelLoadError, SentenceEncoder, TextHeads
+
+FORMAT = "emofusion"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Names of the models shipped inside the package -> their folders."""
+    root = Path(str(resources.files("emofusion") / "weights"))
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_NAME).is_file()}
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model and preprocess its inputs."""
+
+    name: str = "untitled"
+    version: str = "0.0.0"
+    labels: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENTS))
+    # which parts hold trained weights; random weights are never presented as predictions
+    trained: dict[str, bool] = field(default_factory=dict)
+    face: dict[str, Any] | None = None  # {"channels", "dropout", "tta_flip", "preprocess": FaceConfig}
+    voice: dict[str, Any] | None = None  # {"channels", "dropout", "preprocess": MelConfig}
+    text: dict[str, Any] | None = None  # {"encoder", "max_length", "hidden", "use_context", "context_turns"}
+    fusion: dict[str, Any] = field(default_factory=lambda: {"type": "weighted_geometric", "weights": {}})
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance: data, metrics, recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "labels": list(self.labels),
+            "sentiment_labels": list(self.sentiment_labels),
+            "trained": dict(self.trained),
+            "face": self.face,
+            "voice": self.voice,
+            "text": self.text,
+            "fusion": self.fusion,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        if data.get("format") != FORMAT:
+            raise ModelLoadError(f"not an emofusion config (format={data.get('format')!r})")
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelLoadError(
+                f"config format_version {data['format_version']} is newer than this emofusion "
+                f"understands ({FORMAT_VERSION}); upgrade emofusion"
+            )
+        keys = {"name", "version", "labels", "sentiment_labels", "trained", "face", "voice", "text", "fusion", "extra"}
+        return cls(**{k: v for k, v in data.items() if k in keys})
+
+    @property
+    def face_preprocess(self) -> FaceConfig:
+        return FaceConfig(**(self.face or {}).get("preprocess", {}))
+
+    @property
+    def mel(self) -> MelConfig:
+        return MelConfig(**(self.voice or {}).get("preprocess", {}))
+
+
+class EmotionModel(torch.nn.Module):
+    """The face, voice and text nets of one checkpoint and how their outputs are fused."""
+
+    def __init__(self, config: ModelConfig, load_text_encoder: bool = True):
+        super().__init__()
+        self.config = config
+        n = len(config.labels)
+        self.face = None
+        self.voice = None
+        self.text = None
+        # The sentence encoder is not a registered submodule: it comes from its own source
+        # (config.text["encoder"]) and its weights never go into model.safetensors.
+        object.__setattr__(self, "_encoder", None)
+        if config.face is not None:
+            self.face = FaceNet(n, tuple(config.face.get("channels", (32, 64, 128, 256))), config.face.get("dropout", 0.4))
+        if config.voice is not None:
+            from .voice import VoiceNet
+
+            self.voice = VoiceNet(
+                n,
+                tuple(config.voice.get("channels", (16, 32, 64, 128))),
+                config.voice.get("dropout", 0.3),
+                int(config.voice.get("convs_per_block", 1)),
+            )
+        if config.text is not None:
+            self.text = TextHeads(
+                int(config.text["embed_dim"]),
+                n,
+                len(config.sentiment_labels),
+                hidden=int(config.text.get("hidden", 256)),
+                dropout=float(config.text.get("dropout", 0.3)),
+                use_context=bool(config.text.get("use_context", False)),
+            )
+            if load_text_encoder:
+                self._load_encoder()
+        self.eval()
+
+    # -- parts --------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    @property
+    def is_trained(self) -> bool:
+        """True when every part this model has carries trained weights."""
+        return bool(self.modalities) and all(self.config.trained.get(m, False) for m in self.modalities)
+
+    def _load_encoder(self) -> SentenceEncoder:
+        if self._encoder is None:
+            cfg = self.config.text or {}
+            enc = SentenceEncoder(cfg["encoder"], max_length=int(cfg.get("max_length", 128)))
+            if enc.dim != int(cfg["embed_dim"]):
+                raise ModelLoadError(
+                    f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
+                )
+            self.attach_encoder(enc)
+        return self._encoder
+
+    def attach_encoder(self, encoder: SentenceEncoder) -> None:
+        """Use an already loaded sentence encoder (kept out of this model's state dict)."""
+        object.__setattr__(self, "_encoder", encoder)
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        return self._load_encoder()
+
+    # -- inference ----------------------------------------------------------------------
+    @torch.inference_mode()
+    def face_probs(self, faces: torch.Tensor) -> np.ndarray:
+        """(N, 1, S, S) normalised crops -> (N, C) probabilities (flip test-time augmentation if configured)."""
+        assert self.face is not None
+        logits = self.face(faces)
+        if (self.config.face or {}).get("tta_flip", False):
+            logits = (logits + self.face(torch.flip(faces, dims=[-1]))) / 2
+        return torch.softmax(logits, dim=-1).numpy()
+
+    @torch.inference_mode()
+    def voice_probs(self, mels: torch.Tensor) -> np.ndarray:
+        """(N, n_mels, frames) log-mels -> (N, C) probabilities."""
+        assert self.voice is not None
+        return torch.softmax(self.voice(mels), dim=-1).numpy()
+
+    @torch.inference_mode()
+    def text_probs(self, texts: list[str], contexts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Texts (and optional preceding context) -> (emotion probs (N, C), sentiment probs (N, 3))."""
+        assert self.text is not None
+        emb = self.encoder.encode(texts)
+        ctx = None
+        if self.text.use_context:
+            ctx = self.encoder.encode(contexts if contexts is not None else [""] * len(texts))
+            if contexts is None:
+                ctx = torch.zeros_like(emb)
+            else:
+                empty = torch.tensor([not c for c in contexts])
+                ctx[empty] = 0.0
+        emo, sent = self.text(emb, ctx)
+        return torch.softmax(emo, -1).numpy(), torch.softmax(sent, -1).numpy()
+
+    def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
+        """Fuse the present modalities' probabilities with this model's fitted weights."""
+        return fuse(probs, self.config.fusion.get("weights", {}))
+
+    # -- persistence ----------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json and model.safetensors into `directory` (created if needed)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": FORMAT})
+        (out / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, load_text_encoder: bool = True) -> "EmotionModel":
+        """Load a model folder; weights must match the config exactly (no missing or extra keys)."""
+        folder = Path(directory)
+        cfg_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        if not cfg_path.is_file():
+            raise ModelLoadError(f"{folder}: no {CONFIG_NAME} (a model folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+        if not weights_path.is_file():
+            raise ModelLoadError(f"{folder}: no {WEIGHTS_NAME}")
+        try:
+            config = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ModelLoadError(f"{cfg_path}: invalid config: {exc}") from exc
+        model = cls(config, load_text_encoder=load_text_encoder)
+        try:
+            state = load_file(str(weights_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ModelLoadError(f"{weights_path}: unreadable weights: {exc}") from exc
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+            raise ModelLoadError(f"{weights_path}: weights do not match the config: {exc}") from exc
+        model.eval()
+        return model
+
+
+def load_model(name_or_path: str | os.PathLike = "default", load_text_encoder: bool = True) -> EmotionModel:
+    """Load a bundled model by name, a local model folder, or a hub id (`owner/name`)."""
+    text = str(name_or_path)
+    bundled = bundled_models()
+    if text in bundled:
+        return EmotionModel.from_pretrained(bundled[text], load_text_encoder=load_text_encoder)
+    path = Path(os.path.expanduser(text))
+    if path.exists():
+        return EmotionModel.from_pretrained(path, load_text_encoder=load_text_encoder)
+    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        names = ", ".join(bundled) or "none"
+        raise ModelLoadError(f"no model {text!r}: not a bundled name ({names}), a folder, or a hub id")
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "*.md"])
+    except Exception as exc:  # offline, unknown repo, ...
+        raise ModelLoadError(f"cannot fetch model {text!r} from the Hugging Face hub: {exc}") from exc
+    return EmotionModel.from_pretrained(folder, load_text_encoder=load_text_encoder)

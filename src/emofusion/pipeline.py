@@ -1,0 +1,387 @@
+"""The Analyzer: media -> windows -> batched face / voice / text nets -> fusion -> Analysis.
+
+Long inputs are processed as a stream: windows are handled in blocks, frames are sampled
+on a fixed grid and decoded in one forward pass (seeking over long gaps), audio is read
+once through a bounded buffer. Memory does not grow with the input's length (beyond the
+small per-window results).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .faces import FaceDetector
+from .features import crop_face, log_mel, normalize_faces, speech_fraction
+from .labels import EMOTION_TO_SENTIMENT
+from .media import AudioWindowReader, MediaError, MediaInfo, Source, iter_frames, probe
+from .models import MODALITIES, EmotionModel, load_model
+from .results import Analysis, FaceResult, Segment, Summary, TextResult, Verdict, VoiceResult
+from .transcript import TranscriptSegment, from_text, read_transcript, transcribe
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class AnalysisError(ValueError):
+    """The analysis cannot run with these inputs or options (one-line reason)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+
+
+def make_windows(duration: float, window: float, hop: float) -> list[Window]:
+    """Windows [k*hop, k*hop + window) covering [0, duration); the last is cut at the end."""
+    if window <= 0 or hop <= 0:
+        raise AnalysisError("window and hop must be positive")
+    if duration <= 0:
+        return []
+    count = max(1, math.ceil(max(0.0, duration - window) / hop - 1e-9) + 1)
+    return [Window(k * hop, min(k * hop + window, duration)) for k in range(count)]
+
+
+def frame_times(duration: float, fps: float) -> list[float]:
+    """The grid of instants at which frames are sampled: the middle of each 1/fps interval."""
+    step = 1.0 / fps
+    return [(k + 0.5) * step for k in range(max(1, int(math.floor(duration * fps + 1e-9))))]
+
+
+@dataclass
+class _Run:
+    """State of one analysis (an Analyzer may serve several at once)."""
+
+    info: MediaInfo
+    frame_buffer: list["_FrameResult"]
+    text_cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class _FrameResult:
+    time: float
+    probs: np.ndarray | None  # None: no face in this frame
+    faces: int
+    box: list[int] | None
+
+
+class Analyzer:
+    """Analyse a video or audio file (a path or its bytes) into a timeline of emotions.
+
+    >>> Analyzer(model="default").analyze("clip.mp4").to_dict()
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | EmotionModel = "default",
+        *,
+        window: float = 2.0,
+        hop: float = 1.0,
+        modalities: list[str] | tuple[str, ...] | None = None,
+        frames_per_second: float = 2.0,
+        face_detector: str = "haar",
+        detect_max_side: int = 640,
+        min_speech_fraction: float = 0.2,
+        block_windows: int = 64,
+    ):
+        if window <= 0 or hop <= 0:
+            raise AnalysisError(f"window and hop must be positive (got window={window}, hop={hop})")
+        if frames_per_second <= 0:
+            raise AnalysisError("frames_per_second must be positive")
+        self.model = model if isinstance(model, EmotionModel) else load_model(model, load_text_encoder=False)
+        wanted = list(modalities) if modalities else list(self.model.modalities)
+        unknown = [m for m in wanted if m not in MODALITIES]
+        if unknown:
+            raise AnalysisError(f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
+        missing = [m for m in wanted if m not in self.model.modalities]
+        if missing:
+            raise AnalysisError(
+                f"model {self.model.config.name!r} has no {missing[0]} net (it has: {', '.join(self.model.modalities)})"
+            )
+        self.modalities = wanted
+        self.window, self.hop = float(window), float(hop)
+        self.frames_per_second = float(frames_per_second)
+        self.detect_max_side = detect_max_side
+        self.min_speech_fraction = min_speech_fraction
+        self.block_windows = max(1, block_windows)
+        self._detector: FaceDetector | None = None
+        self._face_detector_name = face_detector
+        if "face" in self.modalities:
+            self._detector = FaceDetector(face_detector)
+        self.labels = self.model.labels
+
+    # ------------------------------------------------------------------------------------
+    def analyze(
+        self,
+        source: Source,
+        *,
+        audio: Source | None = None,
+        transcript: str | os.PathLike | list[TranscriptSegment] | None = None,
+        text: str | None = None,
+        transcribe_audio: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> Analysis:
+        """Analyse one input. `audio` replaces the input's own audio track; `transcript` is a
+        .txt/.srt/.vtt path or segments; `text` a plain string for the whole input.
+
+        Raises MediaError (unreadable media), TranscriptError, or AnalysisError.
+        """
+        info = probe(source)
+        audio_source: Source | None = source if info.has_audio else None
+        audio_info: MediaInfo | None = info if info.has_audio else None
+        if audio is not None:
+            audio_info = probe(audio)
+            if not audio_info.has_audio:
+                raise MediaError("the --audio file has no audio stream")
+            audio_source = audio
+        duration = max(info.duration, audio_info.duration if audio_info else 0.0)
+        if transcript is not None and text is not None:
+            raise AnalysisError("give a transcript or a text, not both")
+        segments_text: list[TranscriptSegment] | None = None
+        if isinstance(transcript, list):
+            segments_text = transcript
+        elif transcript is not None:
+            segments_text = read_transcript(transcript)
+        elif text is not None:
+            segments_text = from_text(text)
+        elif transcribe_audio and "text" in self.modalities:
+            if audio_source is None:
+                raise AnalysisError("cannot transcribe: the input has no audio")
+            if isinstance(audio_source, bytes):
+                raise AnalysisError("transcription needs a file path, not bytes")
+            segments_text = transcribe(audio_source)
+
+        use_face = "face" in self.modalities and info.has_video
+        use_voice = "voice" in self.modalities and audio_source is not None
+        use_text = "text" in self.modalities and bool(segments_text)
+        windows = make_windows(duration, self.window, self.hop)
+        results: list[Segment] = []
+        run = _Run(info=info, frame_buffer=[], text_cache={})
+        face_stream = self._face_stream(source, duration, run) if use_face else None
+        audio_reader = AudioWindowReader(audio_source) if use_voice else None
+        try:
+            for block_start in range(0, len(windows), self.block_windows):
+                block = windows[block_start : block_start + self.block_windows]
+                faces = self._faces_for(block, face_stream, run) if face_stream is not None else [None] * len(block)
+                voices = self._voices_for(block, audio_reader) if audio_reader is not None else [None] * len(block)
+                texts = self._texts_for(block, segments_text, duration, run) if use_text else [None] * len(block)
+                for w, f, v, t in zip(block, faces, voices, texts):
+                    results.append(self._segment(w, f, v, t))
+                if progress:
+                    progress(min(len(windows), block_start + len(block)), len(windows))
+        finally:
+            if audio_reader is not None:
+                audio_reader.close()
+            if face_stream is not None:
+                face_stream.close()
+        return Analysis(
+            model={
+                "name": self.model.config.name,
+                "version": self.model.config.version,
+                "trained": self.model.is_trained,
+                "parts": {m: bool(self.model.config.trained.get(m, False)) for m in self.model.modalities},
+            },
+            media={
+                **info.to_dict(),
+                "duration": round(duration, 3),
+                "has_audio": audio_source is not None,
+                "external_audio": audio is not None,
+                "has_transcript": bool(segments_text),
+            },
+            labels=list(self.labels),
+            segments=results,
+            summary=self._summary(results),
+            options={
+                "window": self.window,
+                "hop": self.hop,
+                "modalities": list(self.modalities),
+                "frames_per_second": self.frames_per_second,
+            },
+        )
+
+    # ------------------------------------------------------------------------------------
+    # face
+    def _face_stream(self, source: Source, duration: float, run: _Run) -> Iterator[_FrameResult]:
+        """Frame results in time order, computed in batches as they are consumed."""
+        times = frame_times(duration, self.frames_per_second)
+        assert self.model.face is not None and self._detector is not None
+        cfg = self.model.config.face_preprocess
+        batch_size = 32
+
+        def generate() -> Iterator[_FrameResult]:
+            pending: list[tuple[float, np.ndarray | None, int, list[int] | None]] = []
+
+            def flush() -> list[_FrameResult]:
+                crops = [c for _, c, _, _ in pending if c is not None]
+                probs = self.model.face_probs(normalize_faces(np.stack(crops), cfg)) if crops else None
+                out, k = [], 0
+                for t, crop, n, box in pending:
+                    if crop is None:
+                        out.append(_FrameResult(t, None, 0, None))
+                    else:
+                        assert probs is not None
+                        out.append(_FrameResult(t, probs[k], n, box))
+                        k += 1
+                pending.clear()
+                return out
+
+            for t, frame in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side):
+                boxes = self._detector.detect(frame)
+                if boxes:
+                    # boxes are reported in displayed-frame pixels, whatever size was sampled
+                    s = (run.info.width / frame.shape[1]) if run.info.width else 1.0
+                    x, y, w, h = boxes[0]
+                    display_box = [int(round(v * s)) for v in (x, y, w, h)]
+                    pending.append((t, crop_face(frame, boxes[0], cfg), len(boxes), display_box))
+                else:
+                    pending.append((t, None, 0, None))
+                if len(pending) >= batch_size:
+                    yield from flush()
+            if pending:
+                yield from flush()
+
+        return generate()
+
+    def _faces_for(self, block: list[Window], stream: Iterator[_FrameResult], run: _Run) -> list[FaceResult | None]:
+        """Consume the frame results up to the block's end and aggregate them per window."""
+        end = block[-1].end
+        # frames before this block's first window are no longer needed
+        buffer = [f for f in run.frame_buffer if f.time >= block[0].start]
+        while not buffer or buffer[-1].time < end:
+            try:
+                buffer.append(next(stream))
+            except StopIteration:
+                break
+        run.frame_buffer = buffer
+        out: list[FaceResult | None] = []
+        for w in block:
+            frames = [f for f in buffer if w.start <= f.time < w.end]
+            with_face = [f for f in frames if f.probs is not None]
+            if not with_face:
+                out.append(None)
+                continue
+            mean = np.mean([f.probs for f in with_face], axis=0)
+            mid = (w.start + w.end) / 2
+            rep = min(with_face, key=lambda f: abs(f.time - mid))
+            out.append(
+                FaceResult(
+                    probs=self._probs(mean),
+                    faces=max(f.faces for f in with_face),
+                    box=list(rep.box or []),
+                    frames=len(with_face),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------------------------
+    # voice
+    def _voices_for(self, block: list[Window], reader: AudioWindowReader) -> list[VoiceResult | None]:
+        mel_cfg = self.model.config.mel
+        min_samples = int(0.5 * mel_cfg.sample_rate)
+        chunks: list[tuple[int, np.ndarray, float]] = []
+        for i, w in enumerate(block):
+            wav = reader.read(w.start, w.end)
+            if len(wav) < min_samples:
+                continue
+            frac = speech_fraction(wav)
+            if frac < self.min_speech_fraction:
+                continue
+            chunks.append((i, wav, frac))
+        out: list[VoiceResult | None] = [None] * len(block)
+        by_length: dict[int, list[tuple[int, np.ndarray, float]]] = {}
+        for chunk in chunks:
+            by_length.setdefault(len(chunk[1]), []).append(chunk)
+        for group in by_length.values():
+            mels = log_mel(torch.from_numpy(np.stack([c[1] for c in group])), mel_cfg)
+            probs = self.model.voice_probs(mels)
+            for (i, _, frac), p in zip(group, probs):
+                out[i] = VoiceResult(self._probs(p), frac)
+        return out
+
+    # ------------------------------------------------------------------------------------
+    # text
+    def _texts_for(self, block: list[Window], segments: list[TranscriptSegment] | None,
+                   duration: float, run: _Run) -> list[TextResult | None]:
+        assert segments
+        cfg = self.model.config.text or {}
+        turns = int(cfg.get("context_turns", 0))
+        texts: list[str | None] = []
+        contexts: list[str] = []
+        for w in block:
+            overlapping = [
+                k for k, s in enumerate(segments)
+                if s.start < w.end and (s.end if s.end is not None else duration + 1) > w.start
+            ]
+            if not overlapping:
+                texts.append(None)
+                contexts.append("")
+                continue
+            texts.append(" ".join(segments[k].text for k in overlapping))
+            first = overlapping[0]
+            contexts.append(" ".join(s.text for s in segments[max(0, first - turns) : first]) if turns else "")
+        unique = sorted({(t, c) for t, c in zip(texts, contexts) if t is not None})
+        cache = run.text_cache
+        todo = [pair for pair in unique if pair not in cache]
+        if todo:
+            emo, sent = self.model.text_probs([t for t, _ in todo], [c for _, c in todo])
+            for pair, e, s in zip(todo, emo, sent):
+                cache[pair] = (e, s)
+        sentiment_labels = self.model.config.sentiment_labels
+        out: list[TextResult | None] = []
+        for t, c in zip(texts, contexts):
+            if t is None:
+                out.append(None)
+                continue
+            e, s = cache[(t, c)]
+            out.append(TextResult(self._probs(e), t, {k: round(float(v), 6) for k, v in zip(sentiment_labels, s)}))
+        return out
+
+    # ------------------------------------------------------------------------------------
+    def _probs(self, p: np.ndarray) -> dict[str, float]:
+        return {label: round(float(v), 6) for label, v in zip(self.labels, p)}
+
+    def _vector(self, probs: dict[str, float]) -> np.ndarray:
+        return np.array([probs[label] for label in self.labels], dtype=np.float64)
+
+    def _segment(self, w: Window, face: FaceResult | None, voice: VoiceResult | None, text: TextResult | None) -> Segment:
+        present = {
+            "face": self._vector(face.probs) if face else None,
+            "voice": self._vector(voice.probs) if voice else None,
+            "text": self._vector(text.probs) if text else None,
+        }
+        fused = self.model.fuse(present)
+        verdict = Verdict.from_probs(self.labels, fused) if fused is not None else None
+        return Segment(w.start, w.end, face, voice, text, verdict)
+
+    def _summary(self, segments: list[Segment]) -> Summary:
+        counts = {m: sum(1 for s in segments if getattr(s, m) is not None) for m in MODALITIES}
+        counts["fused"] = sum(1 for s in segments if s.fused is not None)
+        fused = [self._vector(s.fused.probs) for s in segments if s.fused is not None]
+        if not fused:
+            return Summary(None, None, None, None, None, counts)
+        mean = np.mean(fused, axis=0)
+        mean = mean / mean.sum()
+        verdict = Verdict.from_probs(self.labels, mean)
+        sentiment_labels = list(self.model.config.sentiment_labels)
+        texts = [s.text for s in segments if s.text is not None]
+        if texts:
+            sent = np.mean([[t.sentiment[k] for k in sentiment_labels] for t in texts], axis=0)
+            source = "text"
+        else:
+            sent = np.zeros(len(sentiment_labels))
+            for label, p in zip(self.labels, mean):
+                target = EMOTION_TO_SENTIMENT.get(label)
+                if target in sentiment_labels:
+                    sent[sentiment_labels.index(target)] += p
+            source = "emotion"
+        sent = sent / sent.sum() if sent.sum() > 0 else sent
+        return Summary(
+            verdict.probs, verdict.top, verdict.score,
+            {k: round(float(v), 6) for k, v in zip(sentiment_labels, sent)}, source, counts,
+        )

@@ -1,0 +1,1 @@
+"""Training: recipes, tasks, the Fabric loop, fusion fitting."""

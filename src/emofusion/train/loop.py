@@ -1,0 +1,166 @@
+"""The training loop (Lightning Fabric), the same for every task.
+
+AdamW with a linear warm-up then cosine decay per step, class-weighted or balanced
+sampling, label smoothing, early stopping on a validation metric, best and last
+checkpoints as model folders, resume from the last one, TensorBoard logging.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..metrics import classification_report
+from .recipe import Recipe
+from .tasks import TASKS, Task
+
+STATE_NAME = "trainer_state.pt"
+
+
+def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Linear warm-up to 1, then cosine decay to 0, as a multiplier of the base learning rate."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 over the classes present."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0.0)
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def train(
+    recipe: Recipe,
+    out_dir: str | Path,
+    *,
+    accelerator: str = "cpu",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str = "32-true",
+    resume: bool = False,
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    task: Task | None = None,
+) -> dict[str, Any]:
+    """Train `recipe`'s model; write `best/`, `last/`, `metrics.json` and TensorBoard logs under `out_dir`.
+
+    Returns the summary written to metrics.json (best epoch, its validation metrics, history).
+    """
+    from lightning.fabric import Fabric
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision)
+    fabric.launch()
+    opt = recipe.optim
+    fabric.seed_everything(opt.seed)
+    if task is None:
+        task = TASKS[recipe.task](recipe, Path(cache_dir or out / "cache"))
+    model = task.build_model()
+    part = getattr(model, task.modality)
+    optimizer = torch.optim.AdamW(part.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    steps_per_epoch = max(1, len(task.train_y) // fabric.world_size // opt.batch_size)
+    total_steps = steps_per_epoch * opt.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total_steps, int(opt.warmup_epochs * steps_per_epoch))
+    )
+    start_epoch, best_score, best_epoch, stale, history = 0, -math.inf, -1, 0, []
+    state_file = out / STATE_NAME
+    if resume:
+        if not state_file.is_file():
+            raise FileNotFoundError(f"cannot resume: {state_file} not found (train once without --resume first)")
+        from ..models import load_model
+
+        last = load_model(out / "last", load_text_encoder=False)
+        part.load_state_dict(getattr(last, task.modality).state_dict())
+        state = torch.load(state_file, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_score, best_epoch, stale, history = (
+            state["epoch"] + 1, state["best_score"], state["best_epoch"], state["stale"], state["history"],
+        )
+        log(f"resumed after epoch {state['epoch'] + 1}, best {opt.select_on}={best_score:.4f} (epoch {best_epoch + 1})")
+    fabric_part, optimizer = fabric.setup(part, optimizer)
+    weights = class_weights(task.train_y, len(task.labels)) if opt.balance == "weights" else None
+    writer = None
+    if fabric.global_rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+        log(f"data: {json.dumps(task.data_summary())}")
+    generator = torch.Generator().manual_seed(opt.seed)
+    for epoch in range(start_epoch, opt.epochs):
+        generator.manual_seed(opt.seed * 1000 + epoch)
+        fabric_part.train()
+        t0, total, count = time.time(), 0.0, 0
+        for batch in task.train_batches(epoch, generator, fabric.global_rank, fabric.world_size):
+            batch = tuple(fabric.to_device(b) for b in batch)
+            loss = task.loss(fabric_part, batch, None if weights is None else fabric.to_device(weights), opt.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+            count += 1
+        train_loss = total / max(1, count)
+        fabric.barrier()
+        if fabric.global_rank != 0:
+            continue
+        part.eval()
+        probs = task.predict_val(model)
+        report = classification_report(task.val_y, probs, task.labels)
+        val_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(task.val_y)), task.val_y], 1e-8, 1.0))))
+        score = float(report[opt.select_on])
+        entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": scheduler.get_last_lr()[0],
+                 "accuracy": report["accuracy"], "uar": report["uar"], "macro_f1": report["macro_f1"],
+                 "weighted_f1": report["weighted_f1"], "seconds": round(time.time() - t0, 1)}
+        history.append(entry)
+        log(json.dumps(entry))
+        assert writer is not None
+        writer.add_scalar("loss/train", train_loss, epoch + 1)
+        writer.add_scalar("loss/val", val_loss, epoch + 1)
+        writer.add_scalar("lr", entry["lr"], epoch + 1)
+        for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
+            writer.add_scalar(f"val/{key}", report[key], epoch + 1)
+        model.config.trained = {task.modality: True}
+        model.config.extra = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
+        model.save_pretrained(out / "last")
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            model.save_pretrained(out / "best")
+            (out / "best" / "val_report.json").write_text(json.dumps(report, indent=2))
+            from ..metrics import confusion_matrix_figure
+
+            writer.add_figure("val/confusion_matrix", confusion_matrix_figure(report["confusion_matrix"], task.labels), epoch + 1)
+        else:
+            stale += 1
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                    "best_score": best_score, "best_epoch": best_epoch, "stale": stale, "history": history}, state_file)
+        if stale >= opt.patience:
+            log(f"early stop: {opt.select_on} did not improve for {opt.patience} epochs")
+            break
+    summary = {"recipe": recipe.name, "best_epoch": best_epoch + 1, f"best_{opt.select_on}": best_score,
+               "history": history, "data": task.data_summary()}
+    if fabric.global_rank == 0:
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        if writer is not None:
+            writer.close()
+    return summary
+
+
+def _short(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in ("n", "accuracy", "uar", "macro_f1", "weighted_f1") if k in report}

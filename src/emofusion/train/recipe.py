@@ -1,0 +1,101 @@
+"""Training recipes: one TOML file per trained model, read into a typed config."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data import default_data_root
+
+
+class RecipeError(ValueError):
+    """A recipe file that is missing, malformed or names unknown settings."""
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    balance: str = "weights"  # "weights" (class-weighted loss), "sampler" (balanced sampling) or "none"
+    patience: int = 6  # early stopping: epochs without improvement of the selection metric
+    select_on: str = "accuracy"  # metric on validation data that picks the best checkpoint
+    seed: int = 0
+    sentiment_weight: float = 0.5  # text only: weight of the sentiment loss beside the emotion loss
+
+
+@dataclass
+class Recipe:
+    """What to train, on which data, and how."""
+
+    name: str
+    task: str  # "face" | "voice" | "text"
+    data: dict[str, Any]
+    model: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    path: Path | None = None
+
+
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def _expand(value: Any) -> Any:
+    """Expand ${VAR} in strings; EMOFUSION_DATA defaults to ../shared/data beside the repo."""
+    if isinstance(value, str):
+        def sub(match: re.Match) -> str:
+            name = match.group(1)
+            if name == "EMOFUSION_DATA":
+                return str(default_data_root())
+            if name not in os.environ:
+                raise RecipeError(f"recipe uses ${{{name}}} but it is not set in the environment")
+            return os.environ[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    return value
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe TOML; `overrides` replace keys of its [optim] table (e.g. epochs for a quick run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    raw = _expand(raw)
+    for key in ("name", "task", "data"):
+        if key not in raw:
+            raise RecipeError(f"{path}: missing required key {key!r}")
+    if raw["task"] not in ("face", "voice", "text"):
+        raise RecipeError(f"{path}: task must be face, voice or text, not {raw['task']!r}")
+    optim_raw = dict(raw.get("optim", {}))
+    optim_raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = set(OptimConfig.__dataclass_fields__)
+    unknown = set(optim_raw) - known
+    if unknown:
+        raise RecipeError(f"{path}: unknown [optim] keys {sorted(unknown)}; known: {sorted(known)}")
+    unknown_top = set(raw) - {"name", "task", "data", "model", "augment", "optim"}
+    if unknown_top:
+        raise RecipeError(f"{path}: unknown top-level keys {sorted(unknown_top)}")
+    return Recipe(
+        name=raw["name"],
+        task=raw["task"],
+        data=raw["data"],
+        model=raw.get("model", {}),
+        augment=raw.get("augment", {}),
+        optim=OptimConfig(**optim_raw),
+        path=path,
+    )

