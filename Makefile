@@ -7,7 +7,7 @@ INPUT  ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: setup test test-fast bench analyze demo clean
+.PHONY: setup test bench analyze default-model clean
 
 # A virtualenv with the CPU build of torch 2.13.0 (installed first, so no requirement can pull
 # another torch build) and emofusion with its dev extras. Never torchvision or torchaudio.
@@ -32,6 +32,18 @@ analyze: setup
 	@if [ -z "$(INPUT)" ]; then $(BIN)/python -m emofusion.media.synth demo out/demo.mp4 && \
 	  $(BIN)/emofusion analyze out/demo.mp4 --plot out/demo-timeline.png; \
 	else $(BIN)/emofusion analyze "$(INPUT)"; fi
+
+# Reproduce the bundled model from the real data ($$EMOFUSION_DATA, default ../shared/data):
+# each part from its recipe, 5-fold speaker-held-out voice CV, then fusion weights fitted on
+# composed held-out examples. Hours on a 2-core CPU; see MODEL_CARD.md.
+RUNS ?= runs
+default-model: setup
+	$(BIN)/emofusion train recipes/face_fer2013.toml --out $(RUNS)/face
+	$(BIN)/emofusion train recipes/text_meld.toml --out $(RUNS)/text
+	for k in 1 2 3 4 5; do $(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --fold $$k --out $(RUNS)/voice-cv/fold$$k || exit 1; done
+	$(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --out $(RUNS)/voice
+	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face/best --voice $(RUNS)/voice/best \
+	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text/best --out src/emofusion/weights/default
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -92,3 +92,66 @@ def untrained_model_dir(tmp_path_factory, tiny_encoder_dir) -> Path:
 
 def read_config(model_dir: Path) -> dict:
     return json.loads((Path(model_dir) / "config.json").read_text())
+
+
+# ------------------------------------------------------------------ JSON contract v1
+
+CONTRACT_TOP_KEYS = {"schema_version", "model", "media", "labels", "options", "segments", "summary"}
+CONTRACT_SEGMENT_KEYS = {"start", "end", "face", "voice", "text", "fused"}
+CONTRACT_SUMMARY_KEYS = {"probs", "top", "score", "sentiment", "sentiment_source", "windows"}
+
+
+def assert_distribution(probs: dict, labels: list[str]) -> None:
+    """`probs` is a distribution over exactly `labels`: values in [0, 1], summing to 1 (1e-4)."""
+    assert isinstance(probs, dict) and list(probs) == list(labels), (list(probs), labels)
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in probs.values()), probs
+    assert abs(sum(probs.values()) - 1.0) <= 1e-4, sum(probs.values())
+
+
+def assert_contract_v1(d: dict) -> None:
+    """Pin the analysis JSON (schema 1.0) exactly."""
+    assert set(d) == CONTRACT_TOP_KEYS
+    assert d["schema_version"] == "1.0"
+    assert {"name", "version", "trained"} <= set(d["model"])
+    assert isinstance(d["model"]["name"], str) and isinstance(d["model"]["version"], str)
+    assert isinstance(d["model"]["trained"], bool)
+    media = d["media"]
+    assert {"duration", "has_video", "has_audio"} <= set(media)
+    assert isinstance(media["duration"], float) and media["duration"] >= 0
+    assert isinstance(media["has_video"], bool) and isinstance(media["has_audio"], bool)
+    labels = d["labels"]
+    assert isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)
+    assert isinstance(d["segments"], list)
+    for s in d["segments"]:
+        assert set(s) == CONTRACT_SEGMENT_KEYS
+        assert isinstance(s["start"], float) and isinstance(s["end"], float) and 0 <= s["start"] < s["end"]
+        if s["face"] is not None:
+            assert set(s["face"]) == {"probs", "faces", "box", "frames"}
+            assert_distribution(s["face"]["probs"], labels)
+            assert isinstance(s["face"]["faces"], int) and s["face"]["faces"] >= 1
+            assert len(s["face"]["box"]) == 4 and all(isinstance(v, int) for v in s["face"]["box"])
+        if s["voice"] is not None:
+            assert set(s["voice"]) == {"probs", "speech_fraction"}
+            assert_distribution(s["voice"]["probs"], labels)
+        if s["text"] is not None:
+            assert set(s["text"]) == {"probs", "text", "sentiment"}
+            assert_distribution(s["text"]["probs"], labels)
+            assert isinstance(s["text"]["text"], str) and s["text"]["text"]
+            assert abs(sum(s["text"]["sentiment"].values()) - 1.0) <= 1e-4
+        present = [m for m in ("face", "voice", "text") if s[m] is not None]
+        if present:
+            assert set(s["fused"]) == {"probs", "top", "score"}
+            assert_distribution(s["fused"]["probs"], labels)
+            assert s["fused"]["top"] == max(s["fused"]["probs"], key=s["fused"]["probs"].get)
+            assert s["fused"]["score"] == s["fused"]["probs"][s["fused"]["top"]]
+        else:
+            assert s["fused"] is None
+    summary = d["summary"]
+    assert set(summary) == CONTRACT_SUMMARY_KEYS
+    if summary["probs"] is not None:
+        assert_distribution(summary["probs"], labels)
+        assert summary["top"] == max(summary["probs"], key=summary["probs"].get)
+        assert summary["score"] == summary["probs"][summary["top"]]
+        assert abs(sum(summary["sentiment"].values()) - 1.0) <= 1e-4
+    else:
+        assert summary["top"] is None and summary["score"] is None

@@ -69,9 +69,6 @@ def analyze(
         analyzer = Analyzer(loaded, window=window, hop=hop, modalities=wanted, frames_per_second=fps)
     except AnalysisError as exc:
         fail(input, str(exc))
-    if not loaded.is_trained:
-        untrained = [m for m in loaded.modalities if not loaded.config.trained.get(m, False)]
-        _warn(f"model {loaded.config.name!r} has untrained parts ({', '.join(untrained)}): their output is random, not a prediction")
     if transcript is not None and not transcript.exists():
         fail(str(transcript), "no such file")
     if audio is not None and not audio.exists():
@@ -84,6 +81,11 @@ def analyze(
             info = probe(input)
         except MediaError as exc:
             fail(input, str(exc))
+        if audio is not None:
+            try:
+                probe(str(audio))  # a bad --audio file is named as such, not as the input
+            except MediaError as exc:
+                fail(str(audio), str(exc))
         show_progress = not quiet and info.duration > 30 and sys.stderr.isatty()
         progress_cb, progress_ctx = None, None
         if show_progress:
@@ -117,6 +119,10 @@ def analyze(
         fail(str(transcript) if transcript is not None else input, str(exc))
     except AnalysisError as exc:
         fail(input, str(exc))
+    if not loaded.is_trained:
+        # warned only once the input was analysed: a rejected input gets its one error line only
+        untrained = [m for m in loaded.modalities if not loaded.config.trained.get(m, False)]
+        _warn(f"model {loaded.config.name!r} has untrained parts ({', '.join(untrained)}): their output is random, not a prediction")
     result = analysis.to_dict()
     if plot is not None:
         from .plot import save_timeline

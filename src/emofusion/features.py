@@ -119,6 +119,7 @@ class FaceConfig:
 
     size: int = 48
     margin: float = 0.1  # fraction of the box side added on every side before resizing
+    input_size: int | None = None  # the net sees the centre input_size x input_size of the crop (None: all of it)
     mean: float = 0.5
     std: float = 0.25
 
@@ -148,9 +149,16 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], cfg: FaceConfig 
     return cv2.resize(crop, (cfg.size, cfg.size), interpolation=interp)
 
 
-def normalize_faces(crops: np.ndarray | torch.Tensor, cfg: FaceConfig = FaceConfig()) -> torch.Tensor:
-    """uint8 grayscale crops (N, size, size) -> float tensor (N, 1, size, size) for the face net."""
+def normalize_faces(crops: np.ndarray | torch.Tensor, cfg: FaceConfig = FaceConfig(), center_crop: bool = True) -> torch.Tensor:
+    """uint8 grayscale crops (N, size, size) -> float tensor (N, 1, S, S) for the face net.
+
+    S is cfg.input_size (the centre of the crop) when set, else size. Training passes
+    center_crop=False and takes random input_size crops instead (see train.augment).
+    """
     t = torch.as_tensor(np.asarray(crops), dtype=torch.float32)
     if t.ndim == 2:
         t = t.unsqueeze(0)
+    if center_crop and cfg.input_size is not None and cfg.input_size < t.shape[-1]:
+        off = (t.shape[-1] - cfg.input_size) // 2
+        t = t[:, off : off + cfg.input_size, off : off + cfg.input_size]
     return ((t / 255.0 - cfg.mean) / cfg.std).unsqueeze(1)

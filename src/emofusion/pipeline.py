@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .faces import FaceDetector
+from .faces import FaceDetector, FaceTracker
 from .features import crop_face, log_mel, normalize_faces, speech_fraction
 from .labels import EMOTION_TO_SENTIMENT
 from .media import AudioWindowReader, MediaError, MediaInfo, Source, iter_frames, probe
@@ -87,6 +89,7 @@ class Analyzer:
         frames_per_second: float = 2.0,
         face_detector: str = "haar",
         detect_max_side: int = 640,
+        detect_side: int = 320,
         min_speech_fraction: float = 0.2,
         block_windows: int = 64,
     ):
@@ -95,6 +98,7 @@ class Analyzer:
         if frames_per_second <= 0:
             raise AnalysisError("frames_per_second must be positive")
         self.model = model if isinstance(model, EmotionModel) else load_model(model, load_text_encoder=False)
+        self.model.prepare_inference()
         wanted = list(modalities) if modalities else list(self.model.modalities)
         unknown = [m for m in wanted if m not in MODALITIES]
         if unknown:
@@ -107,7 +111,8 @@ class Analyzer:
         self.modalities = wanted
         self.window, self.hop = float(window), float(hop)
         self.frames_per_second = float(frames_per_second)
-        self.detect_max_side = detect_max_side
+        self.detect_max_side = detect_max_side  # frames are sampled at most this large (face crops come from them)
+        self.detect_side = detect_side  # full-frame face detection runs on a copy at most this large
         self.min_speech_fraction = min_speech_fraction
         self.block_windows = max(1, block_windows)
         self._detector: FaceDetector | None = None
@@ -208,13 +213,50 @@ class Analyzer:
     # ------------------------------------------------------------------------------------
     # face
     def _face_stream(self, source: Source, duration: float, run: _Run) -> Iterator[_FrameResult]:
-        """Frame results in time order, computed in batches as they are consumed."""
+        """Frame results in time order.
+
+        A worker thread decodes the sampled frames and finds faces (PyAV and OpenCV release
+        the GIL) while this thread runs the face net in batches, so decoding overlaps the
+        models. The queue between them is bounded: memory does not grow with the input.
+        """
         times = frame_times(duration, self.frames_per_second)
         assert self.model.face is not None and self._detector is not None
         cfg = self.model.config.face_preprocess
+        tracker = FaceTracker(self._detector, detect_max_side=self.detect_side)
         batch_size = 32
+        found: queue.Queue = queue.Queue(maxsize=batch_size * 2)
+        stop = threading.Event()
+        end_marker = object()
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    found.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for t, frame in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side):
+                    box, faces = tracker.find(frame)
+                    if box is None:
+                        item = (t, None, 0, None)
+                    else:
+                        # boxes are reported in displayed-frame pixels, whatever size was sampled
+                        s = (run.info.width / frame.shape[1]) if run.info.width else 1.0
+                        item = (t, crop_face(frame, box, cfg), faces, [int(round(v * s)) for v in box])
+                    if not put(item):
+                        return
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(exc)
+            finally:
+                put(end_marker)
 
         def generate() -> Iterator[_FrameResult]:
+            worker = threading.Thread(target=produce, name="emofusion-frames", daemon=True)
+            worker.start()
             pending: list[tuple[float, np.ndarray | None, int, list[int] | None]] = []
 
             def flush() -> list[_FrameResult]:
@@ -231,20 +273,22 @@ class Analyzer:
                 pending.clear()
                 return out
 
-            for t, frame in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side):
-                boxes = self._detector.detect(frame)
-                if boxes:
-                    # boxes are reported in displayed-frame pixels, whatever size was sampled
-                    s = (run.info.width / frame.shape[1]) if run.info.width else 1.0
-                    x, y, w, h = boxes[0]
-                    display_box = [int(round(v * s)) for v in (x, y, w, h)]
-                    pending.append((t, crop_face(frame, boxes[0], cfg), len(boxes), display_box))
-                else:
-                    pending.append((t, None, 0, None))
-                if len(pending) >= batch_size:
+            try:
+                while True:
+                    item = found.get()
+                    if item is end_marker:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    pending.append(item)
+                    # run the net on a full batch, or on what there is when the worker is behind
+                    if len(pending) >= batch_size or (found.empty() and len(pending) >= 8):
+                        yield from flush()
+                if pending:
                     yield from flush()
-            if pending:
-                yield from flush()
+            finally:
+                stop.set()
+                worker.join()
 
         return generate()
 

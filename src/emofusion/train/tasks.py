@@ -158,8 +158,8 @@ class FaceTask(Task):
         bs = self.recipe.optim.batch_size
         for start in range(0, len(idx) - bs + 1, bs):  # drop the last partial batch (BatchNorm)
             sel = idx[start : start + bs]
-            x = normalize_faces(self.train_x[sel], self.face_cfg)
-            x = augment_faces(x, generator, **self.recipe.augment)
+            x = normalize_faces(self.train_x[sel], self.face_cfg, center_crop=False)
+            x = augment_faces(x, generator, crop=self.face_cfg.input_size, **self.recipe.augment)
             yield x, torch.as_tensor(self.train_y[sel])
 
     def loss(self, part, batch, class_weights, smoothing):

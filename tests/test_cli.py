@@ -1,0 +1,243 @@
+"""`emofusion analyze`: options, outputs (--json, --plot), warnings, and bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import assert_contract_v1
+from media_factory import make_clip, make_face_image
+from typer.testing import CliRunner
+
+from emofusion.cli import app
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_media")
+    clip = make_clip(d / "clip.mp4", duration=3.0, face=make_face_image(90), modulate=True)
+    mute = make_clip(d / "mute.mp4", duration=3.0, face=make_face_image(90), with_audio=False)
+    speech = make_clip(d / "speech.wav", container="wav", duration=3.0, modulate=True)
+    data = clip.read_bytes()
+    files = {
+        "clip": clip,
+        "mute": mute,
+        "speech": speech,
+        "zero": d / "zero.mp4",
+        "random": d / "random.mp4",
+        "truncated": d / "truncated.mp4",
+        "text": d / "notes.txt",
+        "missing": d / "missing.mp4",
+        "docx": d / "transcript.docx",
+        "srt": d / "subs.srt",
+    }
+    files["zero"].write_bytes(b"")
+    files["random"].write_bytes(os.urandom(64 * 1024))
+    files["truncated"].write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: lost
+    files["text"].write_text("Dear diary,\nthis is not a video.\n" * 40)
+    files["docx"].write_bytes(b"PK\x03\x04" + os.urandom(512))
+    files["srt"].write_text("1\n00:00:02,500 --> 00:00:03,000\nthis is terrible\n")
+    return files
+
+
+def run(*args: str):
+    runner = CliRunner()
+    t0 = time.monotonic()
+    result = runner.invoke(app, ["analyze", *map(str, args)])
+    result.elapsed = time.monotonic() - t0
+    return result
+
+
+def assert_no_crash(result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+def assert_one_error_line(result, subject) -> str:
+    assert_no_crash(result)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith(f"error: {subject}: "), line
+    assert len(line) > len(f"error: {subject}: ") + 3  # a reason follows
+    assert result.stdout == ""
+    assert result.elapsed < 10, result.elapsed
+    return line
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def test_json_to_stdout(media, tiny_model_dir):
+    result = run(media["clip"], "--model", tiny_model_dir, "--json", "-", "--text", "i am so happy")
+    assert_no_crash(result)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)  # stdout is only the JSON
+    assert_contract_v1(data)
+    assert result.stderr == ""  # a trained model: no warning
+    assert [(s["start"], s["end"]) for s in data["segments"]] == [(0.0, 2.0), (1.0, 3.0)]
+    assert all(s["face"] and s["voice"] and s["text"] for s in data["segments"])
+    assert data["model"]["trained"] is True
+
+
+def test_json_file_plot_and_table(media, tiny_model_dir, tmp_path):
+    out, png = tmp_path / "out.json", tmp_path / "timeline.png"
+    result = run(media["clip"], "--model", tiny_model_dir, "--json", out, "--plot", png, "--transcript", media["srt"])
+    assert_no_crash(result)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert_contract_v1(data)
+    assert [s["text"]["text"] if s["text"] else None for s in data["segments"]] == [None, "this is terrible"]
+    raw = png.read_bytes()
+    assert raw[:8] == PNG_SIGNATURE and len(raw) > 20_000
+    # without --json -, a table and a summary line go to stdout
+    assert "summary:" in result.stdout and "fused" in result.stdout
+    assert data["summary"]["top"] in result.stdout
+
+
+def test_window_hop_and_modalities(media, tiny_model_dir):
+    result = run(media["clip"], "--model", tiny_model_dir, "--json", "-", "--window", "1", "--hop", "0.5",
+                 "--modalities", "voice")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [(s["start"], s["end"]) for s in data["segments"]] == [(k * 0.5, k * 0.5 + 1.0) for k in range(5)]
+    assert data["options"]["modalities"] == ["voice"]
+    assert all(s["face"] is None and s["voice"] is not None for s in data["segments"])
+
+
+def test_separate_audio(media, tiny_model_dir):
+    result = run(media["mute"], "--model", tiny_model_dir, "--json", "-", "--audio", media["speech"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["media"]["has_audio"] is True
+    assert all(s["voice"] is not None and s["face"] is not None for s in data["segments"])
+    # without it, the mute video gives face only
+    alone = json.loads(run(media["mute"], "--model", tiny_model_dir, "--json", "-").stdout)
+    assert alone["media"]["has_audio"] is False and all(s["voice"] is None for s in alone["segments"])
+
+
+def test_untrained_model_warns_and_says_so(media, untrained_model_dir):
+    result = run(media["clip"], "--model", untrained_model_dir, "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: ") and "untrained" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    data = json.loads(result.stdout)
+    assert data["model"]["trained"] is False
+    assert data["model"]["parts"] == {"face": False, "voice": False, "text": False}
+    table = run(media["clip"], "--model", untrained_model_dir)
+    assert "UNTRAINED" in table.stdout
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("kind", ["zero", "random", "truncated", "text", "missing"])
+def test_bad_input_file(media, tiny_model_dir, kind):
+    line = assert_one_error_line(run(media[kind], "--model", tiny_model_dir, "--json", "-"), media[kind])
+    if kind == "missing":
+        assert line.endswith("no such file")
+    if kind == "zero":
+        assert "empty" in line
+
+
+def test_input_is_a_directory(media, tiny_model_dir):
+    folder = media["clip"].parent
+    assert "directory" in assert_one_error_line(run(folder, "--model", tiny_model_dir), folder)
+
+
+def test_unsupported_transcript_format(media, tiny_model_dir):
+    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--transcript", media["docx"]),
+                                 media["docx"])
+    assert "unsupported transcript format" in line
+
+
+def test_missing_transcript(media, tiny_model_dir):
+    missing = media["clip"].parent / "missing.srt"
+    assert assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--transcript", missing),
+                                 missing).endswith("no such file")
+
+
+def test_transcript_and_text_together(media, tiny_model_dir):
+    assert "not both" in assert_one_error_line(
+        run(media["clip"], "--model", tiny_model_dir, "--transcript", media["srt"], "--text", "hi"), media["clip"]
+    )
+
+
+def test_unknown_modality(media, tiny_model_dir):
+    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--modalities", "face,smell"),
+                                 media["clip"])
+    assert "unknown modality 'smell'" in line
+
+
+@pytest.mark.parametrize("option", [["--window", "0"], ["--hop", "0"], ["--window", "-1"]])
+def test_non_positive_window_or_hop(media, tiny_model_dir, option):
+    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, *option), media["clip"])
+    assert "positive" in line
+
+
+def test_bad_input_with_an_untrained_model_is_still_one_line(media, untrained_model_dir):
+    # the untrained-model warning must not precede an input error
+    assert_one_error_line(run(media["random"], "--model", untrained_model_dir), media["random"])
+    assert_one_error_line(run(media["clip"], "--model", untrained_model_dir, "--window", "0"), media["clip"])
+
+
+def test_bad_audio_file_is_named(media, tiny_model_dir):
+    line = assert_one_error_line(run(media["mute"], "--model", tiny_model_dir, "--audio", media["random"]),
+                                 media["random"])
+    assert "not a media file" in line
+    missing = media["clip"].parent / "nope.wav"
+    assert_one_error_line(run(media["mute"], "--model", tiny_model_dir, "--audio", missing), missing)
+
+
+def test_unknown_model(media, tmp_path):
+    missing = tmp_path / "no-model-here"
+    line = assert_one_error_line(run(media["clip"], "--model", missing), missing)
+    assert "bundled" in line
+
+
+def test_json_folder_must_exist(media, tiny_model_dir, tmp_path):
+    target = tmp_path / "nope" / "out.json"
+    assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--json", target), target)
+
+
+# ------------------------------------------------------------------ the real console script
+
+
+def _console_script() -> list[str]:
+    script = Path(sys.executable).parent / "emofusion"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "emofusion.cli"]
+
+
+def test_console_script_json_stdout_and_exit_codes(media, untrained_model_dir):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    base = _console_script()
+    ok = subprocess.run(
+        [*base, "analyze", str(media["clip"]), "--model", str(untrained_model_dir), "--json", "-",
+         "--text", "i am so happy"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)  # nothing but the JSON on stdout
+    assert ok.stdout.lstrip().startswith("{") and ok.stdout.rstrip().endswith("}")
+    assert_contract_v1(data)
+    assert data["model"]["trained"] is False
+    assert all(s["text"] is not None for s in data["segments"])
+    assert ok.stderr.startswith("warning: ") and "Traceback" not in ok.stderr
+
+    bad = subprocess.run(
+        [*base, "analyze", str(media["truncated"]), "--model", str(untrained_model_dir), "--json", "-"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    lines = bad.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {media['truncated']}: "), bad.stderr
+    assert "Traceback" not in bad.stderr
