@@ -14,6 +14,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Emotion in v
 EXIT_USAGE = 2
 
 
+@app.callback()
+def _configure_logging() -> None:
+    """Library warnings (e.g. skipped undecodable packets) reach stderr as `warning: ...` lines."""
+    import logging
+
+    class _Stderr(logging.Handler):  # resolves sys.stderr at each record (it may be swapped)
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(self.format(record) + "\n")
+
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    root = logging.getLogger("emofusion")
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+        root.propagate = False
+
+
 def fail(subject: str, reason: str, code: int = EXIT_USAGE) -> None:
     """Print `error: <subject>: <reason>` on stderr (one line) and exit."""
     reason = " ".join(str(reason).split())
@@ -200,9 +218,20 @@ def train(
             fail(str(recipe), "--fold applies to voice recipes (speaker folds)")
         r.data["fold"] = fold
     try:
+        import lightning.fabric  # noqa: F401  (imported here to tame its logging below)
+
         from .train.loop import train as run_training
     except ImportError as exc:
         fail("train", f"training needs the train extra (pip install 'emofusion[train]'): {exc}")
+    import logging
+
+    for name in ("lightning.fabric", "lightning_fabric"):
+        # Lightning binds a handler to the stderr of the moment it is imported; route its
+        # warnings through ours instead, and drop its INFO chatter.
+        lightning_logger = logging.getLogger(name)
+        lightning_logger.handlers.clear()
+        lightning_logger.setLevel(logging.WARNING)
+        lightning_logger.propagate = True
     try:
         summary = run_training(
             r, out, accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,

@@ -336,10 +336,11 @@ class TextTask(Task):
         if file.exists():
             data = torch.load(file)
             return data["u"], data["c"]
-        u = self.encoder.encode(texts)
-        c = self.encoder.encode(contexts) if self.context_turns > 0 else torch.zeros_like(u)
+        # encode() runs under inference_mode: clone into normal tensors that autograd accepts
+        u = self.encoder.encode(texts).clone()
+        c = self.encoder.encode(contexts).clone() if self.context_turns > 0 else torch.zeros_like(u)
         if self.context_turns > 0:
-            c[torch.tensor([not x for x in contexts])] = 0.0
+            c[torch.tensor([not x for x in contexts], dtype=torch.bool)] = 0.0
         torch.save({"u": u, "c": c}, file)
         return u, c
 

@@ -1,0 +1,216 @@
+"""Training through the real loop (Lightning Fabric) on tiny generated data, for each task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from emofusion.cli import app
+from emofusion.labels import EMOTIONS
+from emofusion.models import load_model
+from emofusion.train.loop import class_weights, lr_lambda
+from emofusion.train.recipe import RecipeError, load_recipe
+
+runner = CliRunner()
+
+
+def _image_folder(root: Path, per_class: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label in ("happy", "sad", "angry"):
+            d = root / split / label
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                cv2.imwrite(str(d / f"{i}.png"), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    return root
+
+
+def _ravdess(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for actor in (1, 2, 3, 4):
+        d = root / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for emotion in ("01", "03", "05"):
+            for rep in ("01", "02"):
+                wav = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+                sf.write(d / f"03-01-{emotion}-01-01-{rep}-{actor:02d}.wav", wav, 16000)
+    return root
+
+
+def _meld(root: Path) -> Path:
+    root.mkdir(parents=True)
+    header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+    rows = [
+        ("the cat is happy", "joy", "positive"),
+        ("the dog is sad", "sadness", "negative"),
+        ("i am angry at you", "anger", "negative"),
+        ("what a nice day", "neutral", "neutral"),
+    ]
+    for split, n_dialogues in (("train", 3), ("dev", 1)):
+        lines = [header]
+        k = 0
+        for d in range(n_dialogues):
+            for u, (text, emo, sent) in enumerate(rows):
+                k += 1
+                lines.append(f'{k},"{text}",Ross,{emo},{sent},{d},{u},1,1,"00:00:01,000","00:00:02,000"\n')
+        (root / f"{split}_sent_emo.csv").write_text("".join(lines))
+    return root
+
+
+def _recipe(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def test_lr_schedule_warms_up_then_decays():
+    f = lr_lambda(total_steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5, abs=1e-6)
+    assert f(100) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_class_weights_are_inverse_frequency():
+    w = class_weights(np.array([0, 0, 0, 1]), 3)
+    # counts 3, 1, 0 -> total/count/present = 4/3/2, 4/1/2, absent class weight 0
+    assert w.tolist() == pytest.approx([4 / 6, 2.0, 0.0])
+
+
+def test_face_one_epoch_then_resume(tmp_path):
+    data = _image_folder(tmp_path / "faces")
+    recipe = _recipe(tmp_path / "face.toml", f"""
+name = "tiny-face"
+task = "face"
+[data]
+root = "{data}"
+[model]
+channels = [4, 8]
+dropout = 0.0
+preprocess = {{ size = 48, input_size = 40 }}
+[optim]
+epochs = 1
+batch_size = 4
+balance = "sampler"
+""")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["best_epoch"] == 1 and len(summary["history"]) == 1
+    assert summary["data"]["train_n"] == 9 and summary["data"]["val_n"] == 9
+    model = load_model(out / "best")
+    assert model.config.trained == {"face": True}
+    assert model.config.face["preprocess"]["input_size"] == 40
+    assert (out / "best" / "val_report.json").is_file()
+    assert any((out / "tensorboard").iterdir())
+    # resume continues from the last epoch with the saved optimiser state
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+def test_voice_fold_training_holds_out_speakers(tmp_path):
+    data = _ravdess(tmp_path / "ravdess")
+    recipe = _recipe(tmp_path / "voice.toml", f"""
+name = "tiny-voice"
+task = "voice"
+[data]
+sources = [{{ dataset = "ravdess", root = "{data}" }}]
+folds = 2
+[model]
+channels = [4, 8]
+segment_seconds = 0.5
+[augment]
+spec_augment = {{ freq_masks = 1, freq_width = 4, time_masks = 1, time_width = 5 }}
+[optim]
+epochs = 1
+batch_size = 4
+""")
+    out = tmp_path / "fold1"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--fold", "1"])
+    assert result.exit_code == 0, result.output
+    extra = load_model(out / "last").config.extra["data"]
+    assert extra["val_speakers"] == ["ravdess_01", "ravdess_02"]
+    assert extra["train_speakers"] == ["ravdess_03", "ravdess_04"]
+    assert not set(extra["val_speakers"]) & set(extra["train_speakers"])
+    # the feature cache is written once and reused
+    cached = list((out / "cache").glob("voice-*.npz"))
+    assert len(cached) == 2
+
+
+def test_text_training_with_context(tmp_path, tiny_encoder_dir):
+    data = _meld(tmp_path / "meld")
+    recipe = _recipe(tmp_path / "text.toml", f"""
+name = "tiny-text"
+task = "text"
+[data]
+dataset = "meld"
+root = "{data}"
+[model]
+encoder = "{tiny_encoder_dir}"
+context_turns = 2
+hidden = 8
+[optim]
+epochs = 2
+batch_size = 4
+select_on = "weighted_f1"
+""")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = load_model(out / "best")
+    assert model.config.text["use_context"] and model.config.text["context_turns"] == 2
+    emo, sent = model.text_probs(["the cat is happy"], ["what a nice day"])
+    assert emo.shape == (1, len(EMOTIONS)) and sent.shape == (1, 3)
+    assert np.allclose(emo.sum(), 1.0, atol=1e-5)
+
+
+def test_bad_recipes(tmp_path):
+    with pytest.raises(RecipeError, match="no such recipe"):
+        load_recipe(tmp_path / "missing.toml")
+    bad = _recipe(tmp_path / "bad.toml", 'name = "x"\ntask = "smell"\n[data]\n')
+    with pytest.raises(RecipeError, match="task must be"):
+        load_recipe(bad)
+    unknown = _recipe(tmp_path / "unknown.toml", 'name = "x"\ntask = "face"\n[data]\n[optim]\nepochz = 3\n')
+    with pytest.raises(RecipeError, match="unknown \\[optim\\] keys"):
+        load_recipe(unknown)
+    result = runner.invoke(app, ["train", str(unknown), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+
+
+def test_train_on_an_empty_folder_says_what_layout_is_expected(tmp_path):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    recipe = _recipe(tmp_path / "face.toml", f"""
+name = "x"
+task = "face"
+[data]
+root = "{tmp_path / 'empty'}"
+""")
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "expected" in result.output and "<label>" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_augmentations_keep_shapes_and_change_inputs():
+    from emofusion.train.augment import augment_faces, augment_waveforms, spec_augment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 1, 48, 48)
+    out = augment_faces(x, g, crop=40)
+    assert out.shape == (4, 1, 40, 40) and not torch.allclose(out, x[:, :, 4:44, 4:44])
+    w = torch.randn(3, 16000) * 0.1
+    aw = augment_waveforms(w, g)
+    assert aw.shape == w.shape and aw.abs().max() <= 1.0
+    m = torch.randn(2, 64, 100)
+    sm = spec_augment(m, g, freq_masks=1, freq_width=8, time_masks=1, time_width=10)
+    assert sm.shape == m.shape and (sm == 0).any()
