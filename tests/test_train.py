@@ -214,3 +214,50 @@ def test_augmentations_keep_shapes_and_change_inputs():
     m = torch.randn(2, 64, 100)
     sm = spec_augment(m, g, freq_masks=1, freq_width=8, time_masks=1, time_width=10)
     assert sm.shape == m.shape and (sm == 0).any()
+
+
+def test_text_finetuning_top_layer_round_trips(tmp_path, tiny_encoder_dir):
+    """The fine-tuned encoder layer is saved in the model file and applied on load."""
+    data = _meld(tmp_path / "meld")
+    recipe = _recipe(tmp_path / "text.toml", f"""
+name = "tiny-text-ft"
+task = "text"
+[data]
+dataset = "meld"
+root = "{data}"
+[model]
+encoder = "{tiny_encoder_dir}"
+finetune_layers = 1
+encoder_lr = 0.01
+context_turns = 1
+hidden = 8
+[optim]
+epochs = 2
+batch_size = 4
+select_on = "weighted_f1"
+""")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "last" / "config.json").read_text())
+    shapes = config["text"]["finetuned"]["shapes"]
+    assert shapes and all(name.startswith("encoder.layer.1.") for name in shapes)  # 2-layer encoder: top = 1
+    tuned = load_model(out / "last")
+    base = load_model(out / "last", load_text_encoder=False)
+    from emofusion.models import SentenceEncoder
+
+    base.attach_encoder(SentenceEncoder(str(tiny_encoder_dir), max_length=32))  # the untuned encoder
+    texts, contexts = ["the cat is happy", "i am angry at you"], ["", "the dog is sad"]
+    tuned_emo, _ = tuned.text_probs(texts, contexts)
+    base_emo, _ = base.text_probs(texts, contexts)
+    assert not np.allclose(tuned_emo, base_emo, atol=1e-6)  # the tuned layer changed the outputs
+    # loading twice gives identical outputs
+    again, _ = load_model(out / "last").text_probs(texts, contexts)
+    assert np.allclose(tuned_emo, again, atol=1e-6)
+    # the base encoder tensors in the file are only the top layer's
+    from safetensors import safe_open
+
+    with safe_open(str(out / "last" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("text_encoder_delta.") for k in keys)
+    assert not any("layer__0__" in k for k in keys)

@@ -46,6 +46,43 @@ def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
     return fused
 
 
+class EncoderDelta(torch.nn.Module):
+    """Fine-tuned tensors of the sentence encoder's top layers, stored in model.safetensors.
+
+    Shapes come from the config (`text.finetuned`), so a model loads strictly without the
+    encoder; the tensors are copied into the encoder when it is loaded.
+    """
+
+    def __init__(self, shapes: dict[str, list[int]]):
+        super().__init__()
+        self.names = sorted(shapes)
+        for name in self.names:
+            self.register_buffer(self.key(name), torch.zeros(shapes[name]))
+
+    @staticmethod
+    def key(name: str) -> str:
+        return name.replace(".", "__")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, self.key(name)) for name in self.names}
+
+    def capture(self, encoder_model: torch.nn.Module) -> None:
+        """Copy the current values of these tensors from a (training) encoder."""
+        state = encoder_model.state_dict()
+        for name in self.names:
+            getattr(self, self.key(name)).copy_(state[name].detach())
+
+    def apply_to(self, encoder_model: torch.nn.Module) -> None:
+        """Overwrite the encoder's tensors with these; every name must exist there."""
+        state = encoder_model.state_dict()
+        missing = [n for n in self.names if n not in state or tuple(state[n].shape) != tuple(getattr(self, self.key(n)).shape)]
+        if missing:
+            raise ModelLoadError(f"the text encoder has no tensors matching the fine-tuned ones: {missing[:3]}")
+        with torch.no_grad():
+            for name in self.names:
+                state[name].copy_(getattr(self, self.key(name)))
+
+
 def bundled_models() -> dict[str, Path]:
     """Names of the models shipped inside the package -> their folders."""
     root = Path(str(resources.files("emofusion") / "weights"))
@@ -117,6 +154,7 @@ class EmotionModel(torch.nn.Module):
         self.face = None
         self.voice = None
         self.text = None
+        self.text_encoder_delta: EncoderDelta | None = None
         # The sentence encoder is not a registered submodule: it comes from its own source
         # (config.text["encoder"]) and its weights never go into model.safetensors.
         object.__setattr__(self, "_encoder", None)
@@ -140,6 +178,9 @@ class EmotionModel(torch.nn.Module):
                 dropout=float(config.text.get("dropout", 0.3)),
                 use_context=bool(config.text.get("use_context", False)),
             )
+            finetuned = config.text.get("finetuned")
+            if finetuned:
+                self.text_encoder_delta = EncoderDelta(finetuned["shapes"])
             if load_text_encoder:
                 self._load_encoder()
         self.eval()
@@ -166,6 +207,8 @@ class EmotionModel(torch.nn.Module):
                 raise ModelLoadError(
                     f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
                 )
+            if self.text_encoder_delta is not None:
+                self.text_encoder_delta.apply_to(enc.model)
             self.attach_encoder(enc)
         return self._encoder
 
@@ -255,7 +298,7 @@ class EmotionModel(torch.nn.Module):
             config = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
             raise ModelLoadError(f"{cfg_path}: invalid config: {exc}") from exc
-        model = cls(config, load_text_encoder=load_text_encoder)
+        model = cls(config, load_text_encoder=False)  # the encoder comes after the weights (fine-tuned tensors)
         try:
             state = load_file(str(weights_path))
         except Exception as exc:  # safetensors raises its own error types
@@ -265,6 +308,8 @@ class EmotionModel(torch.nn.Module):
         except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
             raise ModelLoadError(f"{weights_path}: weights do not match the config: {exc}") from exc
         model.eval()
+        if load_text_encoder and model.text is not None:
+            model._load_encoder()
         return model
 
 

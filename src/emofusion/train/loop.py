@@ -71,8 +71,8 @@ def train(
     if task is None:
         task = TASKS[recipe.task](recipe, Path(cache_dir or out / "cache"))
     model = task.build_model()
-    part = getattr(model, task.modality)
-    optimizer = torch.optim.AdamW(part.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    part = task.trainable(model)
+    optimizer = torch.optim.AdamW(task.param_groups(part, opt.lr), lr=opt.lr, weight_decay=opt.weight_decay)
     steps_per_epoch = max(1, len(task.train_y) // fabric.world_size // opt.batch_size)
     total_steps = steps_per_epoch * opt.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -85,8 +85,8 @@ def train(
             raise FileNotFoundError(f"cannot resume: {state_file} not found (train once without --resume first)")
         from ..models import load_model
 
-        last = load_model(out / "last", load_text_encoder=False)
-        part.load_state_dict(getattr(last, task.modality).state_dict())
+        last = load_model(out / "last", load_text_encoder=task.modality == "text")
+        part.load_state_dict(task.trainable(last).state_dict())
         state = torch.load(state_file, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -138,6 +138,7 @@ def train(
             writer.add_scalar(f"val/{key}", report[key], epoch + 1)
         model.config.trained = {task.modality: True}
         model.config.extra = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
+        task.before_save(model)
         model.save_pretrained(out / "last")
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..data import DatasetLayoutError, Item
 from ..features import FaceConfig, MelConfig, SAMPLE_RATE, log_mel, normalize_faces
 from ..labels import EMOTIONS, SENTIMENTS
-from ..models import EmotionModel, ModelConfig
+from ..models import EmotionModel, ModelConfig, TextHeads
 from .augment import augment_faces, augment_waveforms, spec_augment
 from .recipe import Recipe
 
@@ -61,6 +61,16 @@ class Task:
 
     def predict_val(self, model: EmotionModel) -> np.ndarray:
         raise NotImplementedError
+
+    def trainable(self, model: EmotionModel) -> torch.nn.Module:
+        """The module whose parameters are optimised (by default the modality's net)."""
+        return getattr(model, self.modality)
+
+    def param_groups(self, module: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+        return [{"params": [p for p in module.parameters() if p.requires_grad], "lr": lr}]
+
+    def before_save(self, model: EmotionModel) -> None:
+        """Bring weights that live outside the model's own modules into it (no-op by default)."""
 
     def data_summary(self) -> dict[str, Any]:
         return {
@@ -277,7 +287,17 @@ class VoiceTask(Task):
         return F.cross_entropy(part(x), y, weight=class_weights, label_smoothing=smoothing)
 
     def predict_val(self, model: EmotionModel) -> np.ndarray:
-        return np.concatenate([model.voice_probs(log_mel(w, self.mel_cfg).unsqueeze(0)) for w in self.val_wavs])
+        """Whole clips, batched by equal length (the log-mel is per clip either way)."""
+        out = np.zeros((len(self.val_wavs), len(self.labels)), dtype=np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(self.val_wavs):
+            by_length.setdefault(len(w), []).append(i)
+        for idx in by_length.values():
+            for start in range(0, len(idx), 64):
+                chunk = idx[start : start + 64]
+                mels = log_mel(torch.from_numpy(np.stack([self.val_wavs[i] for i in chunk])), self.mel_cfg)
+                out[chunk] = model.voice_probs(mels)
+        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -297,7 +317,11 @@ def dialogue_contexts(items: list[Item], turns: int) -> list[str]:
 
 
 class TextTask(Task):
-    """Transcripts (MELD) -> emotion + sentiment, on frozen sentence embeddings (cached)."""
+    """Transcripts (MELD) -> emotion + sentiment.
+
+    With `finetune_layers = 0` the sentence encoder is frozen and its embeddings are cached;
+    with k > 0 its top k layers train too (their tensors are saved in the model file).
+    """
 
     modality = "text"
 
@@ -327,8 +351,17 @@ class TextTask(Task):
         self.train_s = np.asarray([s_index[i.sentiment] for i, _ in train_pairs], dtype=np.int64)
         self.val_s = np.asarray([s_index[i.sentiment] for i, _ in val_pairs], dtype=np.int64)
         self.encoder = SentenceEncoder(self.encoder_source, max_length=self.max_length)
-        self.train_u, self.train_c = self._embed([i.text or "" for i, _ in train_pairs], [c for _, c in train_pairs])
-        self.val_u, self.val_c = self._embed([i.text or "" for i, _ in val_pairs], [c for _, c in val_pairs])
+        self.finetune_layers = int(m.get("finetune_layers", 0))
+        self.encoder_lr = float(m.get("encoder_lr", 5e-5))
+        if self.finetune_layers > 0:
+            # the top layers train, so texts are encoded at every step (nothing to cache)
+            self.train_texts = [i.text or "" for i, _ in train_pairs]
+            self.train_ctx = [c for _, c in train_pairs]
+            self.val_texts = [i.text or "" for i, _ in val_pairs]
+            self.val_ctx = [c for _, c in val_pairs]
+        else:
+            self.train_u, self.train_c = self._embed([i.text or "" for i, _ in train_pairs], [c for _, c in train_pairs])
+            self.val_u, self.val_c = self._embed([i.text or "" for i, _ in val_pairs], [c for _, c in val_pairs])
 
     def _embed(self, texts: list[str], contexts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         key = _cache_key("text", texts + ["\x01"] + contexts, {"enc": self.encoder_source, "max": self.max_length})
@@ -355,20 +388,51 @@ class TextTask(Task):
             "use_context": self.context_turns > 0,
             "context_turns": self.context_turns,
         }
+        if self.finetune_layers > 0:
+            names = top_layer_tensors(self.encoder.model, self.finetune_layers)
+            state = self.encoder.model.state_dict()
+            text["finetuned"] = {"layers": self.finetune_layers, "shapes": {n: list(state[n].shape) for n in names}}
         model = EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, text=text), load_text_encoder=False)
         model.attach_encoder(self.encoder)
         return model
+
+    def trainable(self, model: EmotionModel) -> torch.nn.Module:
+        if self.finetune_layers <= 0:
+            return super().trainable(model)
+        assert model.text is not None
+        return TextFinetune(model.text, model.encoder, self.finetune_layers)
+
+    def param_groups(self, module: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+        if not isinstance(module, TextFinetune):
+            return super().param_groups(module, lr)
+        return [
+            {"params": list(module.heads.parameters()), "lr": lr},
+            {"params": [p for p in module.encoder_model.parameters() if p.requires_grad], "lr": self.encoder_lr},
+        ]
+
+    def before_save(self, model: EmotionModel) -> None:
+        if self.finetune_layers > 0:
+            assert model.text_encoder_delta is not None
+            model.text_encoder_delta.capture(model.encoder.model)
 
     def train_batches(self, epoch, generator, rank=0, world=1):
         idx = self._indices(generator, rank, world, self.recipe.optim.balance)
         bs = self.recipe.optim.batch_size
         for start in range(0, len(idx), bs):
             sel = torch.as_tensor(idx[start : start + bs])
-            yield self.train_u[sel], self.train_c[sel], torch.as_tensor(self.train_y[sel]), torch.as_tensor(self.train_s[sel])
+            y, s = torch.as_tensor(self.train_y[sel]), torch.as_tensor(self.train_s[sel])
+            if self.finetune_layers > 0:
+                yield TextBatch([self.train_texts[i] for i in sel], [self.train_ctx[i] for i in sel]), y, s
+            else:
+                yield self.train_u[sel], self.train_c[sel], y, s
 
     def loss(self, part, batch, class_weights, smoothing):
-        u, c, y, s = batch
-        emo, sent = part(u, c)
+        if self.finetune_layers > 0:
+            texts, y, s = batch
+            emo, sent = part(texts)
+        else:
+            u, c, y, s = batch
+            emo, sent = part(u, c)
         w = self.recipe.optim.sentiment_weight
         return F.cross_entropy(emo, y, weight=class_weights, label_smoothing=smoothing) + w * F.cross_entropy(
             sent, s, label_smoothing=smoothing
@@ -376,8 +440,61 @@ class TextTask(Task):
 
     @torch.inference_mode()
     def predict_val(self, model: EmotionModel) -> np.ndarray:
+        if self.finetune_layers > 0:
+            model.encoder.model.eval()
+            emo, _ = model.text_probs(self.val_texts, self.val_ctx if self.context_turns > 0 else None)
+            return emo
         emo, _ = model.text(self.val_u, self.val_c)
         return torch.softmax(emo, -1).numpy()
+
+
+class TextBatch:
+    """Texts of a training batch (and their dialogue context); moved to a device as is."""
+
+    def __init__(self, texts: list[str], contexts: list[str]):
+        self.texts, self.contexts = texts, contexts
+
+    def to(self, *args, **kwargs) -> "TextBatch":
+        return self
+
+
+def top_layer_tensors(encoder_model: torch.nn.Module, layers: int) -> list[str]:
+    """State-dict names of the encoder's top `layers` transformer layers."""
+    total = int(encoder_model.config.num_hidden_layers)
+    prefixes = tuple(f"encoder.layer.{i}." for i in range(total - layers, total))
+    names = [n for n in encoder_model.state_dict() if n.startswith(prefixes)]
+    if not names:
+        raise ValueError(f"cannot find the top {layers} layers in the text encoder (expected encoder.layer.N.*)")
+    return names
+
+
+class TextFinetune(torch.nn.Module):
+    """Heads plus the sentence encoder with only its top `layers` layers trainable."""
+
+    def __init__(self, heads: TextHeads, encoder: Any, layers: int):
+        super().__init__()
+        self.heads = heads
+        self.encoder_model = encoder.model
+        object.__setattr__(self, "_tokenizer", encoder.tokenizer)
+        self.max_length = encoder.max_length
+        trainable = set(top_layer_tensors(encoder.model, layers))
+        for name, param in self.encoder_model.named_parameters():
+            param.requires_grad = name in trainable
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        hidden = self.encoder_model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return F.normalize(pooled, dim=-1)
+
+    def forward(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self.embed(batch.texts)
+        c = None
+        if self.heads.use_context:
+            c = self.embed(batch.contexts)
+            c = c * torch.tensor([bool(x) for x in batch.contexts], dtype=c.dtype).unsqueeze(-1)
+        return self.heads(u, c)
 
 
 TASKS: dict[str, type[Task]] = {"face": FaceTask, "voice": VoiceTask, "text": TextTask}
