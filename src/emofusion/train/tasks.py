@@ -145,7 +145,9 @@ class FaceTask(Task):
 
     def _cached(self, items: list[Item]) -> np.ndarray:
         paths = [str(item.path) for item in items]
-        key = _cache_key("face", paths, self.face_cfg.to_dict())
+        # input_size only changes what the net sees of a cached crop, not the crop itself
+        crop_params = {k: v for k, v in self.face_cfg.to_dict().items() if k != "input_size"}
+        key = _cache_key("face", paths, crop_params)
         file = self.cache_dir / f"face-{key}.npy"
         if file.exists():
             return np.load(file)
