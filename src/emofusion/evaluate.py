@@ -267,12 +267,7 @@ def load_for(name_or_path: str | Path, modality: str) -> "EmotionModel":
     (so a missing encoder is an error before any data is read)."""
     from .models import load_model
 
-    # Loaded without the encoder, then the encoder is attached: model.safetensors holds only
-    # the heads (see EmotionModel.save_pretrained), the encoder comes from its own folder.
-    model = load_model(name_or_path, load_text_encoder=False)
-    if modality == "text" and model.text is not None:
-        model.encoder  # noqa: B018 - loads it, raising ModelLoadError when it cannot
-    return model
+    return load_model(name_or_path, load_text_encoder=modality == "text")
 
 
 def _model_info(model: "EmotionModel", modality: str) -> dict[str, Any]:

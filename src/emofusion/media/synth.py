@@ -126,6 +126,7 @@ def make_clip(
     bframes: int = 0,
     audio_start: float = 0.0,
     options: dict | None = None,
+    audio: np.ndarray | None = None,
 ) -> Path:
     """Encode a small clip to ``path`` (suffix replaced by ``container`` if missing) and
     return its path.
@@ -141,6 +142,7 @@ def make_clip(
     grayscale (H, W) or RGB (H, W, 3) -- e.g. :func:`make_face_image` -- pasted in the
     middle of every frame, below the frame-index band (the top 20 % of the frame); it
     must fit there.
+    ``audio``: mono float32 samples at ``sample_rate`` to write instead of the tone.
     ``options`` go to the muxer, e.g. ``{"movflags": "faststart"}`` (mp4: index first)
     or ``{"live": "1"}`` (webm/mkv as a browser records it: no duration, no cues).
     """
@@ -211,7 +213,13 @@ def make_clip(
         if as_ is not None:
             rate = as_.codec_context.sample_rate
             n = int(round((duration - audio_start) * rate))
-            x = np.zeros(n, np.float32) if silent else tone(duration - audio_start, rate, tone_hz, modulate)[:n]
+            if audio is not None:
+                if rate != (sample_rate or rate):
+                    raise ValueError("audio samples must be at the clip's sample_rate")
+                x = np.zeros(n, np.float32)
+                x[: min(n, len(audio))] = audio[:n]
+            else:
+                x = np.zeros(n, np.float32) if silent else tone(duration - audio_start, rate, tone_hz, modulate)[:n]
             block = 4096
             first = int(round(audio_start * rate))
             for k in range(0, n, block):
