@@ -42,7 +42,7 @@ default-model: setup
 	$(BIN)/emofusion train recipes/text_meld.toml --out $(RUNS)/text
 	for k in 1 2 3 4 5; do $(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --fold $$k --out $(RUNS)/voice-cv/fold$$k || exit 1; done
 	$(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --out $(RUNS)/voice
-	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face/best --voice $(RUNS)/voice/best \
+	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face/best --voice $(RUNS)/voice/last \
 	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text/best --out src/emofusion/weights/default
 
 clean:

@@ -177,6 +177,19 @@ def test_unknown_modality(media, tiny_model_dir):
     assert "unknown modality 'smell'" in line
 
 
+def test_transcribe_without_whisper_says_how_to_get_it(media, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("EMOFUSION_WHISPER_MODEL", raising=False)
+    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--transcribe"), media["clip"])
+    # without the asr extra: how to install it; with it but no local model: how to point at one
+    assert "faster-whisper" in line
+
+
+def test_missing_yunet_model_file_is_one_error_line(media, tiny_model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOFUSION_YUNET", str(tmp_path / "face_detection_yunet.onnx"))
+    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir), media["clip"])
+    assert "YuNet model file" in line and "not found" in line
+
+
 @pytest.mark.parametrize("option", [["--window", "0"], ["--hop", "0"], ["--window", "-1"]])
 def test_non_positive_window_or_hop(media, tiny_model_dir, option):
     line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, *option), media["clip"])

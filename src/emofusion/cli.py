@@ -91,7 +91,6 @@ def analyze(
         fail(str(transcript), "no such file")
     if audio is not None and not audio.exists():
         fail(str(audio), "no such file")
-    subject = input
     try:
         from .media import probe
 
@@ -119,7 +118,6 @@ def analyze(
 
             progress_ctx.start()
         try:
-            subject = str(transcript) if transcript is not None else input
             analysis = analyzer.analyze(
                 input,
                 audio=str(audio) if audio is not None else None,
@@ -132,7 +130,7 @@ def analyze(
             if progress_ctx is not None:
                 progress_ctx.stop()
     except MediaError as exc:
-        fail(subject if subject == input else input, str(exc))
+        fail(input, str(exc))
     except TranscriptError as exc:
         fail(str(transcript) if transcript is not None else input, str(exc))
     except AnalysisError as exc:
@@ -164,8 +162,7 @@ def _print_table(result: dict) -> None:
         label = max(part["probs"], key=part["probs"].get)
         return f"{label} {part['probs'][label]:.2f}"
 
-    table = Table(title=f"{Path(str(result['media'].get('container', '')) or '').name}")
-    table.title = None
+    table = Table()
     for column in ("start", "end", "face", "voice", "text", "fused"):
         table.add_column(column, justify="right" if column in ("start", "end") else "left")
     for s in result["segments"]:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .faces import FaceDetector, FaceTracker
+from .faces import FaceDetector, FaceDetectorError, FaceTracker
 from .features import crop_face, log_mel, normalize_faces, speech_fraction
 from .labels import EMOTION_TO_SENTIMENT
 from .media import AudioWindowReader, MediaError, MediaInfo, Source, iter_frames, probe
@@ -118,7 +118,10 @@ class Analyzer:
         self._detector: FaceDetector | None = None
         self._face_detector_name = face_detector
         if "face" in self.modalities:
-            self._detector = FaceDetector(face_detector)
+            try:
+                self._detector = FaceDetector(face_detector)
+            except FaceDetectorError as exc:
+                raise AnalysisError(str(exc)) from None
         self.labels = self.model.labels
 
     # ------------------------------------------------------------------------------------
