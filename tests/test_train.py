@@ -261,3 +261,40 @@ select_on = "weighted_f1"
         keys = list(f.keys())
     assert any(k.startswith("text_encoder_delta.") for k in keys)
     assert not any("layer__0__" in k for k in keys)
+
+
+def test_assemble_keeps_every_part_and_the_fine_tuned_encoder(tmp_path, tiny_encoder_dir):
+    """The bundled model is assembled from part folders: each part's outputs must survive."""
+    import torch
+
+    from emofusion.models import EmotionModel, ModelConfig, SentenceEncoder
+    from emofusion.train.fusion_fit import assemble
+
+    torch.manual_seed(0)
+    face = EmotionModel(ModelConfig(name="f", trained={"face": True},
+                                    face={"channels": [4, 8], "dropout": 0.0, "preprocess": {}}))
+    voice = EmotionModel(ModelConfig(name="v", trained={"voice": True},
+                                     voice={"channels": [4, 8], "dropout": 0.0, "preprocess": {}}))
+    encoder = SentenceEncoder(str(tiny_encoder_dir), max_length=32)
+    names = [n for n in encoder.model.state_dict() if n.startswith("encoder.layer.1.")]
+    shapes = {n: list(encoder.model.state_dict()[n].shape) for n in names}
+    text = EmotionModel(ModelConfig(name="t", trained={"text": True}, text={
+        "encoder": str(tiny_encoder_dir), "embed_dim": 16, "hidden": 8, "dropout": 0.0,
+        "finetuned": {"layers": 1, "shapes": shapes}}), load_text_encoder=False)
+    with torch.no_grad():
+        for buffer in text.text_encoder_delta.buffers():
+            buffer.normal_()
+    paths = {}
+    for name, model in (("face", face), ("voice", voice), ("text", text)):
+        paths[name] = model.save_pretrained(tmp_path / name)
+    combined = assemble(paths, tmp_path / "default", fusion_weights={"face": 1.0, "voice": 1.5, "text": 0.25})
+    reloaded = load_model(tmp_path / "default")
+    assert reloaded.config.fusion["weights"] == {"face": 1.0, "voice": 1.5, "text": 0.25}
+    assert reloaded.is_trained
+    x = torch.randn(2, 1, 48, 48)
+    mel = torch.randn(2, 64, 50)
+    assert np.allclose(reloaded.face_probs(x), load_model(paths["face"]).face_probs(x), atol=1e-6)
+    assert np.allclose(reloaded.voice_probs(mel), load_model(paths["voice"]).voice_probs(mel), atol=1e-6)
+    texts = ["the cat is happy", "the dog is sad"]
+    assert np.allclose(reloaded.text_probs(texts)[0], load_model(paths["text"]).text_probs(texts)[0], atol=1e-6)
+    assert combined.text_encoder_delta is not None

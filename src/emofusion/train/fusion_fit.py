@@ -99,6 +99,10 @@ def assemble(parts: dict[str, str | Path], out: str | Path, *, name: str = "defa
     combined = EmotionModel(config, load_text_encoder=False)
     for m, model in loaded.items():
         getattr(combined, m).load_state_dict(getattr(model, m).state_dict())
+    if "text" in loaded and loaded["text"].text_encoder_delta is not None:
+        # the fine-tuned encoder layers travel with the text heads
+        assert combined.text_encoder_delta is not None
+        combined.text_encoder_delta.load_state_dict(loaded["text"].text_encoder_delta.state_dict())
     combined.save_pretrained(out)
     return combined
 
