@@ -69,6 +69,26 @@ def _recipe(path: Path, body: str) -> Path:
     return path
 
 
+def _text_recipe(tmp_path: Path, encoder_dir: Path, model_lines: str) -> Path:
+    """A 2-epoch text recipe on a tiny MELD layout; `model_lines` add to its [model] table."""
+    data = _meld(tmp_path / "meld")
+    return _recipe(tmp_path / "text.toml", f"""
+name = "tiny-text"
+task = "text"
+[data]
+dataset = "meld"
+root = "{data}"
+[model]
+encoder = "{encoder_dir}"
+hidden = 8
+{model_lines}
+[optim]
+epochs = 2
+batch_size = 4
+select_on = "weighted_f1"
+""")
+
+
 def test_lr_schedule_warms_up_then_decays():
     f = lr_lambda(total_steps=100, warmup_steps=10)
     assert f(0) == pytest.approx(0.1)
@@ -148,22 +168,7 @@ batch_size = 4
 
 
 def test_text_training_with_context(tmp_path, tiny_encoder_dir):
-    data = _meld(tmp_path / "meld")
-    recipe = _recipe(tmp_path / "text.toml", f"""
-name = "tiny-text"
-task = "text"
-[data]
-dataset = "meld"
-root = "{data}"
-[model]
-encoder = "{tiny_encoder_dir}"
-context_turns = 2
-hidden = 8
-[optim]
-epochs = 2
-batch_size = 4
-select_on = "weighted_f1"
-""")
+    recipe = _text_recipe(tmp_path, tiny_encoder_dir, "context_turns = 2")
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -218,24 +223,7 @@ def test_augmentations_keep_shapes_and_change_inputs():
 
 def test_text_finetuning_top_layer_round_trips(tmp_path, tiny_encoder_dir):
     """The fine-tuned encoder layer is saved in the model file and applied on load."""
-    data = _meld(tmp_path / "meld")
-    recipe = _recipe(tmp_path / "text.toml", f"""
-name = "tiny-text-ft"
-task = "text"
-[data]
-dataset = "meld"
-root = "{data}"
-[model]
-encoder = "{tiny_encoder_dir}"
-finetune_layers = 1
-encoder_lr = 0.01
-context_turns = 1
-hidden = 8
-[optim]
-epochs = 2
-batch_size = 4
-select_on = "weighted_f1"
-""")
+    recipe = _text_recipe(tmp_path, tiny_encoder_dir, "finetune_layers = 1\nencoder_lr = 0.01\ncontext_turns = 1")
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
     assert result.exit_code == 0, result.output

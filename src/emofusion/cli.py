@@ -70,7 +70,7 @@ def analyze(
 ) -> None:
     """Analyse a video or audio file: emotions per window of time from face, voice and text, fused."""
     from .media import MediaError
-    from .pipeline import AnalysisError, Analyzer
+    from .pipeline import AnalysisError, Analyzer, ExternalAudioError
     from .transcript import TranscriptError
 
     if transcript is not None and text is not None:
@@ -91,32 +91,8 @@ def analyze(
         fail(str(transcript), "no such file")
     if audio is not None and not audio.exists():
         fail(str(audio), "no such file")
+    progress = _LazyProgress(enabled=not quiet and sys.stderr.isatty())
     try:
-        from .media import probe
-
-        try:
-            info = probe(input)
-        except MediaError as exc:
-            fail(input, str(exc))
-        if audio is not None:
-            try:
-                probe(str(audio))  # a bad --audio file is named as such, not as the input
-            except MediaError as exc:
-                fail(str(audio), str(exc))
-        show_progress = not quiet and info.duration > 30 and sys.stderr.isatty()
-        progress_cb, progress_ctx = None, None
-        if show_progress:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            progress_ctx = Progress(TextColumn("analysing"), BarColumn(), TextColumn("{task.completed}/{task.total} windows"),
-                                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            task_id = progress_ctx.add_task("analyse", total=None)
-
-            def progress_cb(done: int, total: int) -> None:
-                progress_ctx.update(task_id, completed=done, total=total)
-
-            progress_ctx.start()
         try:
             analysis = analyzer.analyze(
                 input,
@@ -124,11 +100,12 @@ def analyze(
                 transcript=transcript,
                 text=text,
                 transcribe_audio=transcribe,
-                progress=progress_cb,
+                progress=progress.update,
             )
         finally:
-            if progress_ctx is not None:
-                progress_ctx.stop()
+            progress.stop()
+    except ExternalAudioError as exc:  # the --audio file, not the input, is at fault
+        fail(str(audio), str(exc))
     except MediaError as exc:
         fail(input, str(exc))
     except TranscriptError as exc:
@@ -150,6 +127,34 @@ def analyze(
     if json_out is not None:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
     _print_table(result)
+
+
+class _LazyProgress:
+    """A progress bar on stderr that appears only for long inputs (more than 30 windows)."""
+
+    MIN_WINDOWS = 30
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar = None
+        self._task = None
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or total <= self.MIN_WINDOWS:
+            return
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("analysing"), BarColumn(), TextColumn("{task.completed}/{task.total} windows"),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._task = self._bar.add_task("analyse", total=total)
+            self._bar.start()
+        self._bar.update(self._task, completed=done, total=total)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def _print_table(result: dict) -> None:

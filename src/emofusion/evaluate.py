@@ -102,12 +102,11 @@ def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipp
 
 
 def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter) -> np.ndarray:
-    from .features import log_mel
     from .media import MediaError, read_audio
 
     cfg = model.config.mel
     min_len = int(round(MIN_CLIP_SECONDS * cfg.sample_rate))
-    out: list[np.ndarray] = []
+    wavs: list[np.ndarray] = []
     readable: list[int] = []
     for i in keep:
         item = items[i]
@@ -124,10 +123,10 @@ def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skip
             continue
         if wav.size < min_len:
             wav = np.pad(wav, (0, min_len - wav.size))
-        out.append(model.voice_probs(log_mel(wav, cfg).unsqueeze(0)))
+        wavs.append(wav)
         readable.append(i)
     keep[:] = readable
-    return np.concatenate(out) if out else np.zeros((0, len(model.config.labels)))
+    return model.clip_voice_probs(wavs)
 
 
 def predict_items(

@@ -24,7 +24,7 @@ from .features import crop_face, log_mel, normalize_faces, speech_fraction
 from .labels import EMOTION_TO_SENTIMENT
 from .media import AudioWindowReader, MediaError, MediaInfo, Source, iter_frames, probe
 from .models import MODALITIES, EmotionModel, load_model
-from .results import Analysis, FaceResult, Segment, Summary, TextResult, Verdict, VoiceResult
+from .results import Analysis, FaceResult, Segment, Summary, TextResult, Verdict, VoiceResult, probs_dict
 from .transcript import TranscriptSegment, from_text, read_transcript, transcribe
 
 ProgressCallback = Callable[[int, int], None]
@@ -32,6 +32,10 @@ ProgressCallback = Callable[[int, int], None]
 
 class AnalysisError(ValueError):
     """The analysis cannot run with these inputs or options (one-line reason)."""
+
+
+class ExternalAudioError(MediaError):
+    """The separate audio file given beside the input cannot be read (one-line reason)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,6 @@ class Analyzer:
         self.min_speech_fraction = min_speech_fraction
         self.block_windows = max(1, block_windows)
         self._detector: FaceDetector | None = None
-        self._face_detector_name = face_detector
         if "face" in self.modalities:
             try:
                 self._detector = FaceDetector(face_detector)
@@ -144,7 +147,10 @@ class Analyzer:
         audio_source: Source | None = source if info.has_audio else None
         audio_info: MediaInfo | None = info if info.has_audio else None
         if audio is not None:
-            audio_info = probe(audio)
+            try:
+                audio_info = probe(audio)
+            except MediaError as exc:
+                raise ExternalAudioError(str(exc)) from None
             if not audio_info.has_audio:
                 raise MediaError("the --audio file has no audio stream")
             audio_source = audio
@@ -174,6 +180,8 @@ class Analyzer:
         face_stream = self._face_stream(source, duration, run) if use_face else None
         audio_reader = AudioWindowReader(audio_source) if use_voice else None
         try:
+            if progress:
+                progress(0, len(windows))
             for block_start in range(0, len(windows), self.block_windows):
                 block = windows[block_start : block_start + self.block_windows]
                 faces = self._faces_for(block, face_stream, run) if face_stream is not None else [None] * len(block)
@@ -386,12 +394,12 @@ class Analyzer:
                 out.append(None)
                 continue
             e, s = cache[(t, c)]
-            out.append(TextResult(self._probs(e), t, {k: round(float(v), 6) for k, v in zip(sentiment_labels, s)}))
+            out.append(TextResult(self._probs(e), t, probs_dict(sentiment_labels, s)))
         return out
 
     # ------------------------------------------------------------------------------------
     def _probs(self, p: np.ndarray) -> dict[str, float]:
-        return {label: round(float(v), 6) for label, v in zip(self.labels, p)}
+        return probs_dict(self.labels, p)
 
     def _vector(self, probs: dict[str, float]) -> np.ndarray:
         return np.array([probs[label] for label in self.labels], dtype=np.float64)
@@ -430,5 +438,5 @@ class Analyzer:
         sent = sent / sent.sum() if sent.sum() > 0 else sent
         return Summary(
             verdict.probs, verdict.top, verdict.score,
-            {k: round(float(v), 6) for k, v in zip(sentiment_labels, sent)}, source, counts,
+            probs_dict(sentiment_labels, sent), source, counts,
         )

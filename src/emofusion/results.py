@@ -9,7 +9,8 @@ from typing import Any
 SCHEMA_VERSION = "1.0"
 
 
-def _probs_dict(labels: list[str], probs) -> dict[str, float]:
+def probs_dict(labels: list[str], probs) -> dict[str, float]:
+    """{label: probability} rounded for JSON (6 decimals)."""
     return {label: round(float(p), 6) for label, p in zip(labels, probs)}
 
 
@@ -59,7 +60,7 @@ class Verdict:
 
     @classmethod
     def from_probs(cls, labels: list[str], probs) -> "Verdict":
-        d = _probs_dict(labels, probs)
+        d = probs_dict(labels, probs)
         top = max(d, key=d.__getitem__)
         return cls(d, top, d[top])
 

@@ -255,6 +255,21 @@ class EmotionModel(torch.nn.Module):
         assert self.voice is not None
         return torch.softmax(self._net("voice")(mels), dim=-1).numpy()
 
+    def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Whole clips (16 kHz mono) -> (N, C) probabilities; clips of equal length share a batch
+        (the log-mel is normalised per clip, so batching does not change any clip's input)."""
+        from ..features import log_mel
+
+        out = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, w in enumerate(wavs):
+            by_length.setdefault(len(w), []).append(i)
+        for idx in by_length.values():
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start : start + batch_size]
+                out[chunk] = self.voice_probs(log_mel(torch.from_numpy(np.stack([wavs[i] for i in chunk])), self.config.mel))
+        return out
+
     @torch.inference_mode()
     def text_probs(self, texts: list[str], contexts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Texts (and optional preceding context) -> (emotion probs (N, C), sentiment probs (N, 3))."""

@@ -63,22 +63,19 @@ class SentenceEncoder(nn.Module):
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)
 
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Embed one batch of texts -> (N, dim) unit vectors (mean over real tokens), with
+        autograd as the caller sets it (fine-tuning trains through this)."""
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
     @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Embed texts -> (N, dim) unit vectors. Empty strings embed like any other text."""
-        out = []
-        for i in range(0, len(texts), batch_size):
-            batch = self.tokenizer(
-                texts[i : i + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            out.append(nn.functional.normalize(pooled, dim=-1))
+        """Embed texts for inference -> (N, dim) unit vectors. Empty strings embed like any other text."""
+        out = [self.embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
         if not out:
             return torch.zeros(0, self.dim)
         return torch.cat(out)

@@ -47,7 +47,7 @@ def fit_weights(probs: dict[str, np.ndarray], y: np.ndarray, grid: tuple[float, 
     names = list(probs)
     best, best_acc = {m: 1.0 for m in names}, -1.0
     for combo in itertools.product(grid, repeat=len(names)):
-        if sum(combo) == 0 or max(combo) != 1.0 and max(combo) < 1.0:
+        if max(combo) < 1.0:  # all-zero; otherwise only the ratios matter, so keep a largest weight >= 1
             continue
         weights = dict(zip(names, combo))
         fused = fuse(dict(probs), weights)

@@ -289,17 +289,7 @@ class VoiceTask(Task):
         return F.cross_entropy(part(x), y, weight=class_weights, label_smoothing=smoothing)
 
     def predict_val(self, model: EmotionModel) -> np.ndarray:
-        """Whole clips, batched by equal length (the log-mel is per clip either way)."""
-        out = np.zeros((len(self.val_wavs), len(self.labels)), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(self.val_wavs):
-            by_length.setdefault(len(w), []).append(i)
-        for idx in by_length.values():
-            for start in range(0, len(idx), 64):
-                chunk = idx[start : start + 64]
-                mels = log_mel(torch.from_numpy(np.stack([self.val_wavs[i] for i in chunk])), self.mel_cfg)
-                out[chunk] = model.voice_probs(mels)
-        return out
+        return model.clip_voice_probs(self.val_wavs)
 
 
 # --------------------------------------------------------------------------------------
@@ -476,25 +466,17 @@ class TextFinetune(torch.nn.Module):
     def __init__(self, heads: TextHeads, encoder: Any, layers: int):
         super().__init__()
         self.heads = heads
-        self.encoder_model = encoder.model
-        object.__setattr__(self, "_tokenizer", encoder.tokenizer)
-        self.max_length = encoder.max_length
+        self.encoder_model = encoder.model  # registered, so the trained layers are in this state dict
+        object.__setattr__(self, "_encoder", encoder)
         trainable = set(top_layer_tensors(encoder.model, layers))
         for name, param in self.encoder_model.named_parameters():
             param.requires_grad = name in trainable
 
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        hidden = self.encoder_model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        return F.normalize(pooled, dim=-1)
-
     def forward(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self.embed(batch.texts)
+        u = self._encoder.embed(batch.texts)
         c = None
         if self.heads.use_context:
-            c = self.embed(batch.contexts)
+            c = self._encoder.embed(batch.contexts)
             c = c * torch.tensor([bool(x) for x in batch.contexts], dtype=c.dtype).unsqueeze(-1)
         return self.heads(u, c)
 
