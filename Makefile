@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 	@! $(BIN)/pip list 2>/dev/null | grep -Ei '^(torchvision|torchaudio) ' || { echo "error: torchvision/torchaudio must not be installed"; exit 1; }
 	touch $(STAMP)
 
+# The tests also need a PostgreSQL server on loopback and Chromium (Debian packages): the script
+# installs and starts what is missing and prints the test database's URL.
 test: setup
-	$(BIN)/python -m pytest -q
+	url=$$(scripts/ensure-test-services.sh) && EMOFUSION_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

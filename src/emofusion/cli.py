@@ -1,4 +1,4 @@
-"""The `emofusion` command line: analyze, evaluate, train."""
+"""The `emofusion` command line: analyze, evaluate, train, serve, keys."""
 
 from __future__ import annotations
 
@@ -251,7 +251,15 @@ def _register_evaluate() -> None:
     app.command("evaluate")(evaluate_command)
 
 
+def _register_serve() -> None:
+    from .serve.cli import keys_app, serve
+
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+
+
 _register_evaluate()
+_register_serve()
 
 
 def main() -> None:

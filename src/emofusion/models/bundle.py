@@ -223,8 +223,11 @@ class EmotionModel(torch.nn.Module):
     # -- inference ----------------------------------------------------------------------
     def prepare_inference(self) -> "EmotionModel":
         """Build inference copies of the face and voice nets with BatchNorm folded into the
-        convolutions (same outputs, fewer operations). Weights must not change afterwards."""
+        convolutions (same outputs, fewer operations). Weights must not change afterwards;
+        a second call keeps the copies of the first."""
         self.eval()
+        if self.__dict__.get("_fast") is not None:
+            return self
         fast = {}
         for name in ("face", "voice"):
             net = getattr(self, name)

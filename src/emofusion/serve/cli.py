@@ -1,0 +1,121 @@
+"""`emofusion serve` and `emofusion keys ...` (operators' key management)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from ..cli import fail
+
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (operators).")
+
+
+def serve(
+    host: Optional[str] = typer.Option(None, help="Interface to bind (default: $EMOFUSION_HOST or 127.0.0.1; "
+                                       "0.0.0.0 for all, as in a SageMaker container)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: $SAGEMAKER_BIND_TO_PORT or 8080)."),
+    workers: int = typer.Option(1, min=1, help="Server processes (they share the database and the job queue)."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run the web service: SageMaker routes, the /v1 API, the web page.
+
+    Configured by the environment: EMOFUSION_HOME (database and uploads), DATABASE_URL,
+    EMOFUSION_STORAGE (a folder or s3://bucket/prefix), EMOFUSION_MODEL, limits (see README).
+    """
+    import uvicorn
+
+    from .config import Settings, SettingsError
+
+    host = host or os.environ.get("EMOFUSION_HOST") or "127.0.0.1"
+    if port is None:
+        raw = os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            fail("SAGEMAKER_BIND_TO_PORT", f"{raw!r} is not a port number")
+        port = int(raw)
+    try:
+        Settings.from_env()  # report a bad setting here, in one line, not from inside uvicorn
+    except SettingsError as exc:
+        fail("settings", str(exc))
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail("--log-level", f"{log_level!r} is not one of debug, info, warning, error")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("emofusion")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    uvicorn.run("emofusion.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level.lower(), timeout_graceful_shutdown=90)
+
+
+def _db():
+    from .config import Settings, SettingsError
+    from .db import Database
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        fail("settings", str(exc))
+    db = Database(settings.database_url)
+    db.upgrade()
+    return db
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="What the key is for."),
+    user: str = typer.Option("operator@emofusion.local", "--user", help="Owner's email (created when new, keys only)."),
+) -> None:
+    """Print a new API key on stdout (shown once; only its hash is stored)."""
+    from . import auth
+
+    db = _db()
+    try:
+        owner = auth.get_or_create_user(db, user)
+        _, secret = auth.create_key(db, owner.id, name)
+    except auth.AuthError as exc:
+        fail("--user" if exc.code == "invalid_email" else "--name", exc.message)
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Optional[str] = typer.Option(None, "--user", help="Only this owner's keys."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+) -> None:
+    """List keys (prefix, owner, name, created, last used, revoked); never the keys themselves."""
+    from sqlalchemy import select
+
+    from . import auth
+    from .db import User
+
+    db = _db()
+    user_id = None
+    if user is not None:
+        with db.session() as s:
+            found = s.scalar(select(User).where(User.email == user.strip().lower()))
+        if found is None:
+            fail("--user", f"no user {user!r}")
+        user_id = found.id
+    for key, email in auth.list_keys(db, user_id):
+        row = {"id": key.id, "prefix": key.prefix, "user": email, "name": key.name,
+               "created_at": str(key.created_at), "last_used_at": str(key.last_used_at or ""),
+               "revoked": key.revoked_at is not None}
+        typer.echo(json.dumps(row) if as_json else
+                   f"{key.id}  {key.prefix}…  {email}  {key.name!r}  created {key.created_at:%Y-%m-%d}"
+                   f"{'  REVOKED' if key.revoked_at else ''}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `keys list`).")) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from . import auth
+
+    if not auth.revoke_key(_db(), key_id):
+        fail(key_id, "no such API key")
+    typer.echo(f"revoked {key_id}")

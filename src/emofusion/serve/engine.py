@@ -1,0 +1,106 @@
+"""The model, loaded once per process, and analysis with per-request options."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Callable
+
+from ..media import MediaError
+from ..models import EmotionModel, load_model
+from ..pipeline import AnalysisError, Analyzer
+from ..transcript import TranscriptError, TranscriptSegment, from_text, parse_subtitles
+
+OPTION_KEYS = {"window": float, "hop": float, "frames_per_second": float, "modalities": list}
+
+
+class InputError(ValueError):
+    """A request the analysis cannot run on; `code` names the reason for the API."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def parse_options(raw: str | dict | None) -> dict[str, Any]:
+    """Options from a form field (JSON text) or a dict; only known keys, with their types checked."""
+    if raw in (None, ""):
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise InputError("invalid_options", "options must be a JSON object, e.g. {\"window\": 2, \"hop\": 1}") from None
+    if not isinstance(raw, dict):
+        raise InputError("invalid_options", "options must be a JSON object")
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        kind = OPTION_KEYS.get(key)
+        if kind is None:
+            raise InputError("invalid_options", f"unknown option {key!r} (known: {', '.join(OPTION_KEYS)})")
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InputError("invalid_options", f"option {key!r} must be a positive number")
+            value = float(value)
+        elif not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+            raise InputError("invalid_options", f"option {key!r} must be a non-empty list of names")
+        options[key] = value
+    return options
+
+
+def parse_transcript(content: bytes) -> list[TranscriptSegment]:
+    """A transcript upload: SRT/VTT when it has cues, else plain text for the whole input."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("invalid_transcript", "the transcript is not UTF-8 text (.txt, .srt or .vtt)") from None
+    try:
+        return parse_subtitles(text) if "-->" in text else from_text(text)
+    except TranscriptError as exc:
+        raise InputError("invalid_transcript", str(exc)) from None
+
+
+class Engine:
+    """One loaded model shared by every thread; each thread keeps its own Analyzer per option set."""
+
+    def __init__(self, model: str | os.PathLike | EmotionModel):
+        self.model = model if isinstance(model, EmotionModel) else load_model(model, load_text_encoder=False)
+        self.model.prepare_inference()
+        if self.model.text is not None:
+            self.model.encoder  # load it now, not racing in the first requests' threads
+        self._local = threading.local()
+
+    @property
+    def info(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return {"name": cfg.name, "version": cfg.version, "trained": self.model.is_trained,
+                "modalities": list(self.model.modalities), "labels": list(self.model.labels)}
+
+    def analyzer(self, options: dict[str, Any]) -> Analyzer:
+        cache: dict[str, Analyzer] = self._local.__dict__.setdefault("analyzers", {})
+        key = json.dumps(options, sort_keys=True)
+        if key not in cache:
+            try:
+                cache[key] = Analyzer(self.model, **options)
+            except AnalysisError as exc:
+                raise InputError("invalid_options", str(exc)) from None
+        return cache[key]
+
+    def analyze(
+        self,
+        source: str | os.PathLike | bytes,
+        *,
+        audio: str | os.PathLike | bytes | None = None,
+        transcript: list[TranscriptSegment] | None = None,
+        text: str | None = None,
+        options: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """The analysis contract (a dict); InputError for media or options it cannot use."""
+        analyzer = self.analyzer(options or {})
+        try:
+            return analyzer.analyze(source, audio=audio, transcript=transcript, text=text or None,
+                                    progress=progress).to_dict()
+        except (MediaError, TranscriptError, AnalysisError) as exc:
+            raise InputError("invalid_media" if isinstance(exc, MediaError) else "invalid_request", str(exc)) from None

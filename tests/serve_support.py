@@ -1,0 +1,58 @@
+"""Helpers for the service tests: settings in a temp folder, a shared engine, generated uploads."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from emofusion.media.synth import make_clip, make_face_image
+from emofusion.serve.config import Settings
+
+STRONG_PASSWORD = "correct horse battery"
+
+
+def make_settings(home: Path, model_dir: Path, database_url: str | None = None, **overrides) -> Settings:
+    base = Settings(home=home, database_url=database_url or f"sqlite:///{home / 'emofusion.db'}",
+                    storage_url=str(home / "uploads"), model=str(model_dir), cookie_secure=True,
+                    heartbeat_seconds=0.5, poll_seconds=0.2, drain_seconds=30)
+    return replace(base, **overrides)
+
+
+def clip_bytes(tmp: Path, name: str = "clip.mp4", duration: float = 3.0, **kwargs) -> bytes:
+    kwargs.setdefault("face", make_face_image(80))
+    kwargs.setdefault("modulate", True)
+    return make_clip(tmp / name, duration=duration, width=160, height=128, **kwargs).read_bytes()
+
+
+def signup(client, email: str = "ada@example.com", password: str = STRONG_PASSWORD) -> str:
+    """Sign up (the client keeps the session cookie); returns the CSRF token."""
+    r = client.post("/auth/signup", json={"email": email, "password": password})
+    assert r.status_code == 201, r.text
+    return r.json()["csrf_token"]
+
+
+def new_key(client, csrf: str, name: str = "test") -> str:
+    r = client.post("/v1/keys", json={"name": name}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 201, r.text
+    return r.json()["key"]
+
+
+def submit(client, key: str, data: bytes, filename: str = "clip.mp4", content_type: str = "video/mp4", **fields):
+    files = {"file": (filename, data, content_type)}
+    for name in ("audio", "transcript"):
+        if name in fields:
+            files[name] = fields.pop(name)
+    return client.post("/v1/analyses", files=files, data=fields, headers={"Authorization": f"Bearer {key}"})
+
+
+def wait_for(client, key: str, job_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/v1/analyses/{job_id}", headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if body["status"] in ("succeeded", "failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"analysis {job_id} did not finish in {timeout} s: {body}")
