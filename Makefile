@@ -7,7 +7,7 @@ INPUT  ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: setup test bench analyze default-model clean
+.PHONY: setup test bench serve analyze default-model clean
 
 # A virtualenv with the CPU build of torch 2.13.0 (installed first, so no requirement can pull
 # another torch build) and emofusion with its dev extras. Never torchvision or torchaudio.
@@ -28,6 +28,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# The web service with the bundled model, SQLite and local files under $$EMOFUSION_HOME (~/.emofusion).
+serve: setup
+	$(BIN)/emofusion serve --host $(HOST) --port $(PORT)
 
 # Analyse INPUT (a video or audio file); with no INPUT, a generated demo clip.
 analyze: setup

@@ -14,7 +14,7 @@ STRONG_PASSWORD = "correct horse battery"
 
 def make_settings(home: Path, model_dir: Path, database_url: str | None = None, **overrides) -> Settings:
     base = Settings(home=home, database_url=database_url or f"sqlite:///{home / 'emofusion.db'}",
-                    storage_url=str(home / "uploads"), model=str(model_dir), cookie_secure=True,
+                    storage_url=str(home / "uploads"), model=str(model_dir),
                     heartbeat_seconds=0.5, poll_seconds=0.2, drain_seconds=30)
     return replace(base, **overrides)
 

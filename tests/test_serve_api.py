@@ -150,6 +150,15 @@ def test_signup_login_me_logout(client):
     assert r.status_code == 200 and client.get("/auth/me").status_code == 200
 
 
+def test_session_cookie_is_secure_except_over_plain_http_to_localhost(client):
+    local = TestClient(client.app, base_url="http://127.0.0.1:8080")
+    signup(local, "local@example.com")
+    assert not [c for c in local.cookies.jar if c.name == "emofusion_session"][0].secure
+    remote = TestClient(client.app, base_url="http://emofusion.example.com")
+    r = remote.post("/auth/signup", json={"email": "remote@example.com", "password": STRONG_PASSWORD})
+    assert r.status_code == 201 and "secure" in r.headers["set-cookie"].lower()
+
+
 def test_signup_rejects_bad_input(client):
     signup(client, "eve@example.com")
     assert error_of(client.post("/auth/signup", json={"email": "eve@example.com", "password": STRONG_PASSWORD}), 409)["code"] == "email_taken"

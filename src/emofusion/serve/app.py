@@ -208,11 +208,16 @@ class KeyRequest(BaseModel):
     name: str
 
 
-def _session_response(services: Services, user, status: int) -> JSONResponse:
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _session_response(request: Request, services: Services, user, status: int) -> JSONResponse:
     token, csrf = auth.start_session(services.db, user, services.settings.session_hours)
     response = JSONResponse({"user": {"id": user.id, "email": user.email}, "csrf_token": csrf}, status_code=status)
     max_age = int(services.settings.session_hours * 3600)
     secure = services.settings.cookie_secure
+    if secure is None:  # plain http is only acceptable on this machine itself
+        secure = not (request.url.scheme == "http" and request.url.hostname in LOOPBACK)
     response.set_cookie(auth.SESSION_COOKIE, token, max_age=max_age, httponly=True, secure=secure, samesite="lax")
     response.set_cookie(auth.CSRF_COOKIE, csrf, max_age=max_age, httponly=False, secure=secure, samesite="lax")
     return response
@@ -363,7 +368,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             user = await anyio.to_thread.run_sync(auth.create_user, services.db, creds.email, creds.password)
         except auth.AuthError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
-        return _session_response(services, user, 201)
+        return _session_response(request, services, user, 201)
 
     @app.post("/auth/login", tags=["web"])
     async def login(request: Request, services: ServicesDep) -> JSONResponse:
@@ -373,7 +378,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             user = await anyio.to_thread.run_sync(auth.authenticate, services.db, creds.email, creds.password)
         except auth.AuthError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
-        return _session_response(services, user, 200)
+        return _session_response(request, services, user, 200)
 
     @app.post("/auth/logout", tags=["web"], status_code=204)
     def logout(principal: Principal, services: ServicesDep) -> Response:

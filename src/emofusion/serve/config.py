@@ -68,7 +68,7 @@ class Settings:
     job_workers: int = 1
     max_attempts: int = 2  # a job interrupted by a crash is re-queued until it has run this often
     sync_concurrency: int = 2  # analyses run at once for /invocations and /predict
-    cookie_secure: bool = True
+    cookie_secure: bool | None = None  # None: Secure except over plain http to a loopback host
     signup_enabled: bool = True
     session_hours: float = 24 * 14
     heartbeat_seconds: float = 5.0
@@ -100,7 +100,8 @@ class Settings:
             retain_uploads=_bool(env, "EMOFUSION_RETAIN_UPLOADS", False),
             job_workers=_number(env, "EMOFUSION_JOB_WORKERS", 1, int, minimum=1) or 1,
             sync_concurrency=_number(env, "EMOFUSION_SYNC_CONCURRENCY", 2, int, minimum=1) or 2,
-            cookie_secure=_bool(env, "EMOFUSION_COOKIE_SECURE", True),
+            cookie_secure=None if env.get("EMOFUSION_COOKIE_SECURE", "auto") in ("", "auto")
+            else _bool(env, "EMOFUSION_COOKIE_SECURE", True),
             signup_enabled=_bool(env, "EMOFUSION_SIGNUP", True),
         )
 
