@@ -101,7 +101,9 @@ class Analyzer:
             raise AnalysisError(f"window and hop must be positive (got window={window}, hop={hop})")
         if frames_per_second <= 0:
             raise AnalysisError("frames_per_second must be positive")
-        self.model = model if isinstance(model, EmotionModel) else load_model(model, load_text_encoder=False)
+        # a name or folder is loaded; a model object (an EmotionModel or a view of one, such as the
+        # service's micro-batching BatchedModel) is used as given
+        self.model = load_model(model, load_text_encoder=False) if isinstance(model, (str, os.PathLike)) else model
         self.model.prepare_inference()
         wanted = list(modalities) if modalities else list(self.model.modalities)
         unknown = [m for m in wanted if m not in MODALITIES]

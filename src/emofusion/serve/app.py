@@ -52,7 +52,8 @@ class Services:
         self.db = Database(settings.database_url)
         self.db.upgrade()
         self.storage: Storage = storage_from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
-        self.engine = engine or Engine(settings.model)
+        self.engine = engine or Engine(settings.model, batch_max=settings.batch_max,
+                                       batch_wait=settings.batch_wait_ms / 1000)
         self.quotas = Quotas(self.db, Limits(settings.requests_per_day, settings.media_minutes_per_month))
         self.rate = RateLimiter(settings.key_requests_per_minute)
         self.jobs = JobRunner(self.db, self.storage, self.engine, self.quotas, workers=settings.job_workers,

@@ -11,6 +11,7 @@ from ..media import MediaError
 from ..models import EmotionModel, load_model
 from ..pipeline import AnalysisError, Analyzer
 from ..transcript import TranscriptError, TranscriptSegment, from_text, parse_subtitles
+from .batching import BatchedModel
 
 OPTION_KEYS = {"window": float, "hop": float, "frames_per_second": float, "modalities": list}
 
@@ -64,12 +65,18 @@ def parse_transcript(content: bytes) -> list[TranscriptSegment]:
 class Engine:
     """One loaded model shared by every thread; each thread keeps its own Analyzer per option set."""
 
-    def __init__(self, model: str | os.PathLike | EmotionModel):
+    def __init__(self, model: str | os.PathLike | EmotionModel, *, batch_max: int = 64, batch_wait: float = 0.005):
+        """`batch_wait` > 0: model calls of concurrent analyses are micro-batched (up to `batch_max` rows)."""
         self.model = model if isinstance(model, EmotionModel) else load_model(model, load_text_encoder=False)
         self.model.prepare_inference()
         if self.model.text is not None:
             self.model.encoder  # load it now, not racing in the first requests' threads
+        self.batched = BatchedModel(self.model, max_batch=batch_max, max_wait=batch_wait) if batch_wait > 0 else None
         self._local = threading.local()
+
+    def batchers_calls(self) -> dict:
+        """Micro-batchers by modality (empty without micro-batching)."""
+        return dict(self.batched.batchers) if self.batched else {}
 
     @property
     def info(self) -> dict[str, Any]:
@@ -82,7 +89,7 @@ class Engine:
         key = json.dumps(options, sort_keys=True)
         if key not in cache:
             try:
-                cache[key] = Analyzer(self.model, **options)
+                cache[key] = Analyzer(self.batched or self.model, **options)
             except AnalysisError as exc:
                 raise InputError("invalid_options", str(exc)) from None
         return cache[key]
