@@ -10,9 +10,14 @@ from typing import Optional
 
 import typer
 
-from ..cli import fail
-
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (operators).")
+
+
+def fail(subject: str, reason: str) -> None:
+    """The CLI's one-line error and exit 2 (imported late: emofusion.cli imports this module)."""
+    from ..cli import fail as cli_fail
+
+    cli_fail(subject, reason)
 
 
 def serve(

@@ -1,0 +1,514 @@
+"""End-to-end tests of the web page in headless Chromium (Playwright), against the real
+`emofusion serve` started in a subprocess with a tiny model.
+
+Needs the Debian/Ubuntu `chromium` package (never a Playwright browser download); the
+tests are skipped when it is missing. EMOFUSION_CHROMIUM points at another binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("EMOFUSION_CHROMIUM", "/usr/bin/chromium")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (install the distribution's chromium package)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+expect = sync_api.expect
+
+from media_factory import make_clip, make_face_image  # noqa: E402
+
+PASSWORD = "correct horse 42"
+ANALYSIS_TIMEOUT_MS = 180_000  # a tiny model, but a busy 2-core machine
+UI_TIMEOUT_MS = 15_000
+
+
+# ------------------------------------------------------------------ the real server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _emofusion_command() -> list[str]:
+    """The installed `emofusion` console script of this interpreter's environment."""
+    script = Path(sys.executable).with_name("emofusion")
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("emofusion")
+    if found:
+        return [found]
+    pytest.skip("the `emofusion` console script is not installed (pip install -e .)")
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path, home: Path):
+        self.url = url
+        self.home = home
+        self.proc = proc
+        self.log = log
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def request(self, method: str, path: str, *, body: dict | None = None, headers: dict | None = None):
+        """(status, parsed JSON or None) of a plain HTTP request (no cookies)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as res:
+                raw, status = res.read(), res.status
+        except urllib.error.HTTPError as exc:
+            raw, status = exc.read(), exc.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir):
+    home = tmp_path_factory.mktemp("serve_home")
+    port = _free_port()
+    log = home / "server.log"
+    env = {
+        **os.environ,
+        "EMOFUSION_HOME": str(home),
+        "EMOFUSION_MODEL": str(tiny_model_dir),
+        "EMOFUSION_COOKIE_SECURE": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("DATABASE_URL", "EMOFUSION_STORAGE", "EMOFUSION_REQUIRE_KEY", "EMOFUSION_SIGNUP"):
+        env.pop(name, None)
+    cmd = [*_emofusion_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home)
+    srv = Server(f"http://127.0.0.1:{port}", proc, log, home)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"`emofusion serve` exited with {proc.returncode}:\n{srv.log_tail()}")
+            try:
+                with urllib.request.urlopen(srv.url + "/ping", timeout=2) as res:
+                    if res.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"`emofusion serve` did not answer /ping within 120 s:\n{srv.log_tail()}")
+            time.sleep(0.25)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------ the browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--use-fake-ui-for-media-stream",  # grant camera + microphone without a prompt
+                "--use-fake-device-for-media-stream",  # a synthetic camera and a beeping microphone
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-sandbox",
+            ],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=server.url)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    pg.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text and problems.append(m.text))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not problems, f"errors in the page: {problems}\nserver log:\n{server.log_tail()}"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """3 s, a face the Haar cascade finds, speech-like audio."""
+    folder = tmp_path_factory.mktemp("browser_media")
+    return make_clip(folder / "face-clip.mp4", duration=3.0, width=320, height=240, fps=15,
+                     face=make_face_image(), modulate=True)
+
+
+def _email(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+def _signup(page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/")
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+    page.get_by_test_id("to-signup").click()
+    expect(page.get_by_test_id("signup-form")).to_be_visible()
+    page.get_by_test_id("signup-email").fill(email)
+    page.get_by_test_id("signup-password").fill(password)
+    page.get_by_test_id("signup-submit").click()
+    expect(page.get_by_test_id("view-analyze")).to_be_visible()
+    expect(page.get_by_test_id("user-email")).to_have_text(email)
+
+
+def _watch_statuses(page) -> None:
+    """Record every status the analysis panel shows (uploading, queued, running, ...) in window.__statuses."""
+    page.evaluate("""() => {
+        window.__statuses = [];
+        const el = document.getElementById('analysis-status');
+        new MutationObserver(() => {
+            const s = el.dataset.status;
+            if (s && window.__statuses[window.__statuses.length - 1] !== s) window.__statuses.push(s);
+        }).observe(el, {attributes: true, attributeFilter: ['data-status']});
+    }""")
+
+
+def _wait_for_result(page, server) -> str:
+    """Wait until the shown analysis succeeded; returns its id."""
+    status = page.get_by_test_id("analysis-status")
+    expect(page.get_by_test_id("analysis")).to_be_visible()
+    try:
+        expect(status).to_have_attribute("data-status", "succeeded", timeout=ANALYSIS_TIMEOUT_MS)
+    except AssertionError:
+        error = page.get_by_test_id("analysis-error").text_content() or page.get_by_test_id("analyze-error").text_content()
+        raise AssertionError(f"analysis did not succeed (status {status.get_attribute('data-status')!r}, "
+                             f"error {error!r})\nserver log:\n{server.log_tail()}") from None
+    expect(page.get_by_test_id("result")).to_be_visible()
+    analysis_id = page.get_by_test_id("analysis").get_attribute("data-id")
+    assert analysis_id
+    assert page.url.endswith(f"#/analyses/{analysis_id}")
+    return analysis_id
+
+
+def _canvas_pixels(page, rgb: tuple[int, int, int], tol: int = 12) -> int:
+    """How many pixels of the timeline canvas have colour ``rgb`` (within ``tol``)."""
+    return page.evaluate(
+        """([r, g, b, tol]) => {
+            const c = document.getElementById('timeline-canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4)
+                if (d[i + 3] > 200 && Math.abs(d[i] - r) <= tol && Math.abs(d[i + 1] - g) <= tol && Math.abs(d[i + 2] - b) <= tol) n++;
+            return n;
+        }""",
+        [*rgb, tol],
+    )
+
+
+FUSED_RGB = (0x7B, 0x3F, 0xE4)  # app.js SOURCES.fused
+
+
+def _timeline_img_loaded(page) -> bool:
+    return page.evaluate("() => { const i = document.getElementById('timeline-img'); "
+                         "return i.complete && i.naturalWidth > 0; }")
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_upload_analyze_keys_usage_logout(page, server, clip):
+    email = _email("web")
+    _signup(page, email)
+
+    # -- analyze an uploaded clip ------------------------------------------------------------
+    expect(page.get_by_test_id("recent-empty")).to_be_visible()
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("text-input").fill("i am so happy today")
+    _watch_statuses(page)
+    page.get_by_test_id("analyze-submit").click()
+    analysis_id = _wait_for_result(page, server)
+    seen = page.evaluate("() => window.__statuses")
+    assert seen[-1] == "succeeded" and {"uploading", "queued", "running"} & set(seen[:-1]), seen
+
+    expect(page.get_by_test_id("analysis-title")).to_have_text(clip.name)
+    expect(page.get_by_test_id("analysis-progress-box")).to_be_hidden()
+    expect(page.get_by_test_id("analysis-error")).to_be_hidden()
+
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    summary = record["result"]["summary"]
+    labels = record["result"]["labels"]
+    assert summary["top"] in labels
+    expect(page.get_by_test_id("summary-top")).to_have_text(summary["top"])
+    expect(page.get_by_test_id("summary-score")).to_have_text(f"{100 * summary['score']:.1f}%")
+    bars = page.get_by_test_id("summary-bar")
+    expect(bars).to_have_count(len(labels))
+    assert [bars.nth(i).get_attribute("data-label") for i in range(len(labels))] == labels
+    for i, label in enumerate(labels):
+        assert abs(float(bars.nth(i).get_attribute("data-value")) - summary["probs"][label]) < 1e-5
+    # the text gives a text sentiment
+    expect(page.get_by_test_id("sentiment")).to_be_visible()
+    expect(page.get_by_test_id("sentiment-bar")).to_have_count(3)
+
+    # the canvas timeline: drawn for the top label, one line per source present
+    canvas = page.get_by_test_id("timeline-canvas")
+    expect(canvas).to_have_attribute("data-drawn", "true")
+    expect(canvas).to_have_attribute("data-label", summary["top"])
+    expect(page.get_by_test_id("timeline-label")).to_have_value(summary["top"])
+    points = json.loads(canvas.get_attribute("data-points"))
+    segments = record["result"]["segments"]
+    for source in ("face", "voice", "text", "fused"):
+        assert points[source] == sum(1 for s in segments if s[source] is not None), (source, points)
+    assert points["fused"] > 0 and points["face"] > 0 and points["voice"] > 0, points
+    # the fused line is drawn last, so it is always visible (the others may lie under it)
+    assert _canvas_pixels(page, FUSED_RGB) > 50
+    # another label redraws
+    other = next(label for label in labels if label != summary["top"])
+    page.get_by_test_id("timeline-label").select_option(other)
+    expect(canvas).to_have_attribute("data-label", other)
+
+    # the server's PNG below it
+    img = page.get_by_test_id("timeline-img")
+    expect(img).to_have_attribute("src", f"/v1/analyses/{analysis_id}/timeline.png")
+    expect(img).to_have_attribute("data-loaded", "true")
+    assert _timeline_img_loaded(page)
+
+    # the recent list shows it, and it opens from there
+    item = page.locator(f'[data-testid="analysis-item"][data-id="{analysis_id}"]')
+    expect(item).to_have_attribute("data-status", "succeeded")
+    expect(item).to_contain_text(clip.name)
+    expect(page.get_by_test_id("analysis-item")).to_have_count(1)
+    page.goto("/#/usage")
+    expect(page.get_by_test_id("view-usage")).to_be_visible()
+    page.get_by_test_id("nav-analyze").click()
+    item.get_by_test_id("analysis-link").click()
+    _wait_for_result(page, server)
+    expect(page.get_by_test_id("summary-top")).to_have_text(summary["top"])
+
+    # -- usage: one request today --------------------------------------------------------------
+    page.get_by_test_id("nav-usage").click()
+    expect(page.get_by_test_id("view-usage")).to_be_visible()
+    expect(page.get_by_test_id("usage-requests-value")).to_have_text("1")
+    usage = page.evaluate("() => fetch('/v1/usage').then(r => r.json())")
+    assert usage["requests_today"] == 1
+    limit = usage["requests_per_day"]
+    expect(page.get_by_test_id("usage-requests-limit")).to_have_text("unlimited" if limit is None else str(limit))
+    minutes = float(page.get_by_test_id("usage-minutes-value").text_content())
+    assert minutes == pytest.approx(usage["media_minutes_month"], abs=0.01) and minutes > 0
+
+    # -- API keys: shown once, listed by prefix, revoked -----------------------------------------
+    page.get_by_test_id("nav-keys").click()
+    expect(page.get_by_test_id("view-keys")).to_be_visible()
+    expect(page.get_by_test_id("key-row")).to_have_count(0)
+    page.get_by_test_id("key-name").fill("ci laptop")
+    page.get_by_test_id("key-create").click()
+    expect(page.get_by_test_id("new-key")).to_be_visible()
+    expect(page.get_by_test_id("new-key-warning")).to_contain_text("not be shown again")
+    key = page.get_by_test_id("new-key-value").input_value()
+    assert len(key) >= 20
+    row = page.get_by_test_id("key-row")
+    expect(row).to_have_count(1)
+    prefix = row.get_attribute("data-prefix")
+    assert prefix and key.startswith(prefix) and prefix != key
+    expect(row.get_by_test_id("key-row-name")).to_have_text("ci laptop")
+    expect(row.get_by_test_id("key-row-prefix")).to_contain_text(prefix)
+    expect(row.get_by_test_id("key-row-last-used")).to_have_text("never")
+    expect(row.get_by_test_id("key-row-status")).to_have_text("active")
+    page.get_by_test_id("new-key-copy").click()
+    expect(page.get_by_test_id("new-key-copied")).to_be_visible()
+
+    # the key works for the API; then it is never shown again
+    status, body = server.request("GET", "/v1/analyses", headers={"Authorization": f"Bearer {key}"})
+    assert status == 200 and [a["id"] for a in body["items"]] == [analysis_id], (status, body)
+    page.get_by_test_id("nav-usage").click()
+    page.get_by_test_id("nav-keys").click()
+    expect(page.get_by_test_id("view-keys")).to_be_visible()
+    page.reload()
+    expect(page.get_by_test_id("key-row")).to_have_count(1)
+    expect(page.get_by_test_id("new-key")).to_be_hidden()
+    assert key not in page.content()
+    row = page.locator(f'[data-testid="key-row"][data-prefix="{prefix}"]')
+    expect(row).to_have_count(1)
+    expect(row.get_by_test_id("key-row-last-used")).not_to_have_text("never")
+
+    revoke = row.get_by_test_id("key-revoke")
+    revoke.click()  # arms
+    expect(revoke).to_have_text("Confirm revoke")
+    revoke.click()
+    expect(row.get_by_test_id("key-row-status")).to_contain_text("revoked")
+    expect(row.get_by_test_id("key-revoke")).to_have_count(0)
+    status, _ = server.request("GET", "/v1/analyses", headers={"Authorization": f"Bearer {key}"})
+    assert status == 401
+
+    # -- log out, a wrong password, log in again --------------------------------------------------
+    page.get_by_test_id("logout-button").click()
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+    expect(page.get_by_test_id("nav")).to_be_hidden()
+    page.reload()
+    expect(page.get_by_test_id("login-form")).to_be_visible()  # the session is gone server-side too
+    page.goto("/#/keys")  # a page that needs a session: the login form, then back there
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+    expect(page.get_by_test_id("view-keys")).to_be_hidden()
+    assert page.url.endswith("#/login")
+
+    page.get_by_test_id("login-email").fill(email)
+    page.get_by_test_id("login-password").fill("not the password")
+    with page.expect_response(lambda r: r.url.endswith("/auth/login")) as info:
+        page.get_by_test_id("login-submit").click()
+    response = info.value
+    assert response.status == 401
+    message = response.json()["error"]["message"]
+    expect(page.get_by_test_id("login-error")).to_have_text(message)
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("view-keys")).to_be_visible()
+    assert page.url.endswith("#/keys")
+    expect(page.locator(f'[data-testid="key-row"][data-prefix="{prefix}"]')).to_have_count(1)
+    expect(page.get_by_test_id("login-error")).to_be_hidden()
+    page.get_by_test_id("nav-analyze").click()
+    expect(page.locator(f'[data-testid="analysis-item"][data-id="{analysis_id}"]')).to_be_visible()
+
+
+def test_signup_errors_show_the_api_message(page, server):
+    email = _email("dup")
+    status, _ = server.request("POST", "/auth/signup", body={"email": email, "password": PASSWORD})
+    assert status == 201
+    page.goto("/#/signup")
+    expect(page.get_by_test_id("signup-form")).to_be_visible()
+    page.get_by_test_id("signup-email").fill(email)
+    page.get_by_test_id("signup-password").fill(PASSWORD)
+    with page.expect_response(lambda r: r.url.endswith("/auth/signup")) as info:
+        page.get_by_test_id("signup-submit").click()
+    assert info.value.status == 409
+    expect(page.get_by_test_id("signup-error")).to_have_text(info.value.json()["error"]["message"])
+    expect(page.get_by_test_id("signup-form")).to_be_visible()
+
+    # the page's own check (no request) for a short password
+    page.get_by_test_id("signup-email").fill(_email("short"))
+    page.get_by_test_id("signup-password").fill("short")
+    page.get_by_test_id("signup-submit").click()
+    expect(page.get_by_test_id("signup-error")).to_contain_text("8 characters")
+
+
+def test_bad_media_shows_the_error(page, server, tmp_path):
+    _signup(page, _email("bad"))
+    bogus = tmp_path / "not-a-video.mp4"
+    bogus.write_bytes(b"this is plain text, not a video " * 64)
+    page.get_by_test_id("media-file").set_input_files(str(bogus))
+    with page.expect_response(lambda r: r.url.endswith("/v1/analyses") and r.request.method == "POST") as info:
+        page.get_by_test_id("analyze-submit").click()
+    response = info.value
+    if response.status == 202:  # accepted, fails in the worker
+        status = page.get_by_test_id("analysis-status")
+        expect(status).to_have_attribute("data-status", "failed", timeout=ANALYSIS_TIMEOUT_MS)
+        analysis_id = response.json()["id"]
+        record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+        assert record["status"] == "failed" and record["error"]["message"]
+        expect(page.get_by_test_id("analysis-error")).to_have_text(record["error"]["message"])
+        expect(page.get_by_test_id("result")).to_be_hidden()
+        item = page.locator(f'[data-testid="analysis-item"][data-id="{analysis_id}"]')
+        expect(item).to_have_attribute("data-status", "failed")
+    else:  # rejected at upload
+        assert 400 <= response.status < 500, response.status
+        expect(page.get_by_test_id("analyze-error")).to_have_text(response.json()["error"]["message"])
+
+
+def test_webcam_recording_is_analysed(page, server):
+    """Chromium's fake camera + microphone, recorded 2 s with MediaRecorder (video/webm)."""
+    _signup(page, _email("cam"))
+    page.get_by_test_id("tab-record").click()
+    expect(page.get_by_test_id("source-record")).to_be_visible()
+    expect(page.get_by_test_id("media-file")).to_be_hidden()
+    page.get_by_test_id("record-start").click()
+    expect(page.get_by_test_id("record-indicator")).to_be_visible()
+    expect(page.get_by_test_id("record-stop")).to_be_enabled()
+    page.wait_for_function("() => document.getElementById('record-preview').videoWidth > 0")
+    page.wait_for_timeout(2000)
+    page.get_by_test_id("record-stop").click()
+    expect(page.get_by_test_id("record-status")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_test_id("record-indicator")).to_be_hidden()
+    with page.expect_response(lambda r: r.url.endswith("/v1/analyses") and r.request.method == "POST") as info:
+        page.get_by_test_id("analyze-submit").click()
+    assert info.value.status == 202, (info.value.status, info.value.text())
+    analysis_id = _wait_for_result(page, server)
+
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    media = record["result"]["media"]
+    assert media["has_video"] and media["has_audio"], media
+    assert 1.0 <= media["duration"] <= 6.0, media
+    assert record["filename"].startswith("recording-") and record["filename"].endswith(".webm")
+    assert len(record["result"]["segments"]) >= 1
+    fused = sum(1 for s in record["result"]["segments"] if s["fused"] is not None)
+    expect(page.get_by_test_id("timeline-canvas")).to_have_attribute("data-drawn", "true")
+    assert json.loads(page.get_by_test_id("timeline-canvas").get_attribute("data-points"))["fused"] == fused
+    expect(page.get_by_test_id("timeline-img")).to_have_attribute("data-loaded", "true")
+    assert _timeline_img_loaded(page)
+    expect(page.locator(f'[data-testid="analysis-item"][data-id="{analysis_id}"]')).to_have_attribute(
+        "data-status", "succeeded")
+
+
+def test_unknown_analysis_and_failed_job_show_the_message(page, server):
+    _signup(page, _email("fail"))
+    # a real 404 from the server
+    with page.expect_response(lambda r: "/v1/analyses/no-such-analysis" in r.url) as info:
+        page.goto("/#/analyses/no-such-analysis")
+    assert info.value.status == 404
+    expect(page.get_by_test_id("analysis-error")).to_have_text(info.value.json()["error"]["message"])
+    expect(page.get_by_test_id("result")).to_be_hidden()
+
+    # a real failure: a job left "running" by a crashed worker after its last allowed attempt;
+    # the live server's recovery marks it failed with a reason, and the page shows that
+    from datetime import timedelta
+
+    from emofusion.serve.db import RUNNING, AnalysisJob, Database, utcnow
+
+    me = page.evaluate("() => fetch('/auth/me').then(r => r.json())")
+    job_id = uuid.uuid4().hex
+    db = Database(f"sqlite:///{server.home / 'emofusion.db'}")
+    with db.session() as s:
+        s.add(AnalysisJob(id=job_id, user_id=me["user"]["id"], status=RUNNING, filename="broken.mp4",
+                          media_key=f"uploads/{job_id}/media", options={}, media_seconds=3.0, attempts=2,
+                          worker="crashed", heartbeat_at=utcnow() - timedelta(minutes=10)))
+    db.dispose()
+    deadline = time.monotonic() + 60
+    while page.evaluate(f"() => fetch('/v1/analyses/{job_id}').then(r => r.json())")["status"] != "failed":
+        assert time.monotonic() < deadline, "the server did not recover the interrupted job"
+        time.sleep(0.5)
+    record = page.evaluate(f"() => fetch('/v1/analyses/{job_id}').then(r => r.json())")
+    assert record["error"]["code"] == "interrupted"
+    page.goto(f"/#/analyses/{job_id}")
+    expect(page.get_by_test_id("analysis-status")).to_have_attribute("data-status", "failed")
+    expect(page.get_by_test_id("analysis-error")).to_have_text(record["error"]["message"])
+    expect(page.get_by_test_id("analysis-title")).to_have_text("broken.mp4")
+    expect(page.get_by_test_id("analysis-progress-box")).to_be_hidden()
+    expect(page.get_by_test_id("result")).to_be_hidden()
