@@ -204,7 +204,8 @@ def test_keys_are_shown_once_stored_hashed_and_revocable(client, tmp_path):
     assert error_of(fresh.get("/v1/usage"), 401)["code"] == "missing_key"
     assert error_of(client.delete("/v1/keys/nope", headers={"X-CSRF-Token": csrf}), 404)
     error_of(client.post("/v1/keys", json={"name": ""}, headers={"X-CSRF-Token": csrf}), 422)
-    error_of(client.post("/v1/keys", content=b"{", headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"}), 422)
+    malformed = client.post("/v1/keys", content=b"{", headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    assert error_of(malformed, 400)["code"] == "malformed_json"
 
 
 def test_a_users_keys_cannot_touch_another_users_keys(client):

@@ -40,8 +40,6 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
         if err.get("type") == "missing":
             parts.append(f"missing field {where!r}" if where else "missing request body")
-        elif err.get("type") == "json_invalid":
-            parts.append("malformed JSON body")
         else:
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
     return "; ".join(parts) or "invalid request"
@@ -54,6 +52,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            return error_response(400, "malformed_json", "the body is not valid JSON")
         return error_response(422, "invalid_request", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
