@@ -1,34 +1,98 @@
-"""End-to-end analysis speed against decoding every frame of the same clip, measured in one run.
+"""End-to-end analysis speed at 480p / 720p / 1080p, against decoding every frame and against a
+seed-style reference pipeline, all measured in one run.
 
-    python benchmarks/bench_analyze.py [--repeats 3] [--out benchmarks/results]
+    python benchmarks/bench_analyze.py [--repeats 3] [--reference-repeats N] [--only 480p-3s,720p-10s]
+                                       [--no-reference] [--no-cold] [--out benchmarks/results]
 
-Generates a 10 s 1280x720 30 fps H.264 + AAC clip (synthetic face, speech-like audio), then
-times, interleaved over several repeats (the median is reported):
-  - decode_all: PyAV decoding every video frame (no conversion), the floor a seed-style
-    pipeline pays before any model runs;
-  - decode_all_rgb: decoding every frame and converting each to RGB, what such pipelines do;
-  - analyze: `Analyzer().analyze(path)` warm, in-process, with the bundled model
-    (face + voice; no transcript), including its own decoding, face detection and models;
-and the CLI's cold start (`emofusion --help` and a full `emofusion analyze` in a new process).
+Clips (generated once into benchmarks/.cache/, ignored by git): 3 s and 10 s at 854x480,
+1280x720 and 1920x1080, 30 fps, H.264 (x264 ultrafast, encoder-default keyframe interval)
++ AAC 16 kHz mono, a synthetic face (side = half the frame height) and a speech-like tone.
+Every analysis gets a one-line transcript, so the face, voice and text nets all run.
+
+For each clip, interleaved over `--repeats` rounds (medians reported):
+  - decode_all: PyAV decoding every video frame (no conversion) -- the floor any pipeline
+    that touches every frame pays before a model runs; decode_all_rgb: the same + RGB
+    conversion of each frame;
+  - analyze: `Analyzer().analyze(path, text=...)` warm, in-process, bundled model;
+  - breakdown: a second `analyze` run with the Analyzer's internal calls wrapped in timers
+    (monkeypatched here only): the frame iterator (decode + sampling), the face tracker /
+    detector (+ crop), the face net (+ normalisation), the audio reader, VAD, log-mel and
+    voice net, the text net, the fusion. The frame decoding and face detection run in a
+    worker thread beside the nets, so the parts overlap and need not add up to the wall time;
+  - reference: `seed_reference.SeedReference` (see that module: OpenCV decodes every frame,
+    audio through temporary WAVs, R3D-18 + BERT-base + mel CNN per window, batch size 1,
+    random weights) on the same clip with the same torch threads.
+Then the CLI's cold start (`emofusion --help`, a whole `emofusion analyze` in a new process) on
+the 10 s 720p clip (or the first clip chosen).
+Writes analyze.json and analyze.md under --out.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Callable
 
 import av
 
 from emofusion.media.synth import make_clip, make_face_image
 
+HERE = Path(__file__).parent
+CACHE = HERE / ".cache"
+RESOLUTIONS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+DURATIONS = (3, 10)
+FPS = 30
+CLIP_NAMES = [f"{r}-{d}s" for d in DURATIONS for r in RESOLUTIONS]
+TRANSCRIPT = "I honestly cannot believe you did that, this is the best news I have heard all year"
 
+# breakdown rows: key -> label
+PARTS = {
+    "decode_sample": "decode + frame sampling (`iter_frames`, worker thread)",
+    "face_detect": "face detection + crop (`FaceTracker.find`, `crop_face`; worker thread)",
+    "face_detect_full": "  of which full-frame `FaceDetector.detect`",
+    "face_net": "face net (`normalize_faces` + `model.face_probs`)",
+    "voice": "voice total (audio read + VAD + log-mel + voice net)",
+    "voice_read": "  audio read (`AudioWindowReader.read`)",
+    "voice_vad": "  VAD (`speech_fraction`)",
+    "voice_mel": "  log-mel (`log_mel`)",
+    "voice_net": "  voice net (`model.voice_probs`)",
+    "text": "text (`model.text_probs`, sentence encoder + heads)",
+    "fusion": "fusion (`fuse`)",
+}
+
+
+# ----------------------------------------------------------------------------- clips
+def clip_path(name: str) -> Path:
+    res, dur = name.split("-")
+    return CACHE / f"clip_{dur}_{res}.mp4"
+
+
+def ensure_clip(name: str) -> Path:
+    path = clip_path(name)
+    if path.exists():
+        return path
+    res, dur = name.split("-")
+    width, height = RESOLUTIONS[res]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part.mp4")
+    print(f"generating {path.name} ...", flush=True)
+    make_clip(tmp, duration=float(dur.rstrip("s")), width=width, height=height, fps=FPS,
+              face=make_face_image(height // 2), modulate=True)
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- measures
 def decode_all(path: Path, convert: bool) -> int:
     n = 0
     with av.open(str(path)) as container:
@@ -41,87 +105,340 @@ def decode_all(path: Path, convert: bool) -> int:
     return n
 
 
-def timed(fn, *args) -> float:
+def timed(fn: Callable, *args, **kwargs) -> float:
     t0 = time.perf_counter()
-    fn(*args)
+    fn(*args, **kwargs)
     return time.perf_counter() - t0
 
 
-def machine() -> str:
+class Timers:
+    """Seconds and calls per part, summed across threads."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {k: 0.0 for k in PARTS}
+        self.calls: dict[str, int] = {k: 0 for k in PARTS}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, dt: float) -> None:
+        with self._lock:
+            self.seconds[key] += dt
+            self.calls[key] += 1
+
+    def wrap(self, key: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(key, time.perf_counter() - t0)
+
+        return wrapper
+
+    def wrap_iter(self, key: str, fn: Callable) -> Callable:
+        """Time a generator function: only the time spent inside its next() calls."""
+
+        def wrapper(*args, **kwargs):
+            it = fn(*args, **kwargs)
+            try:
+                while True:
+                    t0 = time.perf_counter()
+                    try:
+                        item = next(it)
+                    except StopIteration:  # the time to find the end counts, not as a call
+                        with self._lock:
+                            self.seconds[key] += time.perf_counter() - t0
+                        return
+                    self.add(key, time.perf_counter() - t0)
+                    yield item
+            finally:
+                it.close()
+
+        return wrapper
+
+
+@contextmanager
+def instrumented(analyzer):
+    """Wrap the Analyzer's internal calls with timers for the duration of the block."""
+    import emofusion.models.bundle as bundle
+    import emofusion.pipeline as pipeline
+    from emofusion.faces import FaceDetector, FaceTracker
+    from emofusion.media import AudioWindowReader
+
+    timers = Timers()
+    model = analyzer.model
+    saved: list[tuple[Any, str, bool, Any]] = []
+
+    def patch(obj: Any, name: str, new: Any) -> None:
+        own = name in vars(obj)
+        saved.append((obj, name, own, vars(obj).get(name)))
+        setattr(obj, name, new)
+
+    patch(pipeline, "iter_frames", timers.wrap_iter("decode_sample", pipeline.iter_frames))
+    patch(FaceTracker, "find", timers.wrap("face_detect", FaceTracker.find))
+    patch(pipeline, "crop_face", timers.wrap("face_detect", pipeline.crop_face))
+    patch(FaceDetector, "detect", timers.wrap("face_detect_full", FaceDetector.detect))
+    patch(pipeline, "normalize_faces", timers.wrap("face_net", pipeline.normalize_faces))
+    patch(model, "face_probs", timers.wrap("face_net", model.face_probs))
+    patch(AudioWindowReader, "read", timers.wrap("voice_read", AudioWindowReader.read))
+    patch(pipeline, "speech_fraction", timers.wrap("voice_vad", pipeline.speech_fraction))
+    patch(pipeline, "log_mel", timers.wrap("voice_mel", pipeline.log_mel))
+    patch(model, "voice_probs", timers.wrap("voice_net", model.voice_probs))
+    patch(model, "text_probs", timers.wrap("text", model.text_probs))
+    patch(bundle, "fuse", timers.wrap("fusion", bundle.fuse))
+    try:
+        yield timers
+    finally:
+        for obj, name, own, old in reversed(saved):
+            if own:
+                setattr(obj, name, old)
+            else:
+                delattr(obj, name)
+        timers.seconds["voice"] = sum(timers.seconds[k] for k in ("voice_read", "voice_vad", "voice_mel", "voice_net"))
+        timers.calls["voice"] = timers.calls["voice_read"]  # windows read
+
+
+# ----------------------------------------------------------------------------- machine
+def machine_info() -> dict[str, Any]:
     import torch
 
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), torch {m['torch']} "
+            f"({m['torch_threads']} threads), Python {m['python']}, {m['date']}")
+
+
+# ----------------------------------------------------------------------------- report
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def write_markdown(out: Path, result: dict[str, Any]) -> str:
+    clips = result["clips"]
+    names = list(clips)
+    lines = [
+        "# Analysis speed: ours vs decoding every frame vs a seed-style reference",
+        "",
+        f"Machine: {machine_line(result['machine'])}.",
+        "",
+        f"Clips: {result['clip_format']}. Every analysis gets a one-line transcript (face + voice + text; "
+        f"windows {result['window']} s, hop {result['hop']} s). Medians of {result['repeats']} interleaved runs "
+        f"(reference: {result['reference_repeats']}). Times in seconds.",
+        "",
+        "| clip | frames | windows | decode-all | decode-all + RGB | ours (`analyze`) | ours / decode-all "
+        "| seed-style reference | speed-up (reference / ours) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        c = clips[name]
+        med = c["median_seconds"]
+        lines.append(
+            f"| {name} | {c['frames']} | {c['windows']} | {fmt(med['decode_all'])} | {fmt(med['decode_all_rgb'])} "
+            f"| {fmt(med['analyze'])} | {fmt(c['ratio_analyze_to_decode_all'], 2)} | {fmt(med.get('reference'), 2)} "
+            f"| {fmt(c.get('ratio_reference_to_analyze'), 1)}{'x' if c.get('ratio_reference_to_analyze') else ''} |"
+        )
+    lines += [
+        "",
+        "## Where our time goes",
+        "",
+        "Seconds inside each of the Analyzer's internal calls during one instrumented `analyze` run "
+        "(median over runs). Frame decoding and face detection run in a worker thread *beside* the "
+        "face, voice and text nets, so the parts overlap and need not add up to the wall time.",
+        "",
+        "| part | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key, label in PARTS.items():
+        lines.append(f"| {label} | " + " | ".join(
+            f"{fmt(clips[n]['breakdown_seconds'][key])} ({clips[n]['breakdown_calls'][key]})" for n in names) + " |")
+    lines.append("| wall time of the instrumented run | " + " | ".join(
+        fmt(clips[n]["instrumented_wall_seconds"]) for n in names) + " |")
+    lines += ["", "(calls in brackets)", ""]
+    ref = result.get("reference")
+    if ref:
+        p = ref["params"]
+        lines += [
+            "## The seed-style reference",
+            "",
+            ref["summary"],
+            f"Parameters: R3D-18 {p['r3d18']:,}, BERT-base {p['bert_base']:,}, mel CNN {p['mel_cnn']:,}, "
+            f"heads {p['text_head'] + p['fusion']:,}. Same torch threads as ours.",
+            "",
+            "| part | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        keys = next((list(clips[n]["reference_breakdown_seconds"]) for n in names
+                     if clips[n].get("reference_breakdown_seconds")), [])
+        for key in keys:
+            lines.append(f"| {key} | " + " | ".join(
+                fmt((clips[n].get("reference_breakdown_seconds") or {}).get(key), 2) for n in names) + " |")
+        lines.append("")
+    if result.get("cli_cold_analyze_seconds") is not None:
+        lines += [
+            f"## CLI cold start ({result['cli_cold_clip']})",
+            "",
+            "| measure | seconds |",
+            "|---|---|",
+            f"| `emofusion --help` | {result['cli_cold_help_seconds']:.2f} |",
+            f"| `emofusion analyze` (whole run, new process, no transcript) | {result['cli_cold_analyze_seconds']:.2f} |",
+            "",
+        ]
+    text = "\n".join(lines)
+    (out / "analyze.md").write_text(text)
+    return text
+
+
+# ----------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--reference-repeats", type=int, default=None,
+                    help="rounds that also run the reference (default: --repeats)")
+    ap.add_argument("--only", default="", help=f"comma-separated clips among {', '.join(CLIP_NAMES)}")
+    ap.add_argument("--no-reference", action="store_true", help="skip the seed-style reference")
+    ap.add_argument("--no-cold", action="store_true", help="skip the CLI cold-start measurements")
+    ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or CLIP_NAMES
+    bad = [n for n in names if n not in CLIP_NAMES]
+    if bad:
+        ap.error(f"unknown clip {bad[0]!r}; choose from {', '.join(CLIP_NAMES)}")
+    repeats = max(1, args.repeats)
+    ref_repeats = 0 if args.no_reference else min(repeats, args.reference_repeats or repeats)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    clip = Path(__file__).parent / ".cache" / "clip_10s_720p.mp4"
-    if not clip.exists():
-        clip.parent.mkdir(parents=True, exist_ok=True)
-        make_clip(clip, duration=10.0, width=1280, height=720, fps=30, face=make_face_image(360), modulate=True)
+
+    import torch
 
     from emofusion import Analyzer
 
+    clips = {n: ensure_clip(n) for n in names}
     analyzer = Analyzer(args.model)
-    first = analyzer.analyze(str(clip))  # warm-up: lazy imports, allocator, detector
-    runs: dict[str, list[float]] = {"decode_all": [], "decode_all_rgb": [], "analyze": []}
-    frames = 0
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        frames = decode_all(clip, convert=False)
-        runs["decode_all"].append(time.perf_counter() - t0)
-        runs["decode_all_rgb"].append(timed(decode_all, clip, True))
-        runs["analyze"].append(timed(analyzer.analyze, str(clip)))
-    med = {k: statistics.median(v) for k, v in runs.items()}
+    info: dict[str, dict[str, Any]] = {}
+    for name, path in clips.items():  # warm-up: lazy imports, text encoder, allocator, detector
+        first = analyzer.analyze(str(path), text=TRANSCRIPT)
+        info[name] = {
+            "windows": len(first.segments),
+            "faces_found_in_windows": first.summary.windows.get("face"),
+            "voice_windows": first.summary.windows.get("voice"),
+            "text_windows": first.summary.windows.get("text"),
+            "model": first.model,
+        }
+    reference = None
+    if ref_repeats:
+        import seed_reference
 
-    exe = [sys.executable, "-m", "emofusion.cli"]
-    t0 = time.perf_counter()
-    subprocess.run(exe + ["--help"], stdout=subprocess.DEVNULL, check=True)
-    cold_help = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    subprocess.run(exe + ["analyze", str(clip), "--model", args.model, "--json", os.devnull, "-q"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    cold_analyze = time.perf_counter() - t0
+        reference = seed_reference.SeedReference(window=analyzer.window, hop=analyzer.hop,
+                                                 threads=torch.get_num_threads())
+        reference.analyze(str(clips[names[0]]), TRANSCRIPT)  # warm-up (the nets' shapes are the same for every clip)
 
-    result = {
-        "clip": "10 s, 1280x720, 30 fps, H.264 + AAC (generated)",
-        "frames": frames,
-        "model": first.model,
-        "windows": len(first.segments),
-        "faces_found_in_windows": first.summary.windows.get("face"),
-        "median_seconds": med,
-        "all_seconds": runs,
-        "ratio_analyze_to_decode_all": med["analyze"] / med["decode_all"],
-        "ratio_analyze_to_decode_all_rgb": med["analyze"] / med["decode_all_rgb"],
-        "cli_cold_help_seconds": cold_help,
-        "cli_cold_analyze_seconds": cold_analyze,
-        "machine": machine(),
+    runs = {n: {"decode_all": [], "decode_all_rgb": [], "analyze": [], "reference": []} for n in names}
+    parts: dict[str, list[Timers]] = {n: [] for n in names}
+    instrumented_wall: dict[str, list[float]] = {n: [] for n in names}
+    ref_parts: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    frames: dict[str, int] = {}
+    for r in range(repeats):
+        for name, path in clips.items():
+            t0 = time.perf_counter()
+            frames[name] = decode_all(path, convert=False)
+            runs[name]["decode_all"].append(time.perf_counter() - t0)
+            runs[name]["decode_all_rgb"].append(timed(decode_all, path, True))
+            runs[name]["analyze"].append(timed(analyzer.analyze, str(path), text=TRANSCRIPT))
+            with instrumented(analyzer) as timers:
+                instrumented_wall[name].append(timed(analyzer.analyze, str(path), text=TRANSCRIPT))
+            parts[name].append(timers)
+            if reference is not None and r < ref_repeats:
+                res = reference.analyze(str(path), TRANSCRIPT)
+                runs[name]["reference"].append(res["seconds"]["total"])
+                ref_parts[name].append(res["seconds"])
+            print(f"round {r + 1}/{repeats} {name}: decode-all {runs[name]['decode_all'][-1]:.3f} s, "
+                  f"ours {runs[name]['analyze'][-1]:.3f} s"
+                  + (f", reference {runs[name]['reference'][-1]:.2f} s" if runs[name]["reference"][r:] else ""),
+                  flush=True)
+
+    results: dict[str, Any] = {}
+    for name in names:
+        med = {k: (statistics.median(v) if v else None) for k, v in runs[name].items()}
+        res, dur = name.split("-")
+        width, height = RESOLUTIONS[res]
+        entry: dict[str, Any] = {
+            "width": width, "height": height, "duration": float(dur.rstrip("s")), "fps": FPS,
+            "frames": frames[name], **info[name],
+            "median_seconds": med,
+            "all_seconds": runs[name],
+            "ratio_analyze_to_decode_all": med["analyze"] / med["decode_all"],
+            "ratio_analyze_to_decode_all_rgb": med["analyze"] / med["decode_all_rgb"],
+            "ratio_reference_to_analyze": (med["reference"] / med["analyze"]) if med["reference"] else None,
+            "breakdown_seconds": {k: statistics.median(t.seconds[k] for t in parts[name]) for k in PARTS},
+            "breakdown_calls": {k: parts[name][-1].calls[k] for k in PARTS},
+            "instrumented_wall_seconds": statistics.median(instrumented_wall[name]),
+        }
+        if ref_parts[name]:
+            entry["reference_breakdown_seconds"] = {
+                k: statistics.median(p[k] for p in ref_parts[name]) for k in ref_parts[name][0]}
+        results[name] = entry
+
+    result: dict[str, Any] = {
+        "clip_format": (f"{FPS} fps H.264 (x264 ultrafast, encoder-default keyframe interval) + AAC 16 kHz mono, "
+                        "generated: synthetic face (side = frame height / 2), speech-like tone"),
+        "transcript": TRANSCRIPT,
+        "window": analyzer.window,
+        "hop": analyzer.hop,
+        "repeats": repeats,
+        "reference_repeats": ref_repeats,
+        "model": info[names[0]]["model"],
+        "clips": results,
+        "breakdown_note": "seconds inside each internal call during one instrumented analyze run; decoding and face "
+                          "detection run in a worker thread beside the nets, so parts overlap and need not add up",
+        "machine": machine_info(),
     }
+    if reference is not None:
+        import seed_reference
+
+        result["reference"] = {
+            "summary": ("OpenCV decodes every frame (BGR->RGB), the audio goes to a temporary 16 kHz WAV; then the "
+                        "whole clip and each window (frames decoded again from a seek, audio decoded again through a "
+                        "temporary WAV) go through R3D-18 (16 frames at 112x112), a mel CNN and BERT-base (128 "
+                        "tokens), batch size 1, late-fusion head; random weights. See benchmarks/seed_reference.py."),
+            "params": reference.param_counts(),
+            "module": seed_reference.__name__,
+        }
+    result["machine_line"] = machine_line(result["machine"])
+
+    if not args.no_cold:
+        cold = "720p-10s" if "720p-10s" in clips else names[0]
+        exe = [sys.executable, "-m", "emofusion.cli"]
+        result["cli_cold_clip"] = cold
+        result["cli_cold_help_seconds"] = timed(subprocess.run, exe + ["--help"], stdout=subprocess.DEVNULL, check=True)
+        result["cli_cold_analyze_seconds"] = timed(
+            subprocess.run, exe + ["analyze", str(clips[cold]), "--model", args.model, "--json", os.devnull, "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
     (out / "analyze.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        "# Analysis speed vs decoding every frame",
-        "",
-        f"Machine: {result['machine']}. Clip: {result['clip']}, {frames} frames. Median of {args.repeats} interleaved runs.",
-        "",
-        "| measure | seconds |",
-        "|---|---|",
-        f"| PyAV decode every frame | {med['decode_all']:.3f} |",
-        f"| PyAV decode + RGB-convert every frame | {med['decode_all_rgb']:.3f} |",
-        f"| `Analyzer().analyze()` warm (face + voice, {len(first.segments)} windows) | {med['analyze']:.3f} |",
-        f"| ratio analyze / decode-all | {result['ratio_analyze_to_decode_all']:.2f} |",
-        f"| ratio analyze / decode+convert-all | {result['ratio_analyze_to_decode_all_rgb']:.2f} |",
-        f"| CLI cold start: `emofusion --help` | {cold_help:.2f} |",
-        f"| CLI cold start: `emofusion analyze` (whole run) | {cold_analyze:.2f} |",
-        "",
-    ]
-    (out / "analyze.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    print(write_markdown(out, result))
 
 
 if __name__ == "__main__":
