@@ -316,3 +316,21 @@ def test_model_fuse_uses_config_weights(tmp_path):
     voice = np.linspace(1, 2, 7) / np.linspace(1, 2, 7).sum()
     expected = np.exp((3 * np.log(face) + np.log(voice)) / 4)
     np.testing.assert_allclose(model.fuse({"face": face, "voice": voice, "text": None}), expected / expected.sum())
+
+
+def test_text_context_is_zero_when_absent_and_encoded_when_given(tiny_model_dir):
+    import numpy as np
+    import torch
+
+    from emofusion.models import load_model
+
+    model = load_model(tiny_model_dir)
+    emo, sent = model.text_probs(["i am happy", "so sad"], ["", "i hate it"])
+    alone_emo, alone_sent = model.text_probs(["i am happy"])
+    np.testing.assert_allclose(emo[0], alone_emo[0], atol=1e-6)
+    np.testing.assert_allclose(sent[0], alone_sent[0], atol=1e-6)
+    with torch.inference_mode():  # the second row used the encoded context, as the heads see it
+        emb = model.encoder.encode(["so sad"])
+        ctx = model.encoder.encode(["i hate it"])
+        ref_emo, _ = model.text(emb, ctx)
+    np.testing.assert_allclose(emo[1], torch.softmax(ref_emo, -1).numpy()[0], atol=1e-6)

@@ -279,13 +279,11 @@ class EmotionModel(torch.nn.Module):
         assert self.text is not None
         emb = self.encoder.encode(texts)
         ctx = None
-        if self.text.use_context:
-            ctx = self.encoder.encode(contexts if contexts is not None else [""] * len(texts))
-            if contexts is None:
-                ctx = torch.zeros_like(emb)
-            else:
-                empty = torch.tensor([not c for c in contexts])
-                ctx[empty] = 0.0
+        if self.text.use_context:  # no context is a zero vector; only real contexts go through the encoder
+            ctx = torch.zeros_like(emb)
+            given = [i for i, c in enumerate(contexts or []) if c]
+            if given:
+                ctx[given] = self.encoder.encode([contexts[i] for i in given])
         emo, sent = self.text(emb, ctx)
         return torch.softmax(emo, -1).numpy(), torch.softmax(sent, -1).numpy()
 
