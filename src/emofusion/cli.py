@@ -43,11 +43,12 @@ def _warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
-def _load_model_or_fail(model: str):
-    from .models import ModelLoadError, load_model
+def _load_model_or_fail(model: str, backend: str = "auto", precision: Optional[str] = None):
+    from .models import ModelLoadError
+    from .models.onnx_backend import load_model_backend
 
     try:
-        return load_model(model, load_text_encoder=False)
+        return load_model_backend(model, backend, precision=precision)
     except ModelLoadError as exc:
         fail(model, str(exc))
 
@@ -62,7 +63,9 @@ def analyze(
     window: float = typer.Option(2.0, "--window", help="Window length in seconds."),
     hop: float = typer.Option(1.0, "--hop", help="Seconds between window starts."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
-    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
+    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, ONNX export folder, or hub id."),
+    backend: str = typer.Option("auto", "--backend", help="torch, onnx (an `emofusion export` folder), or auto (onnx for an export folder)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="ONNX only: fp32 or int8 (default: what the export was made with)."),
     fps: float = typer.Option(2.0, "--fps", help="Video frames sampled per second for the face net."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the analysis as JSON to PATH, or '-' for stdout (JSON only)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the timeline to this PNG file."),
@@ -82,7 +85,7 @@ def analyze(
     if plot is not None and not plot.parent.exists():
         fail(str(plot), "the folder for --plot does not exist")
     wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-    loaded = _load_model_or_fail(model)
+    loaded = _load_model_or_fail(model, backend, precision)
     try:
         analyzer = Analyzer(loaded, window=window, hop=hop, modalities=wanted, frames_per_second=fps)
     except AnalysisError as exc:
@@ -251,6 +254,12 @@ def _register_evaluate() -> None:
     app.command("evaluate")(evaluate_command)
 
 
+def _register_export() -> None:
+    from .export import export_command
+
+    app.command("export")(export_command)
+
+
 def _register_serve() -> None:
     from .serve.cli import keys_app, serve
 
@@ -259,6 +268,7 @@ def _register_serve() -> None:
 
 
 _register_evaluate()
+_register_export()
 _register_serve()
 
 

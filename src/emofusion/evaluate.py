@@ -262,11 +262,11 @@ def _select_speakers(data: _Data, speakers: list[str] | None, what: str = "--spe
 
 
 def load_for(name_or_path: str | Path, modality: str) -> "EmotionModel":
-    """Load a model for evaluating `modality`; for text, its sentence encoder is loaded now
-    (so a missing encoder is an error before any data is read)."""
-    from .models import load_model
+    """Load a model for evaluating `modality` (PyTorch, or ONNX Runtime for an export folder);
+    for text, its sentence encoder is loaded now (a missing encoder is an error before any data is read)."""
+    from .models.onnx_backend import load_model_backend
 
-    return load_model(name_or_path, load_text_encoder=modality == "text")
+    return load_model_backend(name_or_path, "auto", load_text_encoder=modality == "text")
 
 
 def _model_info(model: "EmotionModel", modality: str) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import threading
 from typing import Any, Callable
 
 from ..media import MediaError
-from ..models import EmotionModel, load_model
+from ..models import EmotionModel
+from ..models.onnx_backend import load_model_backend
 from ..pipeline import AnalysisError, Analyzer
 from ..transcript import TranscriptError, TranscriptSegment, from_text, parse_subtitles
 from .batching import BatchedModel
@@ -67,7 +68,8 @@ class Engine:
 
     def __init__(self, model: str | os.PathLike | EmotionModel, *, batch_max: int = 64, batch_wait: float = 0.005):
         """`batch_wait` > 0: model calls of concurrent analyses are micro-batched (up to `batch_max` rows)."""
-        self.model = model if isinstance(model, EmotionModel) else load_model(model, load_text_encoder=False)
+        # a name or folder is loaded (an ONNX export folder runs on ONNX Runtime); a model object is used as given
+        self.model = load_model_backend(model, "auto") if isinstance(model, (str, os.PathLike)) else model
         self.model.prepare_inference()
         if self.model.text is not None:
             self.model.encoder  # load it now, not racing in the first requests' threads

@@ -1,0 +1,518 @@
+"""`emofusion export --format onnx`: the face net, the voice net and the text heads as ONNX.
+
+    export_onnx("default", "exports/default", int8=True)  -> the manifest (dict)
+
+writes into the output folder:
+
+  face.onnx, voice.onnx, text_heads.onnx   FP32, BatchNorm folded into the convolutions (the
+                                           nets `EmotionModel.prepare_inference` builds);
+                                           dynamic batch, and a dynamic time axis for the
+                                           voice net's log-mel input
+  *.int8.onnx                              with --int8 (see "INT8" below)
+  config.json                              the model's config (labels, preprocessing, fusion)
+  text_encoder_delta.safetensors           the fine-tuned encoder tensors, when there are any
+  export.json                              the manifest: files, inputs/outputs, precisions,
+                                           opset, source model, versions, export checks
+
+The nets output logits; `emofusion.models.onnx_backend.OnnxModel` applies the softmax and the
+face net's flip test-time augmentation (`tta_flip`: the logits of each crop and of its mirror
+image are averaged) exactly as `EmotionModel` does. The text encoder (MiniLM) is not exported:
+it stays a PyTorch dependency (`config.text["encoder"]`); only the heads on its embeddings are.
+
+INT8 (`--int8`; measured on the bundled model with benchmarks/bench_export.py, x86 AVX2 CPU
+without VNNI): dynamic quantization (`quantize_dynamic`) turns convolutions into ConvInteger,
+which ONNX Runtime's CPU kernels run slower than FP32 (face net: 0.2-0.7x the FP32 speed), so
+the face net uses static quantization instead: QDQ, per-channel int8 weights, uint8
+activations, MinMax ranges calibrated on a small deterministic synthetic set (faces drawn by
+`emofusion.media.synth` under random pose, contrast and noise), which ORT fuses into
+QLinearConv (1.3-1.9x the FP32 speed on the 2-core test machine). Two choices keep its
+accuracy: the first convolution stays FP32 (its input spans the full range, where AVX2's u8*s8
+pairwise sums saturate; it is a tiny share of the compute) and weights use 7 bits
+(`reduce_range`, ORT's advice for CPUs without VNNI): with every layer quantized to full 8
+bits only ~87% of FER-2013 val predictions kept their top label, with these ~99% (98.7% on all
+3589, -0.2 points of accuracy). Calibrating on real FER-2013 crops instead of synthetic ones
+changed agreement by well under a point (`calibration=` of `export_onnx` takes real inputs).
+The text heads (two small Linear layers) use dynamic quantization (no calibration; harmless,
+and negligible beside the PyTorch encoder). The voice net is not quantized: statically
+quantized it was no faster than FP32 (0.5-1.0x: the net is small and the quantize/dequantize
+steps cost what the int8 convolutions save) and lost up to a point on held-out RAVDESS
+speakers, so under the INT8 precision it runs its FP32 file (the manifest maps `int8` to
+`voice.onnx` and says why; `export_onnx(..., int8_nets=("face", "voice", "text"))` quantizes
+it anyway, e.g. for a CPU with VNNI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+# (no torch or onnx import at module level: the CLI imports this module at start)
+MANIFEST_NAME = "export.json"
+MANIFEST_FORMAT = "emofusion-onnx"
+MANIFEST_VERSION = 1
+ENCODER_DELTA_NAME = "text_encoder_delta.safetensors"
+FORMATS = ("onnx",)
+DEFAULT_OPSET = 17
+NET_FILES = {"face": "face", "voice": "voice", "text": "text_heads"}
+# every file an export may write: --force removes these (and nothing else) from the out folder
+OWNED_FILES = tuple(
+    [f"{stem}.onnx" for stem in NET_FILES.values()] + [f"{stem}.int8.onnx" for stem in NET_FILES.values()]
+    + ["config.json", ENCODER_DELTA_NAME, MANIFEST_NAME]
+)
+CALIBRATION_FACES = 256
+CALIBRATION_CLIPS = 64
+# nets quantized by --int8; the others run in FP32 under the INT8 precision too
+DEFAULT_INT8_NETS = ("face", "text")
+KEPT_FP32_REASON = {
+    "voice": "INT8 measured no faster than FP32 for this small net (quantize/dequantize overhead; "
+             "benchmarks/bench_export.py) and 0-1 point less accurate; export_onnx(int8_nets=...) quantizes it anyway",
+}
+FP32_CHECK_ATOL = 1e-3  # max |logit difference| ONNX vs PyTorch accepted at export (it is ~1e-6)
+
+
+class ExportError(RuntimeError):
+    """The export cannot be done (one-line reason)."""
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        from onnxruntime.quantization import quantize_static  # noqa: F401
+    except ImportError as exc:
+        raise ExportError(f"ONNX export needs onnx and onnxruntime (pip install onnx onnxruntime): {exc}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Synthetic calibration inputs (deterministic; no dataset needed)
+
+
+def synthetic_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, size, size) uint8 grayscale face crops: the synthetic face under random rotation,
+    scale, shift, contrast, brightness and noise."""
+    import cv2
+
+    from .media.synth import make_face_image
+
+    rng = np.random.default_rng(seed)
+    big = size * 2
+    base = make_face_image(big)
+    out = np.empty((n, size, size), np.uint8)
+    for i in range(n):
+        m = cv2.getRotationMatrix2D((size, size), rng.uniform(-15, 15), rng.uniform(0.9, 1.2))
+        m[:, 2] += rng.uniform(-0.08, 0.08, 2) * big
+        img = cv2.warpAffine(base, m, (big, big), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        img = (img - 128.0) * rng.uniform(0.5, 1.5) + 128.0 + rng.uniform(-50, 50)
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        img += rng.normal(0.0, rng.uniform(0, 12), img.shape)
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def synthetic_speech(n: int, seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:
+    """(n, samples) float32 speech-like audio: harmonic voices with a wandering pitch,
+    syllable-rate envelopes, random level and background noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    out = np.empty((n, len(t)), np.float32)
+    for i in range(n):
+        f0 = rng.uniform(90, 260) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t + rng.uniform(0, 6)))
+        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+        x = sum((rng.uniform(0.2, 1.0) / k) * np.sin(k * phase) for k in range(1, 12))
+        x = x * np.clip(np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 6)), 0, None) ** rng.uniform(0.5, 2)
+        x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.05, 0.8)
+        x = x + rng.normal(0, 1, len(t)) * 10 ** (-rng.uniform(15, 40) / 20) * np.abs(x).max()
+        out[i] = x
+    return out
+
+
+def calibration_inputs(model, modality: str) -> np.ndarray:
+    """Synthetic net inputs for the static INT8 calibration of `modality` (face or voice),
+    preprocessed as at inference."""
+    from .features import log_mel, normalize_faces
+
+    cfg = model.config
+    if modality == "face":
+        pre = cfg.face_preprocess
+        return normalize_faces(synthetic_faces(CALIBRATION_FACES, pre.size), pre).numpy()
+    if modality == "voice":
+        seconds = float((cfg.voice or {}).get("segment_seconds", 2.0))
+        wavs = synthetic_speech(CALIBRATION_CLIPS, seconds, cfg.mel.sample_rate)
+        return log_mel(wavs, cfg.mel).numpy()
+    raise ValueError(f"no calibration for {modality!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Export
+
+
+def _input_side(model) -> int:
+    pre = model.config.face_preprocess
+    return int(pre.input_size or pre.size)
+
+
+def _voice_frames(model, seconds: float) -> int:
+    from .features import num_mel_frames
+
+    return num_mel_frames(int(round(seconds * model.config.mel.sample_rate)), model.config.mel)
+
+
+class _Heads:
+    """The text heads as a module with positional inputs and a tuple output (for tracing)."""
+
+    @staticmethod
+    def wrap(heads):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.heads = heads
+
+            def forward(self, utterance, context=None):
+                return self.heads(utterance, context)
+
+        return Wrapped().eval()
+
+
+def _export_one(net, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+                dynamic_axes: dict, opset: int) -> None:
+    import torch
+
+    with warnings.catch_warnings():
+        # the TorchScript-based exporter (dynamo=False) needs no onnxscript; it warns that it is legacy
+        warnings.simplefilter("ignore")
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                torch.onnx.export(
+                    net, args, str(path), dynamo=False, opset_version=opset, input_names=input_names,
+                    output_names=output_names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+                )
+        except Exception as exc:  # the exporter's own error types
+            raise ExportError(f"cannot export {path.name} at opset {opset}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _first_conv(path: Path) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]  # nodes are in topological order
+    return convs[:1]
+
+
+def quantize_conv_net(src: Path, dst: Path, input_name: str, calibration: np.ndarray, work: Path) -> dict[str, Any]:
+    """Static INT8 (QDQ) quantization of a conv net; returns what was done (for the manifest)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, batch: int = 32):
+            self.batches = iter([{input_name: calibration[i : i + batch]} for i in range(0, len(calibration), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    pre = work / f"{src.stem}.pre.onnx"
+    quant_pre_process(str(src), str(pre))
+    excluded = _first_conv(pre)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(
+            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded,
+        )
+    return {
+        "method": "static", "format": "QDQ", "weights": "int8 per-channel (7-bit range)", "activations": "uint8",
+        "calibration": "MinMax", "calibration_inputs": int(len(calibration)), "kept_fp32": excluded,
+    }
+
+
+def quantize_linear_net(src: Path, dst: Path, work: Path) -> dict[str, Any]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = work / f"{src.stem}.pre.onnx"
+    quant_pre_process(str(src), str(pre))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
+    return {"method": "dynamic", "weights": "int8", "activations": "uint8, quantized per batch at run time"}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check(name: str, got: list[np.ndarray], want: list[np.ndarray]) -> float:
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+    if not diff <= FP32_CHECK_ATOL:
+        raise ExportError(f"the exported {name} net differs from PyTorch by {diff:.3g} (max |logit difference|)")
+    return diff
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Raise ExportError unless `out` can take an export (absent or empty, or `force`)."""
+    if out.exists() and not out.is_dir():
+        raise ExportError("exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError("exists and is not empty (use --force to replace an export there)")
+    if not out.parent.is_dir():
+        raise ExportError(f"the folder {out.parent} does not exist")
+
+
+def export_onnx(
+    model: Any = "default",
+    out: str | os.PathLike = "export",
+    *,
+    int8: bool = False,
+    opset: int = DEFAULT_OPSET,
+    force: bool = False,
+    calibration: dict[str, np.ndarray] | None = None,
+    source: str | None = None,
+    int8_nets: tuple[str, ...] | list[str] | None = None,
+) -> dict[str, Any]:
+    """Export a model (an EmotionModel, or a bundled name / folder / hub id) to ONNX in `out`.
+
+    int8: also write `*.int8.onnx` (static QDQ for the conv nets, dynamic for the text heads).
+    calibration: optional {"face": (N,1,S,S), "voice": (N,n_mels,T)} preprocessed net inputs
+    for the INT8 calibration (default: deterministic synthetic inputs). `out` must be absent or
+    empty unless `force` (then only the files an export writes are replaced; others are kept).
+    `source`: how the model was named, for the manifest. int8_nets: which nets the INT8
+    precision quantizes (default: face and text; the voice net stays FP32, see the module
+    docstring); the others are listed under INT8 with their FP32 file. Returns the manifest.
+    Raises ExportError, or ModelLoadError for a model that cannot be loaded.
+    """
+    _require_onnx()
+    import onnx
+    import onnxruntime
+    import torch
+    from safetensors.torch import save as save_tensors
+
+    from . import __version__
+    from .models import EmotionModel, load_model
+    from .models.onnx_backend import OnnxNet
+
+    out = Path(os.path.expanduser(str(out)))
+    check_out(out, force)
+    if not isinstance(model, EmotionModel):
+        source = source or str(model)
+        model = load_model(model, load_text_encoder=False)
+    source = source or model.config.name
+    model.prepare_inference()
+    if not model.modalities:
+        raise ExportError(f"model {model.config.name!r} has no net to export")
+    calibration = dict(calibration or {})
+    rng = np.random.default_rng(0)
+    n_labels = len(model.config.labels)
+
+    work = Path(tempfile.mkdtemp(prefix=".emofusion-export-", dir=out.parent))
+    try:
+        nets: dict[str, Any] = {}
+        checks: dict[str, Any] = {}
+        quant: dict[str, Any] = {}
+        if model.face is not None:
+            side = _input_side(model)
+            path = work / "face.onnx"
+            net = model._net("face")
+            _export_one(net, (torch.zeros(2, 1, side, side),), path, ["faces"], ["logits"],
+                        {"faces": {0: "batch"}, "logits": {0: "batch"}}, opset)
+            ort_net = OnnxNet(path)
+            diffs = []
+            for n in (1, 5):
+                x = rng.normal(0, 1, (n, 1, side, side)).astype(np.float32)
+                with torch.no_grad():
+                    diffs.append(_check("face", ort_net(x), [net(torch.from_numpy(x)).numpy()]))
+            checks["face"] = {"max_abs_logit_diff": max(diffs), "batches": [1, 5]}
+            nets["face"] = {
+                "fp32": "face.onnx",
+                "inputs": [{"name": "faces", "shape": ["batch", 1, side, side], "dtype": "float32",
+                            "what": "grayscale face crops normalised as config.face.preprocess says"}],
+                "outputs": [{"name": "logits", "shape": ["batch", n_labels], "labels": "config.labels"}],
+                "tta_flip": bool((model.config.face or {}).get("tta_flip", False)),
+            }
+        if model.voice is not None:
+            n_mels = model.config.mel.n_mels
+            seconds = float((model.config.voice or {}).get("segment_seconds", 2.0))
+            frames = _voice_frames(model, seconds)
+            path = work / "voice.onnx"
+            net = model._net("voice")
+            _export_one(net, (torch.zeros(2, n_mels, frames),), path, ["mels"], ["logits"],
+                        {"mels": {0: "batch", 2: "frames"}, "logits": {0: "batch"}}, opset)
+            ort_net = OnnxNet(path)
+            diffs = []
+            for n, t in ((1, frames), (5, frames), (3, _voice_frames(model, seconds * 2.3))):
+                x = rng.normal(0, 1, (n, n_mels, t)).astype(np.float32)
+                with torch.no_grad():
+                    diffs.append(_check("voice", ort_net(x), [net(torch.from_numpy(x)).numpy()]))
+            checks["voice"] = {"max_abs_logit_diff": max(diffs), "shapes": [[1, n_mels, frames], [5, n_mels, frames],
+                                                                             [3, n_mels, _voice_frames(model, seconds * 2.3)]]}
+            nets["voice"] = {
+                "fp32": "voice.onnx",
+                "inputs": [{"name": "mels", "shape": ["batch", n_mels, "frames"], "dtype": "float32",
+                            "what": "per-clip normalised log-mel (emofusion.features.log_mel, config.voice.preprocess)"}],
+                "outputs": [{"name": "logits", "shape": ["batch", n_labels], "labels": "config.labels"}],
+                "min_frames": 2 ** len((model.config.voice or {}).get("channels", (16, 32, 64, 128))),
+            }
+        if model.text is not None:
+            heads = model.text.eval()
+            dim = int(model.config.text["embed_dim"])
+            names = ["utterance", "context"] if heads.use_context else ["utterance"]
+            path = work / "text_heads.onnx"
+            args = tuple(torch.zeros(2, dim) for _ in names)
+            n_sent = len(model.config.sentiment_labels)
+            _export_one(_Heads.wrap(heads), args, path, names, ["emotion_logits", "sentiment_logits"],
+                        {**{k: {0: "batch"} for k in names}, "emotion_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}},
+                        opset)
+            ort_net = OnnxNet(path)
+            diffs = []
+            for n in (1, 5):
+                xs = [rng.normal(0, 0.1, (n, dim)).astype(np.float32) for _ in names]
+                with torch.no_grad():
+                    want = [t.numpy() for t in heads(*[torch.from_numpy(x) for x in xs])]
+                diffs.append(_check("text", ort_net(*xs), want))
+            checks["text"] = {"max_abs_logit_diff": max(diffs), "batches": [1, 5]}
+            entry = {
+                "fp32": "text_heads.onnx",
+                "inputs": [{"name": k, "shape": ["batch", dim], "dtype": "float32",
+                            "what": "sentence embedding (unit vector) of the " + ("utterance" if k == "utterance" else
+                                    "preceding context; zeros when there is none")} for k in names],
+                "outputs": [{"name": "emotion_logits", "shape": ["batch", n_labels], "labels": "config.labels"},
+                            {"name": "sentiment_logits", "shape": ["batch", n_sent], "labels": "config.sentiment_labels"}],
+                "encoder": model.config.text.get("encoder"),
+                "encoder_runtime": "pytorch (transformers); not exported",
+                "encoder_delta": None,
+            }
+            if model.text_encoder_delta is not None:
+                tensors = {k: v.detach().contiguous().cpu() for k, v in model.text_encoder_delta.tensors().items()}
+                (work / ENCODER_DELTA_NAME).write_bytes(save_tensors(tensors, metadata={"format": "emofusion"}))
+                entry["encoder_delta"] = ENCODER_DELTA_NAME
+            nets["text"] = entry
+
+        if int8:
+            wanted = DEFAULT_INT8_NETS if int8_nets is None else tuple(int8_nets)
+            unknown = [n for n in wanted if n not in NET_FILES]
+            if unknown:
+                raise ExportError(f"unknown net {unknown[0]!r} in int8_nets; choose from {', '.join(NET_FILES)}")
+            qwork = work / "quant"
+            qwork.mkdir()
+            for name, input_name in (("face", "faces"), ("voice", "mels")):
+                if name in nets and name in wanted:
+                    data = calibration.get(name)
+                    data = calibration_inputs(model, name) if data is None else np.asarray(data, np.float32)
+                    quant[name] = quantize_conv_net(work / f"{name}.onnx", work / f"{name}.int8.onnx", input_name, data, qwork)
+                    quant[name]["calibration_source"] = "given" if name in calibration else "synthetic"
+                    nets[name]["int8"] = f"{name}.int8.onnx"
+            if "text" in nets and "text" in wanted:
+                quant["text"] = quantize_linear_net(work / "text_heads.onnx", work / "text_heads.int8.onnx", qwork)
+                nets["text"]["int8"] = "text_heads.int8.onnx"
+            shutil.rmtree(qwork)
+            for name in quant:  # each INT8 file must load
+                OnnxNet(work / nets[name]["int8"], precision="int8")
+            for name, entry in nets.items():  # the INT8 precision runs these nets in FP32
+                if name not in quant:
+                    entry["int8"] = entry["fp32"]
+                    entry["int8_kept_fp32"] = KEPT_FP32_REASON.get(name, "not in int8_nets")
+                    quant[name] = {"method": "none (FP32)", "reason": entry["int8_kept_fp32"]}
+
+        (work / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        files = sorted(p.name for p in work.iterdir() if p.is_file())
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "format_version": MANIFEST_VERSION,
+            "source": {"model": source, "name": model.config.name, "version": model.config.version,
+                       "trained": {m: bool(model.config.trained.get(m, False)) for m in model.modalities}},
+            "config": "config.json",
+            "opset": opset,
+            "int8": bool(int8),
+            "default_precision": "int8" if int8 else "fp32",
+            "nets": nets,
+            "quantization": quant or None,
+            "batchnorm_folded": True,
+            "outputs_are": "logits: apply softmax; face with tta_flip: average the logits of the crops and of "
+                           "their mirror images (flipped along the width) before the softmax",
+            "checks": checks,
+            "created_with": {"emofusion": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                             "onnxruntime": onnxruntime.__version__,
+                             "exporter": "torch.onnx.export, TorchScript-based (dynamo=False)"},
+            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": _sha256(work / name)} for name in files},
+        }
+        (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        out.mkdir(exist_ok=True)
+        for name in OWNED_FILES:  # a replaced export leaves no stale file (only what an export writes)
+            (out / name).unlink(missing_ok=True)
+        for name in [*files, MANIFEST_NAME]:
+            os.replace(work / name, out / name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+
+
+def export_command(
+    fmt: str = typer.Option(..., "--format", help="Export format: onnx."),
+    out: Path = typer.Option(..., "--out", help="Output folder (created; must be empty unless --force)."),
+    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
+    int8: bool = typer.Option(False, "--int8", help="Also write INT8 nets (face.int8.onnx, text_heads.int8.onnx; the voice net stays FP32) and make INT8 the export's default precision."),
+    opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset version."),
+    force: bool = typer.Option(False, "--force", help="Replace an export in a non-empty --out folder (other files are kept)."),
+) -> None:
+    """Export a model's face and voice nets and text heads to ONNX (FP32, optionally INT8) for ONNX Runtime."""
+    from .cli import fail
+    from .models import ModelLoadError
+
+    if fmt.lower() not in FORMATS:
+        fail(fmt, f"unknown export format; supported: {', '.join(FORMATS)}")
+    out_dir = out.expanduser()
+    try:
+        _require_onnx()
+    except ExportError as exc:
+        fail("export", str(exc))
+    try:
+        check_out(out_dir, force)
+    except ExportError as exc:
+        fail(str(out), str(exc))
+    from .models import load_model
+
+    try:
+        loaded = load_model(model, load_text_encoder=False)
+    except ModelLoadError as exc:
+        fail(model, str(exc).removeprefix(f"{model}: "))
+    try:
+        manifest = export_onnx(loaded, out_dir, int8=int8, opset=opset, force=force, source=model)
+    except ExportError as exc:
+        fail(str(out), str(exc))
+    except OSError as exc:  # no space, no permission, ...
+        fail(str(out), exc.strerror or str(exc))
+    if not loaded.is_trained:
+        untrained = [m for m in loaded.modalities if not loaded.config.trained.get(m, False)]
+        typer.echo(f"warning: model {loaded.config.name!r} has untrained parts ({', '.join(untrained)}): "
+                   "the export carries their random weights", err=True)
+    for name, info in manifest["files"].items():
+        typer.echo(f"{out_dir / name}  {info['bytes'] / 1e6:.2f} MB")
+    typer.echo(f"{out_dir / MANIFEST_NAME}")
+    parts = ", ".join(manifest["nets"])
+    typer.echo(
+        f"exported {manifest['source']['name']} {manifest['source']['version']} ({parts}) to ONNX opset {opset}"
+        + (", FP32 + INT8 (default INT8)" if int8 else ", FP32")
+        + "; the text encoder stays PyTorch (only its heads are exported)" * ("text" in manifest["nets"]),
+        err=True,
+    )

@@ -1,0 +1,324 @@
+"""Run an exported model (see `emofusion.export`) with ONNX Runtime instead of PyTorch.
+
+An export folder holds `export.json` (the manifest), the model's `config.json`, the face and
+voice nets and the text heads as ONNX files (`face.onnx`, `voice.onnx`, `text_heads.onnx`,
+and `*.int8.onnx` when exported with INT8), and `text_encoder_delta.safetensors` when the
+model fine-tuned its sentence encoder. The sentence encoder itself (MiniLM) stays PyTorch:
+it is a dependency of its own, loaded from `config.text["encoder"]`; only the heads on its
+embeddings are ONNX.
+
+    model = OnnxModel("exports/default", precision="int8", threads=2)
+    Analyzer(model).analyze("clip.mp4")
+
+`OnnxModel` has the inference surface of `EmotionModel` the Analyzer, the evaluation and the
+service use (`face_probs`, `voice_probs`, `clip_voice_probs`, `text_probs`, `fuse`, `config`,
+`labels`, `modalities`, `is_trained`, `prepare_inference`, `encoder`, and `face` / `voice` /
+`text`, which are None when the model has no such net). Outputs match PyTorch (FP32: within
+float rounding; the face net's flip test-time augmentation is applied the same way).
+
+`load_model_backend(name_or_path, backend="auto"|"torch"|"onnx")` picks the backend: `auto`
+uses ONNX Runtime for an export folder (one with `export.json`) and PyTorch otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..export import ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
+from .bundle import CONFIG_NAME, EncoderDelta, ModelConfig
+from .fusion import MODALITIES, fuse
+from .text import ModelLoadError, SentenceEncoder
+
+PRECISIONS = ("fp32", "int8")
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ModelLoadError(f"the ONNX backend needs onnxruntime (pip install onnxruntime): {exc}") from None
+    return onnxruntime
+
+
+def _as_array(x: Any) -> np.ndarray:
+    """A torch tensor or array-like -> contiguous float32 numpy array."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def session_options(threads: int | None = None):
+    """ONNX Runtime session options: `threads` intra-op threads (None: ORT's default, one per
+    physical core), one inter-op thread, sequential execution, all graph optimisations."""
+    ort = _import_ort()
+    so = ort.SessionOptions()
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1 (got {threads})")
+        so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # errors only
+    return so
+
+
+class OnnxNet:
+    """One exported net in an ONNX Runtime session: `net(*arrays)` -> list of output arrays."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None,
+                 providers: Sequence[str] | None = None, precision: str = "fp32"):
+        ort = _import_ort()
+        self.path = Path(path)
+        self.precision = precision
+        if not self.path.is_file():
+            raise ModelLoadError(f"{self.path}: no such ONNX file")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), session_options(threads), providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as exc:  # onnxruntime raises its own error types
+            raise ModelLoadError(f"{self.path}: cannot load: {' '.join(str(exc).split())[:300]}") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, *inputs: Any) -> list[np.ndarray]:
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"{self.path.name} takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), got {len(inputs)}")
+        feeds = {name: _as_array(x) for name, x in zip(self.input_names, inputs)}
+        return self.session.run(None, feeds)
+
+    def __repr__(self) -> str:
+        return f"OnnxNet({self.path.name}, {self.precision})"
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(directory)
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{folder}: no {MANIFEST_NAME}: not an ONNX export (create one with "
+            f"`emofusion export --format onnx --model NAME --out DIR`)"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelLoadError(f"{path}: not an emofusion ONNX manifest (format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if int(manifest.get("format_version", 0)) > MANIFEST_VERSION:
+        raise ModelLoadError(
+            f"{path}: format_version {manifest['format_version']} is newer than this emofusion understands "
+            f"({MANIFEST_VERSION}); upgrade emofusion"
+        )
+    return manifest
+
+
+def is_export_folder(path: str | os.PathLike) -> bool:
+    return (Path(os.path.expanduser(str(path))) / MANIFEST_NAME).is_file()
+
+
+class OnnxModel:
+    """An exported model run by ONNX Runtime, with EmotionModel's inference methods.
+
+    precision: "fp32" or "int8" (None: the manifest's `default_precision`, "int8" when the
+    folder was exported with --int8). threads: ONNX Runtime intra-op threads per net (None:
+    its default). load_text_encoder: load the PyTorch sentence encoder now (otherwise on the
+    first `text_probs`), as for EmotionModel.
+    """
+
+    backend = "onnx"
+    training = False
+
+    def __init__(self, directory: str | os.PathLike, *, precision: str | None = None, threads: int | None = None,
+                 providers: Sequence[str] | None = None, load_text_encoder: bool = False):
+        folder = Path(os.path.expanduser(str(directory)))
+        self.directory = folder
+        self.manifest = read_manifest(folder)
+        cfg_path = folder / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise ModelLoadError(f"{folder}: no {CONFIG_NAME} beside {MANIFEST_NAME}")
+        try:
+            self.config = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise ModelLoadError(f"{cfg_path}: invalid config: {exc}") from None
+        chosen = precision or self.manifest.get("default_precision", "fp32")
+        if chosen not in PRECISIONS:
+            raise ModelLoadError(f"unknown precision {chosen!r}; choose from {', '.join(PRECISIONS)}")
+        self.precision = chosen
+        self.threads = threads
+        nets = self.manifest.get("nets", {})
+        self.face: OnnxNet | None = None
+        self.voice: OnnxNet | None = None
+        self.text: OnnxNet | None = None
+        for name in MODALITIES:
+            if getattr(self.config, name) is None:
+                continue
+            entry = nets.get(name)
+            if not entry:
+                raise ModelLoadError(f"{folder}: the config has a {name} net but {MANIFEST_NAME} lists no {name} file")
+            file = entry.get(chosen)
+            if not file:
+                raise ModelLoadError(
+                    f"{folder}: no {chosen} {name} net (exported precisions: "
+                    f"{', '.join(p for p in PRECISIONS if entry.get(p)) or 'none'})"
+                )
+            runs = "fp32" if file == entry.get("fp32") else chosen  # the INT8 precision may keep a net FP32
+            setattr(self, name, OnnxNet(folder / file, threads=threads, providers=providers, precision=runs))
+        self._encoder: SentenceEncoder | None = None
+        if load_text_encoder and self.text is not None:
+            self._load_encoder()
+
+    # -- parts ------------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.modalities) and all(self.config.trained.get(m, False) for m in self.modalities)
+
+    def prepare_inference(self) -> "OnnxModel":
+        """Nothing to do: the exported nets already have BatchNorm folded in."""
+        return self
+
+    def eval(self) -> "OnnxModel":
+        return self
+
+    def _load_encoder(self) -> SentenceEncoder:
+        if self._encoder is None:
+            cfg = self.config.text or {}
+            enc = SentenceEncoder(cfg["encoder"], max_length=int(cfg.get("max_length", 128)))
+            if enc.dim != int(cfg["embed_dim"]):
+                raise ModelLoadError(
+                    f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
+                )
+            finetuned = cfg.get("finetuned")
+            if finetuned:
+                path = self.directory / ((self.manifest.get("nets", {}).get("text") or {}).get("encoder_delta") or ENCODER_DELTA_NAME)
+                if not path.is_file():
+                    raise ModelLoadError(f"{self.directory}: the text encoder was fine-tuned but {path.name} is missing")
+                from safetensors.torch import load_file
+
+                delta = EncoderDelta(finetuned["shapes"])
+                tensors = load_file(str(path))
+                missing = [n for n in delta.names if n not in tensors]
+                if missing:
+                    raise ModelLoadError(f"{path}: missing fine-tuned tensors: {missing[:3]}")
+                for name in delta.names:
+                    getattr(delta, EncoderDelta.key(name)).copy_(tensors[name])
+                delta.apply_to(enc.model)
+            self._encoder = enc
+        return self._encoder
+
+    def attach_encoder(self, encoder: SentenceEncoder) -> None:
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        return self._load_encoder()
+
+    # -- inference ---------------------------------------------------------------------------
+    def face_probs(self, faces: Any) -> np.ndarray:
+        """(N, 1, S, S) normalised crops -> (N, C) probabilities (flip test-time augmentation as in PyTorch:
+        the logits of each crop and its mirror image are averaged before the softmax)."""
+        assert self.face is not None
+        x = _as_array(faces)
+        if len(x) == 0:
+            return np.zeros((0, len(self.config.labels)), dtype=np.float32)
+        if (self.config.face or {}).get("tta_flip", False):
+            both = self.face(np.concatenate([x, x[..., ::-1]]))[0]
+            logits = (both[: len(x)] + both[len(x):]) / 2
+        else:
+            logits = self.face(x)[0]
+        return softmax(logits)
+
+    def voice_probs(self, mels: Any) -> np.ndarray:
+        """(N, n_mels, frames) log-mels -> (N, C) probabilities."""
+        assert self.voice is not None
+        x = _as_array(mels)
+        if len(x) == 0:
+            return np.zeros((0, len(self.config.labels)), dtype=np.float32)
+        return softmax(self.voice(x)[0])
+
+    def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Whole clips (16 kHz mono) -> (N, C) probabilities, batched as EmotionModel does."""
+        from .bundle import EmotionModel
+
+        # the same grouping code (it only uses config and voice_probs)
+        return EmotionModel.clip_voice_probs(self, wavs, batch_size)  # type: ignore[arg-type]
+
+    def text_probs(self, texts: list[str], contexts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Texts (and optional preceding context) -> (emotion probs (N, C), sentiment probs (N, 3)).
+        The sentence encoder runs in PyTorch; the heads in ONNX Runtime."""
+        import torch
+
+        assert self.text is not None
+        n_sent = len(self.config.sentiment_labels)
+        if not texts:
+            return np.zeros((0, len(self.config.labels)), np.float32), np.zeros((0, n_sent), np.float32)
+        with torch.inference_mode():
+            emb = self.encoder.encode(texts)
+            inputs = [emb]
+            if len(self.text.input_names) == 2:  # the heads use the context embedding
+                if contexts is None:
+                    ctx = torch.zeros_like(emb)
+                else:
+                    ctx = self.encoder.encode(contexts)
+                    empty = torch.tensor([not c for c in contexts])
+                    ctx[empty] = 0.0
+                inputs.append(ctx)
+        emo, sent = self.text(*inputs)
+        return softmax(emo), softmax(sent)
+
+    def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
+        return fuse(probs, self.config.fusion.get("weights", {}))
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.directory)!r}, precision={self.precision!r}, nets={self.modalities})"
+
+
+def load_model_backend(name_or_path: str | os.PathLike = "default", backend: str = "auto", *,
+                       load_text_encoder: bool = False, precision: str | None = None,
+                       threads: int | None = None):
+    """Load a model for inference with the chosen backend.
+
+    backend "torch": `load_model` (a bundled name, a model folder or a hub id);
+    "onnx": an export folder (`emofusion export --format onnx`) run by ONNX Runtime;
+    "auto": ONNX for an export folder, PyTorch otherwise. `precision` and `threads` apply to
+    ONNX only (for PyTorch, threads are torch.set_num_threads, a process-wide setting).
+    """
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    export = is_export_folder(name_or_path)
+    if backend == "onnx" or (backend == "auto" and export):
+        if not export:
+            raise ModelLoadError(
+                f"{name_or_path}: not an ONNX export folder (no {MANIFEST_NAME}); create one with "
+                f"`emofusion export --format onnx --model {name_or_path} --out DIR`"
+            )
+        return OnnxModel(Path(os.path.expanduser(str(name_or_path))), precision=precision, threads=threads,
+                         load_text_encoder=load_text_encoder)
+    if export:
+        raise ModelLoadError(f"{name_or_path}: an ONNX export folder holds no PyTorch weights; use the onnx backend")
+    if precision not in (None, "fp32"):
+        raise ModelLoadError("precision 'int8' needs the onnx backend")
+    from .bundle import load_model
+
+    return load_model(name_or_path, load_text_encoder=load_text_encoder)
