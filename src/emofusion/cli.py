@@ -254,6 +254,12 @@ def _register_evaluate() -> None:
     app.command("evaluate")(evaluate_command)
 
 
+def _register_batch() -> None:
+    from .batch import batch_command
+
+    app.command("batch")(batch_command)
+
+
 def _register_export() -> None:
     from .export import export_command
 
@@ -269,6 +275,7 @@ def _register_serve() -> None:
 
 _register_evaluate()
 _register_export()
+_register_batch()
 _register_serve()
 
 

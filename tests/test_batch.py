@@ -1,0 +1,498 @@
+"""`emofusion batch`: local workers and Ray Data give the same lines as Analyzer.analyze();
+resume, --retry-failed, per-input failures, manifests, and usage errors (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import assert_contract_v1
+from media_factory import make_clip, make_face_image
+from typer.testing import CliRunner
+
+from emofusion.batch import BatchItem, RayConnectError, check_ray_address, read_manifest, run_batch, use_device
+from emofusion.cli import app
+from emofusion.pipeline import Analyzer
+
+SRT = "1\n00:00:00,500 --> 00:00:01,500\ni am so happy today\n"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("batch_media")
+    face = make_face_image(80)
+    files = {
+        "a": make_clip(d / "a.mp4", duration=2.0, width=192, height=144, face=face, modulate=True),
+        "b": make_clip(d / "b.mp4", duration=1.5, width=192, height=144, face=face, modulate=True, tone_hz=330.0),
+        "speech": make_clip(d / "speech.wav", container="wav", duration=2.0, modulate=True, tone_hz=180.0),
+        "mute": make_clip(d / "mute.mp4", duration=1.5, width=192, height=144, face=face, with_audio=False),
+        "corrupt": d / "corrupt.mp4",
+        "notes": d / "notes.txt",
+        "srt": d / "subs.srt",
+        "missing": d / "missing.mp4",
+        "folder": d / "a_folder",
+    }
+    files["corrupt"].write_bytes(os.urandom(32 * 1024))
+    files["notes"].write_text("Dear diary,\nthis is not a video.\n" * 40)
+    files["srt"].write_text(SRT)
+    files["folder"].mkdir()
+    return {k: Path(v) for k, v in files.items()}
+
+
+@pytest.fixture(scope="module")
+def analyzer(tiny_model_dir):
+    return Analyzer(str(tiny_model_dir))
+
+
+def expected(analyzer, path, **kw) -> dict:
+    """What Analyzer.analyze() gives, as it reads back from JSON."""
+    return json.loads(json.dumps(analyzer.analyze(str(path), **kw).to_dict()))
+
+
+def invoke(*args):
+    t0 = time.monotonic()
+    result = CliRunner().invoke(app, ["batch", *map(str, args)])
+    result.elapsed = time.monotonic() - t0
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def by_input(path: Path) -> dict[str, dict]:
+    """The last line per input wins."""
+    return {row["input"]: row for row in lines(path)}
+
+
+def result_of(row: dict) -> dict:
+    assert "error" not in row, row
+    rest = {k: v for k, v in row.items() if k != "input"}
+    assert_contract_v1(rest)
+    return rest
+
+
+def summary_line(result) -> str:
+    done = [ln for ln in result.stderr.splitlines() if ln.startswith("done: ")]
+    assert len(done) == 1, result.stderr
+    return done[0]
+
+
+# ------------------------------------------------------------------------ local engine
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_workers_match_direct_analysis(media, tiny_model_dir, analyzer, tmp_path, workers):
+    out = tmp_path / "results.jsonl"
+    inputs = [media["a"], media["b"], media["speech"]]
+    result = invoke(*inputs, "--out", out, "--model", tiny_model_dir, "--workers", workers)
+    assert result.exit_code == 0, result.output
+    # not a terminal: no progress bar, only the summary line (a trained model: no warning)
+    assert result.stderr.splitlines() == [summary_line(result)]
+    assert summary_line(result).startswith("done: 3 analysed, 0 failed, 0 skipped (already in the output) in ")
+    assert result.stdout == ""
+    rows = lines(out)
+    assert sorted(r["input"] for r in rows) == sorted(map(str, inputs))
+    for row in rows:
+        assert result_of(row) == expected(analyzer, row["input"])
+
+
+def test_api_options_progress_and_duplicates(media, tiny_model_dir, tmp_path, caplog):
+    out = tmp_path / "r.jsonl"
+    calls = []
+    opts = {"window": 1.0, "hop": 0.5, "modalities": ["voice"]}
+    items = [str(media["a"]), BatchItem("with text", str(media["b"]), text="i am so happy"), str(media["a"])]
+    with caplog.at_level("WARNING", logger="emofusion.batch"):
+        summary = run_batch(items, out, model=tiny_model_dir, analyzer_options=opts,
+                            progress=lambda *a: calls.append(a))
+    assert f"duplicate input {media['a']} (analysed once)" in caplog.text
+    assert (summary.analysed, summary.failed, summary.skipped, summary.duplicates) == (2, 0, 0, 1)
+    assert summary.exit_code == 0 and summary.total == 2
+    assert calls[0] == (0, 0, 2) and calls[-1] == (2, 0, 2)
+    direct = Analyzer(str(tiny_model_dir), **opts)
+    rows = by_input(out)
+    assert result_of(rows[str(media["a"])]) == expected(direct, media["a"])
+    assert result_of(rows["with text"]) == expected(direct, media["b"], text="i am so happy")
+    assert rows["with text"]["options"]["modalities"] == ["voice"]
+
+
+def test_model_on_device_wrapper_keeps_results(media, tiny_model_dir, analyzer):
+    """The wrapper Ray actors use to put the nets on a GPU, exercised on the CPU."""
+    moved = Analyzer(str(tiny_model_dir))
+    use_device(moved.model, "cpu")
+    assert expected(moved, media["a"], text="i am so happy") == expected(analyzer, media["a"], text="i am so happy")
+
+
+def test_onnx_export_folder_as_model(media, tiny_model_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from emofusion.export import export_onnx
+    from emofusion.models.onnx_backend import load_model_backend
+
+    folder = tmp_path / "tiny-onnx"
+    export_onnx(tiny_model_dir, folder)
+    out = tmp_path / "results.jsonl"
+    result = invoke(media["a"], media["speech"], "--out", out, "--model", folder, "--workers", 2)
+    assert result.exit_code == 0, result.output
+    direct = Analyzer(load_model_backend(folder))
+    rows = by_input(out)
+    for clip in ("a", "speech"):
+        assert result_of(rows[str(media[clip])]) == expected(direct, media[clip])
+    assert_usage_error(invoke(media["a"], "--out", tmp_path / "other.jsonl", "--model", folder, "--backend", "torch"),
+                       str(folder), "onnx")
+
+
+def test_failures_become_error_lines_and_the_run_goes_on(media, tiny_model_dir, analyzer, tmp_path):
+    out = tmp_path / "results.jsonl"
+    bad = [media["missing"], media["corrupt"], media["notes"], media["folder"]]
+    result = invoke(*bad, media["a"], "--out", out, "--model", tiny_model_dir, "--workers", 2)
+    assert result.exit_code == 1, result.output
+    assert summary_line(result).startswith("done: 1 analysed, 4 failed, 0 skipped ")
+    rows = by_input(out)
+    assert len(lines(out)) == 5
+    assert result_of(rows[str(media["a"])]) == expected(analyzer, media["a"])
+    errors = {Path(k).name: v["error"] for k, v in rows.items() if "error" in v}
+    assert set(rows[str(media["missing"])]) == {"input", "error"}
+    assert errors["missing.mp4"] == {"code": "not_found", "message": "no such file"}
+    for name in ("corrupt.mp4", "notes.txt", "a_folder"):
+        assert errors[name]["code"] == "invalid_media", errors[name]
+        assert errors[name]["message"] and "\n" not in errors[name]["message"]
+
+
+def test_a_worker_that_dies_costs_only_its_input(media, tiny_model_dir, analyzer, tmp_path):
+    import multiprocessing
+    import signal
+
+    clip = make_clip(tmp_path / "long.mp4", duration=4.0, width=192, height=144, face=make_face_image(80), modulate=True)
+    clips = [clip]
+    for k in range(5):
+        clips.append(tmp_path / f"copy{k}.mp4")
+        shutil.copy(clip, clips[-1])
+    killed = []
+
+    def kill_the_workers(finished, failed, total):
+        # at the first result, the worker that sent it is analysing its next input
+        if finished == 1 and not killed:
+            for p in multiprocessing.active_children():
+                if p.name == "emofusion-batch-worker":
+                    os.kill(p.pid, signal.SIGKILL)
+                    killed.append(p.pid)
+
+    out = tmp_path / "results.jsonl"
+    summary = run_batch(clips, out, workers=2, model=tiny_model_dir, progress=kill_the_workers)
+    assert len(killed) == 2
+    rows = lines(out)
+    assert sorted(r["input"] for r in rows) == sorted(map(str, clips))  # each input once
+    crashed = [r for r in rows if "error" in r]
+    # each killed worker loses the input it was analysing (none if it was still starting)
+    assert 1 <= len(crashed) <= 2 and summary.failed == len(crashed) and summary.analysed == 6 - len(crashed)
+    for r in crashed:
+        assert r["error"]["code"] == "worker_crashed" and "died while analysing" in r["error"]["message"]
+    want = expected(analyzer, clip)
+    assert all(result_of(r) == want for r in rows if "error" not in r)
+    assert not [p for p in multiprocessing.active_children() if p.name == "emofusion-batch-worker"]
+
+
+def test_resume_skips_done_inputs_and_retry_failed_retries(media, tiny_model_dir, analyzer, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    clip, later = work / "clip.mp4", work / "later.mp4"
+    shutil.copy(media["a"], clip)
+    out = tmp_path / "results.jsonl"
+    args = [clip, later, "--out", out, "--model", tiny_model_dir]
+
+    first = invoke(*args)
+    assert first.exit_code == 1
+    assert summary_line(first).startswith("done: 1 analysed, 1 failed, 0 skipped ")
+    assert by_input(out)[str(later)]["error"]["code"] == "not_found"
+    size, mtime = out.stat().st_size, out.stat().st_mtime_ns
+
+    # again: nothing analysed, nothing written; the earlier failure still sets the exit status
+    again = invoke(*args)
+    assert again.exit_code == 1
+    assert summary_line(again).startswith("done: 0 analysed, 0 failed, 2 skipped (already in the output) in ")
+    assert "1 of the skipped have error lines (--retry-failed analyses them again)" in summary_line(again)
+    assert (out.stat().st_size, out.stat().st_mtime_ns) == (size, mtime)
+
+    # the missing file appears: --retry-failed analyses it; the done input is not repeated
+    shutil.copy(media["b"], later)
+    retry = invoke(*args, "--retry-failed")
+    assert retry.exit_code == 0, retry.output
+    assert summary_line(retry).startswith("done: 1 analysed, 0 failed, 1 skipped ")
+    rows = lines(out)
+    assert [r["input"] for r in rows] == [str(clip), str(later), str(later)]
+    assert "error" in rows[1] and result_of(rows[2]) == expected(analyzer, later)  # the last line wins
+
+    # a run killed mid-line leaves a partial line: ignored, and the next line starts afresh
+    with open(out, "a") as f:
+        f.write('{"input": "' + str(media["speech"]) + '", "schema_ver')
+    resumed = invoke(clip, later, media["speech"], "--out", out, "--model", tiny_model_dir)
+    assert resumed.exit_code == 0, resumed.output
+    assert summary_line(resumed).startswith("done: 1 analysed, 0 failed, 2 skipped ")
+    raw = out.read_text().splitlines()
+    assert raw[-2].endswith('"schema_ver')
+    last = json.loads(raw[-1])
+    assert last["input"] == str(media["speech"]) and result_of(last) == expected(analyzer, media["speech"])
+
+
+# ------------------------------------------------------------------------ manifests
+
+
+@pytest.fixture
+def dataset(media, tmp_path):
+    """A folder with clips in it and below it, and a transcript, for manifests with relative paths."""
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(media["a"], root / "a.mp4")
+    shutil.copy(media["b"], root / "sub" / "b.mp4")
+    shutil.copy(media["mute"], root / "mute.mp4")
+    shutil.copy(media["speech"], root / "sub" / "speech.wav")
+    shutil.copy(media["srt"], root / "sub" / "subs.srt")
+    return root
+
+
+def test_manifest_csv(dataset, tiny_model_dir, analyzer, tmp_path):
+    manifest = dataset / "list.csv"
+    manifest.write_text(
+        "path,audio,transcript,text\n"
+        "a.mp4,,,\n"                                  # 2
+        "sub/b.mp4,,,i am so happy\n"                 # 3
+        "mute.mp4,sub/speech.wav,sub/subs.srt,\n"     # 4
+        ",,,no path here\n"                           # 5: a bad row
+        "a.mp4,,,\n"                                  # 6: a duplicate
+        "nowhere.mp4,,,\n"                            # 7: a missing file
+    )
+    out = tmp_path / "results.jsonl"
+    result = invoke("--manifest", manifest, "--out", out, "--model", tiny_model_dir, "--workers", 2)
+    assert result.exit_code == 1, result.output
+    assert "warning: duplicate input a.mp4 (analysed once)" in result.stderr.splitlines()
+    assert summary_line(result).startswith("done: 3 analysed, 2 failed, 0 skipped ")
+    rows = by_input(out)
+    assert len(lines(out)) == 5
+    assert set(rows) == {"a.mp4", "sub/b.mp4", "mute.mp4", f"{manifest}:5", "nowhere.mp4"}
+    assert result_of(rows["a.mp4"]) == expected(analyzer, dataset / "a.mp4")
+    assert result_of(rows["sub/b.mp4"]) == expected(analyzer, dataset / "sub" / "b.mp4", text="i am so happy")
+    mute = result_of(rows["mute.mp4"])
+    assert mute == expected(analyzer, dataset / "mute.mp4", audio=str(dataset / "sub" / "speech.wav"),
+                            transcript=dataset / "sub" / "subs.srt")
+    assert mute["media"]["external_audio"] is True and mute["media"]["has_transcript"] is True
+    assert rows[f"{manifest}:5"]["error"]["code"] == "invalid_manifest_row"
+    assert rows["nowhere.mp4"]["error"]["code"] == "not_found"
+
+
+def test_manifest_jsonl(dataset, tiny_model_dir, analyzer, tmp_path):
+    manifest = dataset / "list.jsonl"
+    manifest.write_text("\n".join([
+        json.dumps({"path": "a.mp4"}),                                         # 1
+        '{"path": "sub/b.mp4", "text": ',                                      # 2: not JSON
+        json.dumps({"audio": "sub/speech.wav"}),                               # 3: no path
+        json.dumps(["a.mp4"]),                                                 # 4: not an object
+        "",                                                                    # 5: blank, skipped
+        json.dumps({"path": "sub/b.mp4", "text": "i am so happy", "extra": 1}),  # 6
+        json.dumps({"path": 7}),                                               # 7: not a string
+        json.dumps({"path": "a.mp4"}),                                         # 8: a duplicate
+        json.dumps({"path": "gone.wav"}),                                      # 9: missing
+    ]) + "\n")
+    items = read_manifest(manifest)
+    assert [i.input for i in items][:2] == ["a.mp4", f"{manifest}:2"]
+    out = tmp_path / "results.jsonl"
+    result = invoke("--manifest", manifest, "--out", out, "--model", tiny_model_dir)
+    assert result.exit_code == 1, result.output
+    assert "warning: duplicate input a.mp4 (analysed once)" in result.stderr.splitlines()
+    assert summary_line(result).startswith("done: 2 analysed, 5 failed, 0 skipped ")
+    rows = by_input(out)
+    assert result_of(rows["a.mp4"]) == expected(analyzer, dataset / "a.mp4")
+    assert result_of(rows["sub/b.mp4"]) == expected(analyzer, dataset / "sub" / "b.mp4", text="i am so happy")
+    for n in (2, 3, 4, 7):
+        error = rows[f"{manifest}:{n}"]["error"]
+        assert error["code"] == "invalid_manifest_row" and error["message"], (n, error)
+    assert "not valid JSON" in rows[f"{manifest}:2"]["error"]["message"]
+    assert rows["gone.wav"]["error"]["code"] == "not_found"
+    assert f"{manifest}:5" not in rows
+
+
+# ------------------------------------------------------------------------ usage errors
+
+
+def assert_usage_error(result, subject: str, *words: str) -> str:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines_ = result.stderr.splitlines()
+    assert len(lines_) == 1, result.stderr
+    assert lines_[0].startswith(f"error: {subject}: "), lines_[0]
+    for word in words:
+        assert word in lines_[0], lines_[0]
+    assert result.stdout == ""
+    assert result.elapsed < 10, result.elapsed
+    return lines_[0]
+
+
+def test_usage_errors(media, tiny_model_dir, tmp_path):
+    out = tmp_path / "r.jsonl"
+    clip = media["a"]
+    m = ["--model", tiny_model_dir]
+    assert_usage_error(invoke("--out", out, *m), "batch", "--manifest")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(f"path\n{clip}\n")
+    assert_usage_error(invoke(clip, "--manifest", manifest, "--out", out, *m), "--manifest", "not both")
+    assert_usage_error(invoke(clip, "--out", tmp_path / "nope" / "r.jsonl", *m), "--out", "folder", "does not exist")
+    assert_usage_error(invoke(clip, "--out", tmp_path, *m), "--out", "folder")
+    assert_usage_error(invoke(clip, "--out", out, "--engine", "spark", *m), "--engine", "'spark'", "local or ray")
+    assert_usage_error(invoke(clip, "--out", out, "--workers", "0", *m), "--workers", "at least 1")
+    assert_usage_error(invoke(clip, "--out", out, "--ray-address", "127.0.0.1:6379", *m), "--ray-address", "--engine ray")
+    assert_usage_error(invoke(clip, "--out", out, "--window", "0", *m), "--window")
+    assert_usage_error(invoke(clip, "--out", out, "--modalities", "face,smell", *m), str(tiny_model_dir), "smell")
+    assert_usage_error(invoke(clip, "--out", out, "--model", tmp_path / "no_model"), str(tmp_path / "no_model"))
+    assert not out.exists()  # nothing written by a rejected run
+
+
+def test_one_run_per_output_file(media, tiny_model_dir, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "r.jsonl"
+    with open(out, "a") as held:  # another run holds the output
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_usage_error(invoke(media["a"], "--out", out, "--model", tiny_model_dir), "--out", "another batch run")
+    assert out.read_text() == ""
+
+
+def test_manifest_usage_errors(tiny_model_dir, tmp_path):
+    out = tmp_path / "r.jsonl"
+    m = ["--out", out, "--model", tiny_model_dir]
+    assert_usage_error(invoke("--manifest", tmp_path / "none.csv", *m), "--manifest", "no such file")
+    no_path = tmp_path / "cols.csv"
+    no_path.write_text("file,text\na.mp4,hello\n")
+    assert_usage_error(invoke("--manifest", no_path, *m), "--manifest", "no 'path' column", "'file'")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    assert_usage_error(invoke("--manifest", empty, *m), "--manifest", "empty")
+    binary = tmp_path / "blob.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 64)
+    assert_usage_error(invoke("--manifest", binary, *m), "--manifest", "UTF-8")
+    assert not out.exists()
+
+
+def test_ray_not_installed(media, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    line = assert_usage_error(invoke(media["a"], "--out", tmp_path / "r.jsonl", "--engine", "ray",
+                                     "--model", tiny_model_dir), "--engine")
+    assert line == "error: --engine: ray is not installed (pip install 'emofusion[ray]')"
+
+
+# ------------------------------------------------------------------------ Ray engine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    return env
+
+
+def test_dead_ray_address_fails_in_bounded_time(media, tiny_model_dir, tmp_path):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "emofusion.cli", "batch", str(media["a"]), "--out", str(tmp_path / "r.jsonl"),
+         "--engine", "ray", "--ray-address", address, "--model", str(tiny_model_dir)],
+        capture_output=True, text=True, timeout=120, env=cli_env(),
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 2, proc.stderr
+    lines_ = proc.stderr.splitlines()
+    assert len(lines_) == 1 and lines_[0].startswith(
+        f"error: --ray-address: cannot connect to the Ray cluster at {address}: "), proc.stderr
+    assert elapsed < 30, elapsed
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_ray_address_that_is_not_ray_fails_in_bounded_time():
+    pytest.importorskip("ray")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # accept connections and never answer
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RayConnectError) as info:
+            check_ray_address(address, timeout=8)
+    finally:
+        stop.set()
+        thread.join()
+        for c in accepted:
+            c.close()
+        server.close()
+    assert time.monotonic() - t0 < 20
+    assert str(info.value).startswith(f"cannot connect to the Ray cluster at {address}: ")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    import logging
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, object_store_memory=256 * 1024 * 1024)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own
+def test_ray_engine_matches_local(ray_local, media, tiny_model_dir, analyzer, tmp_path):
+    out = tmp_path / "results.jsonl"
+    result = invoke(media["a"], media["b"], media["missing"], "--out", out, "--model", tiny_model_dir,
+                    "--engine", "ray", "--workers", 2)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [summary_line(result)], result.stderr
+    assert summary_line(result).startswith("done: 2 analysed, 1 failed, 0 skipped ")
+    rows = by_input(out)
+    assert len(lines(out)) == 3
+    for clip in ("a", "b"):
+        assert result_of(rows[str(media[clip])]) == expected(analyzer, media[clip])
+    assert rows[str(media["missing"])]["error"] == {"code": "not_found", "message": "no such file"}
+    # resume on Ray too: nothing left to do
+    again = invoke(media["a"], media["b"], "--out", out, "--model", tiny_model_dir, "--engine", "ray")
+    assert again.exit_code == 0 and summary_line(again).startswith("done: 0 analysed, 0 failed, 2 skipped ")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own
+def test_ray_address_of_a_live_cluster(ray_local, media, tiny_model_dir, analyzer, tmp_path):
+    address = ray_local.get_runtime_context().gcs_address
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "emofusion.cli", "batch", str(media["speech"]), "--out", str(out),
+         "--engine", "ray", "--ray-address", address, "--model", str(tiny_model_dir)],
+        capture_output=True, text=True, timeout=300, env=cli_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("done: 1 analysed, 0 failed, 0 skipped "), proc.stderr
+    assert result_of(by_input(out)[str(media["speech"])]) == expected(analyzer, media["speech"])
