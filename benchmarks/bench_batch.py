@@ -114,7 +114,7 @@ def machine_info() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=8)
+    ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts; the first is the baseline")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--model", default="default")

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -139,7 +140,11 @@ def run_sampled(cmd: list[str], cores: int, interval: float = 0.2) -> dict[str, 
             os.sched_setaffinity(0, pin)
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, preexec_fn=preexec, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the CLI prints its window table on stdout (3600 rows for an hour): into a file, never a pipe
+    # nobody reads while it runs (a full pipe would stall the analysis)
+    out_log = tempfile.TemporaryFile()
+    err_log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, preexec_fn=preexec, stdout=out_log, stderr=err_log)
     peak_sum_kb = peak_hwm_kb = samples = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -152,7 +157,9 @@ def run_sampled(cmd: list[str], cores: int, interval: float = 0.2) -> dict[str, 
         time.sleep(interval)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # small: the CLI runs with -q
+    out_log.seek(0)
+    err_log.seek(0)
+    stdout, stderr = out_log.read(), err_log.read()
     maxrss_kb = usage.ru_maxrss  # kB on Linux
     return {
         "wall_seconds": wall,

@@ -6,7 +6,7 @@ Starts `emofusion serve` (bundled model, SQLite, local storage, a fresh temporar
 free port, generates a 10 s 1280x720 30 fps H.264 + AAC clip (synthetic face, speech-like
 audio), and runs N client threads that each send the clip again and again for the given time:
   - route `invocations`: POST /invocations (synchronous; the answer holds the analysis);
-  - route `v1`: POST /v1/analyses, then poll GET /v1/analyses/{id} every 50 ms until it ends
+  - route `v1`: POST /v1/analyses, then poll GET /v1/analyses/{id} every 0.5 s until it ends
     (latency = submit to result).
 Reports completed requests per minute, p50 / p95 / max latency and errors.
 """
@@ -66,7 +66,7 @@ def one_job(client: httpx.Client, url: str, clip: bytes, key: str) -> None:
             return
         if body["status"] == "failed":
             raise RuntimeError(body["error"]["message"])
-        time.sleep(0.05)
+        time.sleep(0.5)
 
 
 def main() -> None:

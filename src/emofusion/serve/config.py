@@ -69,7 +69,10 @@ class Settings:
     max_attempts: int = 2  # a job interrupted by a crash is re-queued until it has run this often
     sync_concurrency: int = 2  # analyses run at once for /invocations and /predict
     batch_max: int = 64  # micro-batching: rows per model call, across concurrent analyses
-    batch_wait_ms: float = 5.0  # how long a call waits for companions (0: no micro-batching)
+    # how long a model call waits for companions; 0 (the default) turns micro-batching off: on a
+    # 2-core CPU it cost throughput (benchmarks/results/serve-*.md), it pays where a batch of 64
+    # costs little more than a batch of 4 (GPUs, many cores)
+    batch_wait_ms: float = 0.0
     cookie_secure: bool | None = None  # None: Secure except over plain http to a loopback host
     signup_enabled: bool = True
     session_hours: float = 24 * 14
@@ -103,7 +106,7 @@ class Settings:
             job_workers=_number(env, "EMOFUSION_JOB_WORKERS", 1, int, minimum=1) or 1,
             sync_concurrency=_number(env, "EMOFUSION_SYNC_CONCURRENCY", 2, int, minimum=1) or 2,
             batch_max=_number(env, "EMOFUSION_BATCH_MAX", 64, int, minimum=1) or 64,
-            batch_wait_ms=_number(env, "EMOFUSION_BATCH_WAIT_MS", 5.0) or 0.0,
+            batch_wait_ms=_number(env, "EMOFUSION_BATCH_WAIT_MS", 0.0) or 0.0,
             cookie_secure=None if env.get("EMOFUSION_COOKIE_SECURE", "auto") in ("", "auto")
             else _bool(env, "EMOFUSION_COOKIE_SECURE", True),
             signup_enabled=_bool(env, "EMOFUSION_SIGNUP", True),

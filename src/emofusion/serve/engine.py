@@ -66,7 +66,7 @@ def parse_transcript(content: bytes) -> list[TranscriptSegment]:
 class Engine:
     """One loaded model shared by every thread; each thread keeps its own Analyzer per option set."""
 
-    def __init__(self, model: str | os.PathLike | EmotionModel, *, batch_max: int = 64, batch_wait: float = 0.005):
+    def __init__(self, model: str | os.PathLike | EmotionModel, *, batch_max: int = 64, batch_wait: float = 0.0):
         """`batch_wait` > 0: model calls of concurrent analyses are micro-batched (up to `batch_max` rows)."""
         # a name or folder is loaded (an ONNX export folder runs on ONNX Runtime); a model object is used as given
         self.model = load_model_backend(model, "auto") if isinstance(model, (str, os.PathLike)) else model
