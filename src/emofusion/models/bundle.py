@@ -144,7 +144,57 @@ class ModelConfig:
         return MelConfig(**(self.voice or {}).get("preprocess", {}))
 
 
-class EmotionModel(torch.nn.Module):
+class ModelParts:
+    """What every model backend shares (PyTorch here, ONNX Runtime in onnx_backend): labels, the
+    parts it has, fusion, and the sentence encoder, loaded on first use with any fine-tuned layers."""
+
+    config: ModelConfig
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    @property
+    def modalities(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    @property
+    def is_trained(self) -> bool:
+        """True when every part this model has carries trained weights."""
+        return bool(self.modalities) and all(self.config.trained.get(m, False) for m in self.modalities)
+
+    def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
+        """Fuse the present modalities' probabilities with this model's fitted weights."""
+        return fuse(probs, self.config.fusion.get("weights", {}))
+
+    def _fine_tuned_encoder_layers(self) -> "EncoderDelta | None":
+        """The fine-tuned top layers of the sentence encoder, when the text part has them."""
+        raise NotImplementedError
+
+    def _load_encoder(self) -> SentenceEncoder:
+        if self.__dict__.get("_encoder") is None:
+            cfg = self.config.text or {}
+            enc = SentenceEncoder(cfg["encoder"], max_length=int(cfg.get("max_length", 128)))
+            if enc.dim != int(cfg["embed_dim"]):
+                raise ModelLoadError(
+                    f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
+                )
+            delta = self._fine_tuned_encoder_layers()
+            if delta is not None:
+                delta.apply_to(enc.model)
+            self.attach_encoder(enc)
+        return self.__dict__["_encoder"]
+
+    def attach_encoder(self, encoder: SentenceEncoder) -> None:
+        """Use an already loaded sentence encoder (kept out of this model's weights)."""
+        object.__setattr__(self, "_encoder", encoder)
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        return self._load_encoder()
+
+
+class EmotionModel(ModelParts, torch.nn.Module):
     """The face, voice and text nets of one checkpoint and how their outputs are fused."""
 
     def __init__(self, config: ModelConfig, load_text_encoder: bool = True):
@@ -185,40 +235,8 @@ class EmotionModel(torch.nn.Module):
                 self._load_encoder()
         self.eval()
 
-    # -- parts --------------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        return list(self.config.labels)
-
-    @property
-    def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if getattr(self, m) is not None]
-
-    @property
-    def is_trained(self) -> bool:
-        """True when every part this model has carries trained weights."""
-        return bool(self.modalities) and all(self.config.trained.get(m, False) for m in self.modalities)
-
-    def _load_encoder(self) -> SentenceEncoder:
-        if self._encoder is None:
-            cfg = self.config.text or {}
-            enc = SentenceEncoder(cfg["encoder"], max_length=int(cfg.get("max_length", 128)))
-            if enc.dim != int(cfg["embed_dim"]):
-                raise ModelLoadError(
-                    f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
-                )
-            if self.text_encoder_delta is not None:
-                self.text_encoder_delta.apply_to(enc.model)
-            self.attach_encoder(enc)
-        return self._encoder
-
-    def attach_encoder(self, encoder: SentenceEncoder) -> None:
-        """Use an already loaded sentence encoder (kept out of this model's state dict)."""
-        object.__setattr__(self, "_encoder", encoder)
-
-    @property
-    def encoder(self) -> SentenceEncoder:
-        return self._load_encoder()
+    def _fine_tuned_encoder_layers(self) -> "EncoderDelta | None":
+        return self.text_encoder_delta
 
     # -- inference ----------------------------------------------------------------------
     def prepare_inference(self) -> "EmotionModel":
@@ -286,10 +304,6 @@ class EmotionModel(torch.nn.Module):
                 ctx[given] = self.encoder.encode([contexts[i] for i in given])
         emo, sent = self.text(emb, ctx)
         return torch.softmax(emo, -1).numpy(), torch.softmax(sent, -1).numpy()
-
-    def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
-        """Fuse the present modalities' probabilities with this model's fitted weights."""
-        return fuse(probs, self.config.fusion.get("weights", {}))
 
     # -- persistence ----------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

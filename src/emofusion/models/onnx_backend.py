@@ -30,9 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..export import ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
-from .bundle import CONFIG_NAME, EncoderDelta, ModelConfig
-from .fusion import MODALITIES, fuse
-from .text import ModelLoadError, SentenceEncoder
+from .bundle import CONFIG_NAME, EncoderDelta, ModelConfig, ModelParts
+from .fusion import MODALITIES
+from .text import ModelLoadError
 
 PRECISIONS = ("fp32", "int8")
 BACKENDS = ("auto", "torch", "onnx")
@@ -130,7 +130,7 @@ def is_export_folder(path: str | os.PathLike) -> bool:
     return (Path(os.path.expanduser(str(path))) / MANIFEST_NAME).is_file()
 
 
-class OnnxModel:
+class OnnxModel(ModelParts):
     """An exported model run by ONNX Runtime, with EmotionModel's inference methods.
 
     precision: "fp32" or "int8" (None: the manifest's `default_precision`, "int8" when the
@@ -177,22 +177,9 @@ class OnnxModel:
                 )
             runs = "fp32" if file == entry.get("fp32") else chosen  # the INT8 precision may keep a net FP32
             setattr(self, name, OnnxNet(folder / file, threads=threads, providers=providers, precision=runs))
-        self._encoder: SentenceEncoder | None = None
+        self._encoder = None
         if load_text_encoder and self.text is not None:
             self._load_encoder()
-
-    # -- parts ------------------------------------------------------------------------------
-    @property
-    def labels(self) -> list[str]:
-        return list(self.config.labels)
-
-    @property
-    def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if getattr(self, m) is not None]
-
-    @property
-    def is_trained(self) -> bool:
-        return bool(self.modalities) and all(self.config.trained.get(m, False) for m in self.modalities)
 
     def prepare_inference(self) -> "OnnxModel":
         """Nothing to do: the exported nets already have BatchNorm folded in."""
@@ -201,38 +188,24 @@ class OnnxModel:
     def eval(self) -> "OnnxModel":
         return self
 
-    def _load_encoder(self) -> SentenceEncoder:
-        if self._encoder is None:
-            cfg = self.config.text or {}
-            enc = SentenceEncoder(cfg["encoder"], max_length=int(cfg.get("max_length", 128)))
-            if enc.dim != int(cfg["embed_dim"]):
-                raise ModelLoadError(
-                    f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
-                )
-            finetuned = cfg.get("finetuned")
-            if finetuned:
-                path = self.directory / ((self.manifest.get("nets", {}).get("text") or {}).get("encoder_delta") or ENCODER_DELTA_NAME)
-                if not path.is_file():
-                    raise ModelLoadError(f"{self.directory}: the text encoder was fine-tuned but {path.name} is missing")
-                from safetensors.torch import load_file
+    def _fine_tuned_encoder_layers(self) -> EncoderDelta | None:
+        """The fine-tuned encoder layers travel beside the ONNX files (the encoder stays PyTorch)."""
+        finetuned = (self.config.text or {}).get("finetuned")
+        if not finetuned:
+            return None
+        path = self.directory / ((self.manifest.get("nets", {}).get("text") or {}).get("encoder_delta") or ENCODER_DELTA_NAME)
+        if not path.is_file():
+            raise ModelLoadError(f"{self.directory}: the text encoder was fine-tuned but {path.name} is missing")
+        from safetensors.torch import load_file
 
-                delta = EncoderDelta(finetuned["shapes"])
-                tensors = load_file(str(path))
-                missing = [n for n in delta.names if n not in tensors]
-                if missing:
-                    raise ModelLoadError(f"{path}: missing fine-tuned tensors: {missing[:3]}")
-                for name in delta.names:
-                    getattr(delta, EncoderDelta.key(name)).copy_(tensors[name])
-                delta.apply_to(enc.model)
-            self._encoder = enc
-        return self._encoder
-
-    def attach_encoder(self, encoder: SentenceEncoder) -> None:
-        self._encoder = encoder
-
-    @property
-    def encoder(self) -> SentenceEncoder:
-        return self._load_encoder()
+        delta = EncoderDelta(finetuned["shapes"])
+        tensors = load_file(str(path))
+        missing = [n for n in delta.names if n not in tensors]
+        if missing:
+            raise ModelLoadError(f"{path}: missing fine-tuned tensors: {missing[:3]}")
+        for name in delta.names:
+            getattr(delta, EncoderDelta.key(name)).copy_(tensors[name])
+        return delta
 
     # -- inference ---------------------------------------------------------------------------
     def face_probs(self, faces: Any) -> np.ndarray:
@@ -286,9 +259,6 @@ class OnnxModel:
                 inputs.append(ctx)
         emo, sent = self.text(*inputs)
         return softmax(emo), softmax(sent)
-
-    def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
-        return fuse(probs, self.config.fusion.get("weights", {}))
 
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.directory)!r}, precision={self.precision!r}, nets={self.modalities})"

@@ -29,7 +29,7 @@ from . import auth
 from .config import Settings
 from .db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, Database, new_id
 from .engine import Engine, InputError, parse_options, parse_transcript
-from .errors import ApiError, install_error_handlers
+from .errors import ApiError, error_response, install_error_handlers
 from .jobs import JobRunner
 from .metrics import Metrics
 from .quotas import Charge, Limits, QuotaExceeded, Quotas, RateLimiter
@@ -132,23 +132,18 @@ def _presented_key(request: Request) -> str | None:
 
 def _authenticate(request: Request, services: Services, allow_session: bool = True) -> auth.Principal:
     secret = _presented_key(request)
-    try:
-        if secret:
-            principal = auth.key_principal(services.db, secret)
-            services.rate.check(principal.key_id)
-            return principal
-        token = request.cookies.get(auth.SESSION_COOKIE) if allow_session else None
-        if token:
-            principal = auth.session_principal(services.db, token)
-            if principal is None:
-                raise ApiError(401, "session_expired", "your session has expired; log in again")
-            if request.method not in SAFE_METHODS and not auth.csrf_ok(principal, request.headers.get(auth.CSRF_HEADER)):
-                raise ApiError(403, "csrf_failed", f"missing or wrong {auth.CSRF_HEADER} header")
-            return principal
-    except auth.AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message, {"WWW-Authenticate": "Bearer"}) from None
-    except QuotaExceeded as exc:
-        raise ApiError(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)}) from None
+    if secret:
+        principal = auth.key_principal(services.db, secret)
+        services.rate.check(principal.key_id)
+        return principal
+    token = request.cookies.get(auth.SESSION_COOKIE) if allow_session else None
+    if token:
+        principal = auth.session_principal(services.db, token)
+        if principal is None:
+            raise ApiError(401, "session_expired", "your session has expired; log in again")
+        if request.method not in SAFE_METHODS and not auth.csrf_ok(principal, request.headers.get(auth.CSRF_HEADER)):
+            raise ApiError(403, "csrf_failed", f"missing or wrong {auth.CSRF_HEADER} header")
+        return principal
     raise ApiError(401, "missing_key", "send an API key: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                    {"WWW-Authenticate": "Bearer"})
 
@@ -268,13 +263,24 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                   description="Emotion in video from the face, the voice and the words.")
     install_error_handlers(app)
 
+    @app.exception_handler(auth.AuthError)
+    async def _auth_error(_: Request, exc: auth.AuthError):
+        return error_response(exc.status, exc.code, exc.message,
+                              {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    @app.exception_handler(InputError)
+    async def _input_error(_: Request, exc: InputError):
+        return error_response(422, exc.code, exc.message)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded):
+        return error_response(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
+
     @app.middleware("http")
     async def limits_and_metrics(request: Request, call_next):
         started = time.perf_counter()
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-            from .errors import error_response
-
             response = error_response(413, "payload_too_large", "the request body is larger than the limit "
                                       f"({settings.max_upload_bytes / 1024 / 1024:g} MB)")
         else:
@@ -353,10 +359,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                     _probe_media(audio_path, "audio")
                     return services.engine.analyze(str(path), audio=str(audio_path), transcript=segments)
 
-        try:
-            return await anyio.to_thread.run_sync(work, limiter=services.sync_limiter)
-        except InputError as exc:
-            raise ApiError(422, exc.code, exc.message) from None
+        return await anyio.to_thread.run_sync(work, limiter=services.sync_limiter)
 
     # -- web sessions --------------------------------------------------------------------------
     @app.post("/auth/signup", tags=["web"], status_code=201)
@@ -365,20 +368,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if not services.settings.signup_enabled:
             raise ApiError(403, "signup_disabled", "sign-up is disabled on this server")
         creds = await _credentials(request)
-        try:
-            user = await anyio.to_thread.run_sync(auth.create_user, services.db, creds.email, creds.password)
-        except auth.AuthError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        user = await anyio.to_thread.run_sync(auth.create_user, services.db, creds.email, creds.password)
         return _session_response(request, services, user, 201)
 
     @app.post("/auth/login", tags=["web"])
     async def login(request: Request, services: ServicesDep) -> JSONResponse:
         _same_origin(request)
         creds = await _credentials(request)
-        try:
-            user = await anyio.to_thread.run_sync(auth.authenticate, services.db, creds.email, creds.password)
-        except auth.AuthError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        user = await anyio.to_thread.run_sync(auth.authenticate, services.db, creds.email, creds.password)
         return _session_response(request, services, user, 200)
 
     @app.post("/auth/logout", tags=["web"], status_code=204)
@@ -407,14 +404,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         callback_url: Annotated[str | None, Form(description="POSTed the outcome as JSON when done")] = None,
     ) -> dict:
         """Queue an analysis; poll GET /v1/analyses/{id} (or give a callback_url)."""
-        try:
-            parsed = parse_options(options)
-            if parsed.get("modalities"):
-                services.engine.analyzer(parsed)  # reject unknown modalities now, not in the job
-            if transcript is not None:
-                parse_transcript(transcript.file.read())
-        except InputError as exc:
-            raise ApiError(422, exc.code, exc.message) from None
+        parsed = parse_options(options)
+        if parsed.get("modalities"):
+            services.engine.analyzer(parsed)  # reject unknown modalities now, not in the job
+        if transcript is not None:
+            parse_transcript(transcript.file.read())
         if transcript is not None and text:
             raise ApiError(422, "invalid_request", "give a transcript or a text, not both")
         if callback_url and not callback_url.startswith(("http://", "https://")):
@@ -436,10 +430,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                     services.storage.put(f"uploads/{job_id}/transcript", transcript.file)
                     keys.append(f"uploads/{job_id}/transcript")
                 keys.append(_store(services, f"uploads/{job_id}/media", path))
-            try:
-                charge = services.quotas.charge(principal.user_id, seconds)
-            except QuotaExceeded as exc:
-                raise ApiError(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)}) from None
+            charge = services.quotas.charge(principal.user_id, seconds)
         except BaseException:
             for key in keys:
                 services.jobs.delete_upload(key)
@@ -512,10 +503,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.post("/v1/keys", tags=["v1"], status_code=201)
     def create_key(body: KeyRequest, principal: Principal, services: ServicesDep) -> dict:
-        try:
-            key, secret = auth.create_key(services.db, principal.user_id, body.name)
-        except auth.AuthError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        key, secret = auth.create_key(services.db, principal.user_id, body.name)
         return {"id": key.id, "name": key.name, "prefix": key.prefix, "key": secret, "created_at": _iso(key.created_at)}
 
     @app.delete("/v1/keys/{key_id}", tags=["v1"], status_code=204)
