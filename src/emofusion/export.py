@@ -89,7 +89,7 @@ def _require_onnx():
         import onnxruntime  # noqa: F401
         from onnxruntime.quantization import quantize_static  # noqa: F401
     except ImportError as exc:
-        raise ExportError(f"ONNX export needs onnx and onnxruntime (pip install onnx onnxruntime): {exc}") from None
+        raise ExportError(f"ONNX export needs onnx and onnxruntime (pip install 'emofusion[onnx]'): {exc}") from None
 
 
 # --------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ModelLoadError(f"the ONNX backend needs onnxruntime (pip install onnxruntime): {exc}") from None
+        raise ModelLoadError(f"the ONNX backend needs onnxruntime (pip install 'emofusion[onnx]'): {exc}") from None
     return onnxruntime
 
 
