@@ -290,7 +290,14 @@ def test_retained_uploads_stay(make_client, clip, tmp_path):
     assert (tmp_path / "home" / "uploads" / "uploads" / job_id / "media").read_bytes() == clip
 
 
-def test_callback_url_receives_the_outcome(client, user_key, clip):
+def test_callback_url_must_be_public_by_default(client, user_key, clip):
+    for url in ("http://127.0.0.1:9/hook", "http://10.1.2.3/hook", "http://[::1]/hook", "http://169.254.169.254/x"):
+        assert error_of(submit(client, user_key, clip, callback_url=url), 422)["code"] == "invalid_callback"
+
+
+def test_callback_url_receives_the_outcome(make_client, clip):
+    client = make_client(callback_private=True)
+    user_key = new_key(client, signup(client))
     received: list[dict] = []
     got = threading.Event()
 

@@ -122,6 +122,29 @@ def _check_upload_type(upload: FormFile, what: str) -> None:
         raise ApiError(415, "unsupported_media_type", f"the {what} upload is {ctype!r}; send a video or audio file")
 
 
+def _check_callback(url: str, allow_private: bool) -> None:
+    """An http(s) URL whose host resolves to public addresses only (unless private ones are allowed),
+    so a caller cannot make the server post into its own network."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(422, "invalid_callback", "callback_url must be an http:// or https:// URL")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError):
+        raise ApiError(422, "invalid_callback", f"callback_url host {parts.hostname!r} does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise ApiError(422, "invalid_callback", "callback_url must point to a public address "
+                           "(set EMOFUSION_CALLBACK_PRIVATE=1 to allow private networks)")
+
+
 # -- authentication ---------------------------------------------------------------------------
 def _presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
@@ -411,8 +434,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             parse_transcript(transcript.file.read())
         if transcript is not None and text:
             raise ApiError(422, "invalid_request", "give a transcript or a text, not both")
-        if callback_url and not callback_url.startswith(("http://", "https://")):
-            raise ApiError(422, "invalid_callback", "callback_url must be an http:// or https:// URL")
+        if callback_url:
+            _check_callback(callback_url, services.settings.callback_private)
         _check_upload_type(file, "file")
         if audio is not None:
             _check_upload_type(audio, "audio")

@@ -65,6 +65,7 @@ class Settings:
     key_requests_per_minute: int | None = 120
     require_key: bool = False  # also guard the SageMaker and MVP routes with an API key
     retain_uploads: bool = False
+    callback_private: bool = False  # allow callback URLs on loopback / private networks (SSRF guard off)
     job_workers: int = 1
     max_attempts: int = 2  # a job interrupted by a crash is re-queued until it has run this often
     sync_concurrency: int = 2  # analyses run at once for /invocations and /predict
@@ -103,6 +104,7 @@ class Settings:
             key_requests_per_minute=_number(env, "EMOFUSION_KEY_REQUESTS_PER_MINUTE", 120, int, minimum=1),
             require_key=_bool(env, "EMOFUSION_REQUIRE_KEY", False),
             retain_uploads=_bool(env, "EMOFUSION_RETAIN_UPLOADS", False),
+            callback_private=_bool(env, "EMOFUSION_CALLBACK_PRIVATE", False),
             job_workers=_number(env, "EMOFUSION_JOB_WORKERS", 1, int, minimum=1) or 1,
             sync_concurrency=_number(env, "EMOFUSION_SYNC_CONCURRENCY", 2, int, minimum=1) or 2,
             batch_max=_number(env, "EMOFUSION_BATCH_MAX", 64, int, minimum=1) or 64,
