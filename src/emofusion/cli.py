@@ -260,6 +260,12 @@ def _register_batch() -> None:
     app.command("batch")(batch_command)
 
 
+def _register_info() -> None:
+    from .info import info_command
+
+    app.command("info")(info_command)
+
+
 def _register_export() -> None:
     from .export import export_command
 
@@ -275,6 +281,7 @@ def _register_serve() -> None:
 
 _register_evaluate()
 _register_export()
+_register_info()
 _register_batch()
 _register_serve()
 
