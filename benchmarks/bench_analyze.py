@@ -17,8 +17,8 @@ For each clip, interleaved over `--repeats` rounds (medians reported):
   - breakdown: a second `analyze` run with the Analyzer's internal calls wrapped in timers
     (monkeypatched here only): the frame iterator (decode + sampling), the face tracker /
     detector (+ crop), the face net (+ normalisation), the audio reader, VAD, log-mel and
-    voice net, the text net, the fusion. The frame decoding and face detection run in a
-    worker thread beside the nets, so the parts overlap and need not add up to the wall time;
+    voice net, the text net, the fusion. The frame decoding and face detection run in two
+    worker threads beside the nets, so the parts overlap and need not add up to the wall time;
   - reference: `seed_reference.SeedReference` (see that module: OpenCV decodes every frame,
     audio through temporary WAVs, R3D-18 + BERT-base + mel CNN per window, batch size 1,
     random weights) on the same clip with the same torch threads.
@@ -57,8 +57,8 @@ TRANSCRIPT = "I honestly cannot believe you did that, this is the best news I ha
 
 # breakdown rows: key -> label
 PARTS = {
-    "decode_sample": "decode + frame sampling (`iter_frames`, worker thread)",
-    "face_detect": "face detection + crop (`FaceTracker.find`, `crop_face`; worker thread)",
+    "decode_sample": "decode + frame sampling (`iter_frames`, decode thread)",
+    "face_detect": "face detection + crop (`FaceTracker.find`, `crop_face`; detection thread)",
     "face_detect_full": "  of which full-frame `FaceDetector.detect`",
     "face_net": "face net (`normalize_faces` + `model.face_probs`)",
     "voice": "voice total (audio read + VAD + log-mel + voice net)",
@@ -264,7 +264,7 @@ def write_markdown(out: Path, result: dict[str, Any]) -> str:
         "## Where our time goes",
         "",
         "Seconds inside each of the Analyzer's internal calls during one instrumented `analyze` run "
-        "(median over runs). Frame decoding and face detection run in a worker thread *beside* the "
+        "(median over runs). Frame decoding and face detection run in worker threads *beside* the "
         "face, voice and text nets, so the parts overlap and need not add up to the wall time.",
         "",
         "| part | " + " | ".join(names) + " |",
@@ -412,7 +412,7 @@ def main() -> None:
         "model": info[names[0]]["model"],
         "clips": results,
         "breakdown_note": "seconds inside each internal call during one instrumented analyze run; decoding and face "
-                          "detection run in a worker thread beside the nets, so parts overlap and need not add up",
+                          "detection run in worker threads beside the nets, so parts overlap and need not add up",
         "machine": machine_info(),
     }
     if reference is not None:

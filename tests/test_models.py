@@ -97,6 +97,15 @@ def test_face_flip_tta_is_the_mean_of_both_logits(tiny_model_dir):
     np.testing.assert_allclose(model.face_probs(x), model.face_probs(torch.flip(x, dims=[-1])), atol=1e-6)
 
 
+def test_prepared_face_net_matches_the_plain_one(tiny_model_dir):
+    # prepare_inference folds BatchNorm and makes the face net channels-last: same probabilities
+    plain = load_model(tiny_model_dir, load_text_encoder=False)
+    prepared = load_model(tiny_model_dir, load_text_encoder=False).prepare_inference()
+    for n in (1, 3, 8):
+        x = random_faces(n)
+        np.testing.assert_allclose(prepared.face_probs(x), plain.face_probs(x), atol=1e-5)
+
+
 def test_text_context_empty_is_zero_context(tiny_model_dir):
     model = load_model(tiny_model_dir)
     texts = ["i am so happy", "this is bad"]

@@ -364,3 +364,38 @@ def test_modality_the_model_lacks(tmp_path):
     assert result["options"]["modalities"] == ["face", "voice"]
     assert all(s["text"] is None for s in result["segments"])
     assert_distribution(result["summary"]["probs"], result["labels"])
+
+
+# ------------------------------------------------------------------------------ threads
+
+
+def _face_workers() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name in ("emofusion-decode", "emofusion-faces")]
+
+
+def test_torch_threads_and_workers_are_left_as_found(tiny_model_dir, clips, face_result):
+    analyzer = Analyzer(tiny_model_dir)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = analyzer.analyze(clips["face"], text="i am so happy today").to_dict()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert result["segments"] == face_result["segments"]  # the thread count changes no output
+    assert not _face_workers()
+
+
+def test_face_workers_stop_when_the_analysis_fails(tiny_model_dir, clips, monkeypatch):
+    # the face workers start before the voice runs; an error there must not leave them running
+    analyzer = Analyzer(tiny_model_dir)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("voice failed")
+
+    monkeypatch.setattr(analyzer, "_voices_for", broken)
+    with pytest.raises(RuntimeError, match="voice failed"):
+        analyzer.analyze(clips["face"])
+    assert not _face_workers()

@@ -12,6 +12,7 @@ import math
 import os
 import queue
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -75,6 +76,55 @@ class _FrameResult:
     probs: np.ndarray | None  # None: no face in this frame
     faces: int
     box: list[int] | None
+
+
+def _beside_workers() -> int:
+    """Torch threads for the nets while the face worker threads still decode and detect: one
+    fewer than set, so the nets' threads do not fight the workers for the cores (on 2 cores,
+    OpenMP threads otherwise wait at every barrier for a thread the workers displaced). The
+    nets' outputs do not depend on the thread count (checked: bit-identical)."""
+    return max(1, torch.get_num_threads() - 1)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads (None: unchanged), then restore them.
+    The count is per calling thread (OpenMP); torch also remembers the last value set as
+    the default of threads that start using torch later, and the restore puts it back."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Stream:
+    """The face results' iterator; close() stops and joins the worker threads even when
+    iteration never started."""
+
+    def __init__(self, gen: Iterator[_FrameResult], stop: threading.Event, workers: list[threading.Thread]):
+        self._gen, self._stop, self._workers = gen, stop, workers
+
+    def __iter__(self) -> "_Stream":
+        return self
+
+    def __next__(self) -> _FrameResult:
+        return next(self._gen)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the worker threads are still decoding or detecting."""
+        return any(w.is_alive() for w in self._workers)
+
+    def close(self) -> None:
+        self._gen.close()
+        self._stop.set()
+        for worker in self._workers:
+            worker.join()
 
 
 class Analyzer:
@@ -179,16 +229,20 @@ class Analyzer:
         windows = make_windows(duration, self.window, self.hop)
         results: list[Segment] = []
         run = _Run(info=info, frame_buffer=[], text_cache={})
-        face_stream = self._face_stream(source, duration, run) if use_face else None
         audio_reader = AudioWindowReader(audio_source) if use_voice else None
+        face_stream = None
         try:
+            face_stream = self._face_stream(source, duration, run) if use_face else None
             if progress:
                 progress(0, len(windows))
             for block_start in range(0, len(windows), self.block_windows):
                 block = windows[block_start : block_start + self.block_windows]
+                # voice and text first: they run here while the face worker threads decode and
+                # detect ahead; the face results of the block are collected after them
+                with _torch_threads(_beside_workers() if face_stream is not None and face_stream.busy else None):
+                    voices = self._voices_for(block, audio_reader) if audio_reader is not None else [None] * len(block)
+                    texts = self._texts_for(block, segments_text, duration, run) if use_text else [None] * len(block)
                 faces = self._faces_for(block, face_stream, run) if face_stream is not None else [None] * len(block)
-                voices = self._voices_for(block, audio_reader) if audio_reader is not None else [None] * len(block)
-                texts = self._texts_for(block, segments_text, duration, run) if use_text else [None] * len(block)
                 for w, f, v, t in zip(block, faces, voices, texts):
                     results.append(self._segment(w, f, v, t))
                 if progress:
@@ -225,12 +279,13 @@ class Analyzer:
 
     # ------------------------------------------------------------------------------------
     # face
-    def _face_stream(self, source: Source, duration: float, run: _Run) -> Iterator[_FrameResult]:
+    def _face_stream(self, source: Source, duration: float, run: _Run) -> _Stream:
         """Frame results in time order.
 
-        A worker thread decodes the sampled frames and finds faces (PyAV and OpenCV release
-        the GIL) while this thread runs the face net in batches, so decoding overlaps the
-        models. The queue between them is bounded: memory does not grow with the input.
+        Two worker threads, started at once: one decodes the sampled frames, the other finds
+        faces in them (PyAV and OpenCV release the GIL), while the consuming thread runs the
+        face net in batches, so decoding, detection and the models overlap. The queues
+        between them are bounded: memory does not grow with the input.
         """
         times = frame_times(duration, self.frames_per_second)
         assert self.model.face is not None and self._detector is not None
@@ -240,19 +295,44 @@ class Analyzer:
         found: queue.Queue = queue.Queue(maxsize=batch_size * 2)
         stop = threading.Event()
         end_marker = object()
+        decoded: queue.Queue = queue.Queue(maxsize=4)  # sampled frames waiting for detection
 
-        def put(item: object) -> bool:
+        def put_to(q: queue.Queue, item: object) -> bool:
             while not stop.is_set():
                 try:
-                    found.put(item, timeout=0.1)
+                    q.put(item, timeout=0.1)
                     return True
                 except queue.Full:
                     continue
             return False
 
+        def decode() -> None:
+            try:
+                for pair in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side):
+                    if not put_to(decoded, pair):
+                        return
+            except BaseException as exc:  # handed to the detection thread, raised there
+                put_to(decoded, exc)
+            finally:
+                put_to(decoded, end_marker)
+
+        def sampled() -> Iterator[tuple[float, np.ndarray]]:
+            while True:
+                try:
+                    item = decoded.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+                    continue
+                if item is end_marker:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
         def produce() -> None:
             try:
-                for t, frame in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side):
+                for t, frame in sampled():
                     box, faces = tracker.find(frame)
                     if box is None:
                         item = (t, None, 0, None)
@@ -260,21 +340,30 @@ class Analyzer:
                         # boxes are reported in displayed-frame pixels, whatever size was sampled
                         s = (run.info.width / frame.shape[1]) if run.info.width else 1.0
                         item = (t, crop_face(frame, box, cfg), faces, [int(round(v * s)) for v in box])
-                    if not put(item):
+                    if not put_to(found, item):
                         return
             except BaseException as exc:  # handed to the consumer, raised there
-                put(exc)
+                put_to(found, exc)
             finally:
-                put(end_marker)
+                put_to(found, end_marker)
+
+        workers = [
+            threading.Thread(target=decode, name="emofusion-decode", daemon=True),
+            threading.Thread(target=produce, name="emofusion-faces", daemon=True),
+        ]
+        for worker in workers:  # at once, not at the first next(): they work while voice and text run
+            worker.start()
 
         def generate() -> Iterator[_FrameResult]:
-            worker = threading.Thread(target=produce, name="emofusion-frames", daemon=True)
-            worker.start()
             pending: list[tuple[float, np.ndarray | None, int, list[int] | None]] = []
 
             def flush() -> list[_FrameResult]:
                 crops = [c for _, c, _, _ in pending if c is not None]
-                probs = self.model.face_probs(normalize_faces(np.stack(crops), cfg)) if crops else None
+                probs = None
+                if crops:
+                    busy = any(w.is_alive() for w in workers)
+                    with _torch_threads(_beside_workers() if busy else None):
+                        probs = self.model.face_probs(normalize_faces(np.stack(crops), cfg))
                 out, k = [], 0
                 for t, crop, n, box in pending:
                     if crop is None:
@@ -301,11 +390,12 @@ class Analyzer:
                     yield from flush()
             finally:
                 stop.set()
-                worker.join()
+                for worker in workers:
+                    worker.join()
 
-        return generate()
+        return _Stream(generate(), stop, workers)
 
-    def _faces_for(self, block: list[Window], stream: Iterator[_FrameResult], run: _Run) -> list[FaceResult | None]:
+    def _faces_for(self, block: list[Window], stream: _Stream, run: _Run) -> list[FaceResult | None]:
         """Consume the frame results up to the block's end and aggregate them per window."""
         end = block[-1].end
         # frames before this block's first window are no longer needed

@@ -251,6 +251,10 @@ class EmotionModel(ModelParts, torch.nn.Module):
             net = getattr(self, name)
             if net is not None:
                 fast[name] = fold_batchnorm(net)
+        if "face" in fast:
+            # channels-last convolutions are about 1.5x faster on CPU for the face net's small
+            # crops (oneDNN's NHWC kernels); logits agree with the NCHW ones to ~1e-6
+            fast["face"] = fast["face"].to(memory_format=torch.channels_last)
         object.__setattr__(self, "_fast", fast)
         return self
 
@@ -263,11 +267,13 @@ class EmotionModel(ModelParts, torch.nn.Module):
         """(N, 1, S, S) normalised crops -> (N, C) probabilities (flip test-time augmentation if configured)."""
         assert self.face is not None
         net = self._net("face")
-        if (self.config.face or {}).get("tta_flip", False):
-            both = net(torch.cat([faces, torch.flip(faces, dims=[-1])]))
-            logits = (both[: len(faces)] + both[len(faces) :]) / 2
-        else:
-            logits = net(faces)
+        tta = bool((self.config.face or {}).get("tta_flip", False))
+        batch = torch.cat([faces, torch.flip(faces, dims=[-1])]) if tta else faces
+        if net is not self.face:  # the inference copy is channels-last (see prepare_inference)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        logits = net(batch)
+        if tta:
+            logits = (logits[: len(faces)] + logits[len(faces) :]) / 2
         return torch.softmax(logits, dim=-1).numpy()
 
     @torch.inference_mode()
