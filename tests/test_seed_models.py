@@ -250,8 +250,10 @@ def test_two_modalities(tmp_path):
         del batch["text"]
         with torch.no_grad():
             assert model(batch).logits["emotion"].shape == (2, 7)
-    with pytest.raises(ValueError, match="fusion takes 2 or 3"):
-        SeedModel(make_config("concat", modalities=("video",)))
+    for fusion in ("late", "concat", "gated"):  # one modality: a single-modality baseline, same code
+        single = SeedModel(make_config(fusion, modalities=("video",))).eval()
+        with torch.no_grad():
+            assert single({"video": make_inputs()["video"]}).logits["emotion"].shape == (2, 7)
 
 
 # ------------------------------------------------------------------ missing modalities

@@ -208,19 +208,20 @@ def train(
     precision: str = typer.Option("32-true", "--precision", help="32-true, bf16-mixed, 16-mixed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last and its trainer state."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default OUT/cache)."),
-    fold: Optional[int] = typer.Option(None, "--fold", help="Voice: hold out the speakers of fold K (1-based) of every source, for cross-validation."),
+    fold: Optional[int] = typer.Option(None, "--fold", help="Voice / multimodal: hold out the speakers of fold K (1-based) of every source, for cross-validation."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Change a recipe value: KEY=VALUE with a dotted key, e.g. --set model.fusion.type=late (repeatable)."),
 ) -> None:
-    """Train a face, voice or text net from a recipe."""
+    """Train a face, voice or text net, or a multimodal seed architecture, from a recipe."""
     from .data import DatasetLayoutError
     from .train.recipe import RecipeError, load_recipe
 
     try:
-        r = load_recipe(recipe, {"epochs": epochs, "batch_size": batch_size})
+        r = load_recipe(recipe, {"epochs": epochs, "batch_size": batch_size}, settings)
     except RecipeError as exc:
         fail(str(recipe), str(exc).removeprefix(f"{recipe}: "))
     if fold is not None:
-        if r.task != "voice":
-            fail(str(recipe), "--fold applies to voice recipes (speaker folds)")
+        if r.task not in ("voice", "multimodal"):
+            fail(str(recipe), "--fold applies to voice and multimodal recipes (speaker folds)")
         r.data["fold"] = fold
     try:
         import lightning.fabric  # noqa: F401  (imported here to tame its logging below)

@@ -127,6 +127,7 @@ def make_clip(
     audio_start: float = 0.0,
     options: dict | None = None,
     audio: np.ndarray | None = None,
+    frames: np.ndarray | None = None,
 ) -> Path:
     """Encode a small clip to ``path`` (suffix replaced by ``container`` if missing) and
     return its path.
@@ -143,6 +144,8 @@ def make_clip(
     middle of every frame, below the frame-index band (the top 20 % of the frame); it
     must fit there.
     ``audio``: mono float32 samples at ``sample_rate`` to write instead of the tone.
+    ``frames``: (N, height, width, 3) uint8 RGB pictures to write instead of the generated
+    ones (N = duration x fps).
     ``options`` go to the muxer, e.g. ``{"movflags": "faststart"}`` (mp4: index first)
     or ``{"live": "1"}`` (webm/mkv as a browser records it: no duration, no cues).
     """
@@ -198,7 +201,15 @@ def make_clip(
         if vs is not None:
             n_frames = int(round(duration * fps))
             vs.time_base = Fraction(1, fps)
+            if frames is not None and frames.shape != (n_frames, height, width, 3):
+                raise ValueError(f"frames must be ({n_frames}, {height}, {width}, 3), not {frames.shape}")
             for i in range(n_frames):
+                if frames is not None:
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+                    frame.pts = i
+                    frame.time_base = Fraction(1, fps)
+                    packets += vs.encode(frame)
+                    continue
                 g = _frame_image(i, width, height, face if face is not None and face.ndim == 2 else None)
                 rgb = np.repeat(g[:, :, None], 3, axis=2)
                 if face is not None and face.ndim == 3:

@@ -18,7 +18,10 @@ import torch
 
 from ..metrics import classification_report
 from .recipe import Recipe
+from .multimodal import MultimodalTask
 from .tasks import TASKS, Task
+
+ALL_TASKS: dict[str, type[Task]] = {**TASKS, "multimodal": MultimodalTask}
 
 STATE_NAME = "trainer_state.pt"
 
@@ -69,7 +72,7 @@ def train(
     opt = recipe.optim
     fabric.seed_everything(opt.seed)
     if task is None:
-        task = TASKS[recipe.task](recipe, Path(cache_dir or out / "cache"))
+        task = ALL_TASKS[recipe.task](recipe, Path(cache_dir or out / "cache"))
     model = task.build_model()
     part = task.trainable(model)
     optimizer = torch.optim.AdamW(task.param_groups(part, opt.lr), lr=opt.lr, weight_decay=opt.weight_decay)
@@ -83,9 +86,7 @@ def train(
     if resume:
         if not state_file.is_file():
             raise FileNotFoundError(f"cannot resume: {state_file} not found (train once without --resume first)")
-        from ..models import load_model
-
-        last = load_model(out / "last", load_text_encoder=task.modality == "text")
+        last = task.load_saved(out / "last")
         part.load_state_dict(task.trainable(last).state_dict())
         state = torch.load(state_file, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -105,6 +106,7 @@ def train(
     generator = torch.Generator().manual_seed(opt.seed)
     for epoch in range(start_epoch, opt.epochs):
         generator.manual_seed(opt.seed * 1000 + epoch)
+        task.on_epoch_start(model, epoch)
         fabric_part.train()
         t0, total, count = time.time(), 0.0, 0
         for batch in task.train_batches(epoch, generator, fabric.global_rank, fabric.world_size):
@@ -136,13 +138,11 @@ def train(
         writer.add_scalar("lr", entry["lr"], epoch + 1)
         for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
             writer.add_scalar(f"val/{key}", report[key], epoch + 1)
-        model.config.trained = {task.modality: True}
-        model.config.extra = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
-        task.before_save(model)
-        model.save_pretrained(out / "last")
+        meta = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
+        task.save(model, out / "last", meta)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            model.save_pretrained(out / "best")
+            task.save(model, out / "best", meta)
             (out / "best" / "val_report.json").write_text(json.dumps(report, indent=2))
             from ..metrics import confusion_matrix_figure
 
@@ -157,6 +157,10 @@ def train(
     summary = {"recipe": recipe.name, "best_epoch": best_epoch + 1, f"best_{opt.select_on}": best_score,
                "history": history, "data": task.data_summary()}
     if fabric.global_rank == 0:
+        if best_epoch >= 0:
+            extra = task.final_report(task.load_saved(out / "best"))
+            if extra is not None:
+                summary["best_val_by_modality"] = extra
         (out / "metrics.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
             writer.close()

@@ -12,6 +12,9 @@ from typing import Any
 from ..data import default_data_root
 
 
+TASK_NAMES = ("face", "voice", "text", "multimodal")
+
+
 class RecipeError(ValueError):
     """A recipe file that is missing, malformed or names unknown settings."""
 
@@ -36,7 +39,7 @@ class Recipe:
     """What to train, on which data, and how."""
 
     name: str
-    task: str  # "face" | "voice" | "text"
+    task: str  # "face" | "voice" | "text" | "multimodal"
     data: dict[str, Any]
     model: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +69,30 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a recipe TOML; `overrides` replace keys of its [optim] table (e.g. epochs for a quick run)."""
+def apply_setting(raw: dict[str, Any], setting: str) -> None:
+    """Apply one `dotted.key=VALUE` setting to a parsed recipe; VALUE is read as a TOML value
+    (`3`, `0.5`, `true`, `["video"]`, `"late"`), else taken as a plain string."""
+    key, sep, value = setting.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"--set {setting!r}: expected KEY=VALUE, e.g. model.fusion.type=late")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {setting!r}: {part!r} is not a table in the recipe")
+        node = child
+    node[last] = parsed
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, settings: list[str] | None = None) -> Recipe:
+    """Read a recipe TOML; `overrides` replace keys of its [optim] table (e.g. epochs for a quick run);
+    `settings` are `dotted.key=VALUE` changes to any table (see `apply_setting`)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
@@ -75,12 +100,14 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    for setting in settings or []:
+        apply_setting(raw, setting)
     raw = _expand(raw)
     for key in ("name", "task", "data"):
         if key not in raw:
             raise RecipeError(f"{path}: missing required key {key!r}")
-    if raw["task"] not in ("face", "voice", "text"):
-        raise RecipeError(f"{path}: task must be face, voice or text, not {raw['task']!r}")
+    if raw["task"] not in TASK_NAMES:
+        raise RecipeError(f"{path}: task must be one of {', '.join(TASK_NAMES)}, not {raw['task']!r}")
     optim_raw = dict(raw.get("optim", {}))
     optim_raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     known = set(OptimConfig.__dataclass_fields__)

@@ -72,6 +72,26 @@ class Task:
     def before_save(self, model: EmotionModel) -> None:
         """Bring weights that live outside the model's own modules into it (no-op by default)."""
 
+    def on_epoch_start(self, model: Any, epoch: int) -> None:
+        """Apply per-epoch schedules (e.g. unfreezing a backbone); no-op by default."""
+
+    def save(self, model: Any, directory: Path, meta: dict[str, Any]) -> None:
+        """Write `model` as a model folder, with `meta` (recipe, epoch, validation scores) in its config."""
+        model.config.trained = {self.modality: True}
+        model.config.extra = meta
+        self.before_save(model)
+        model.save_pretrained(directory)
+
+    def final_report(self, best: Any) -> dict[str, Any] | None:
+        """Extra validation figures of the best checkpoint for metrics.json (none by default)."""
+        return None
+
+    def load_saved(self, directory: Path) -> Any:
+        """The model folder that `save` wrote, loaded back (for --resume)."""
+        from ..models import load_model
+
+        return load_model(directory, load_text_encoder=self.modality == "text")
+
     def data_summary(self) -> dict[str, Any]:
         return {
             "train_n": int(len(self.train_y)),

@@ -1,4 +1,4 @@
-"""Fusion over 2 or 3 modalities' `EncoderOutput`s with per-item presence.
+"""Fusion over 1, 2 or 3 modalities' `EncoderOutput`s with per-item presence.
 
 Every fusion takes `outputs` (name -> EncoderOutput, or None when that modality is absent
 from the whole batch) and `present` (B, M) bool in `self.modalities` order (False where an
@@ -54,8 +54,8 @@ class Fusion(nn.Module):
 
     def __init__(self, modalities: list[str], dims: dict[str, int]):
         super().__init__()
-        if not 2 <= len(modalities) <= 3:
-            raise ValueError("fusion takes 2 or 3 modalities")
+        if not 1 <= len(modalities) <= 3:  # one: a single-modality model through the same code
+            raise ValueError("fusion takes 1, 2 or 3 modalities")
         self.modalities = list(modalities)
         self.dims = dict(dims)
 
@@ -226,6 +226,7 @@ def build_fusion(cfg: dict[str, Any], modalities: list[str], dims: dict[str, int
     cfg.pop("modality_dropout", None)
     if kind not in FUSIONS:
         raise ValueError(f"unknown fusion type {kind!r}; known: {sorted(FUSIONS)}")
-    if kind == "late":
+    if kind == "late":  # "heads" in a fusion config is xattn's attention heads: not late fusion's
+        cfg.pop("heads", None)
         return LateFusion(modalities, dims, heads, **cfg)
     return FUSIONS[kind](modalities, dims, **cfg)

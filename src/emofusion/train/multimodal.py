@@ -1,0 +1,239 @@
+"""Training a seed architecture (`emofusion.models.seed.SeedModel`) on aligned clips.
+
+A recipe with `task = "multimodal"` names its data like a voice recipe (sources of
+speech/video datasets, speakers held out for validation) and its model as a seed config:
+
+    [model]
+    labels = ["neutral", "happy", "sad", "angry"]
+    modalities = ["video", "audio"]           # which encoders (of [model.encoders]) to use
+    preprocess = { frames = 8, size = 32, audio_seconds = 1.0 }
+    [model.encoders.video]  type = "r3d18", config = { width = 8 }, proj_dim = 32
+    [model.encoders.audio]  type = "mel_cnn", config = { channels = [8, 16], dim = 32 }
+    [model.fusion]          type = "xattn", dim = 32, modality_dropout = 0.2
+    [model.heads]           emotion = 4
+
+Each clip is decoded once (frames sampled evenly over the clip, RGB, resized; 16 kHz mono
+audio; the item's text) into a feature cache; epochs read the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import DatasetLayoutError, Item
+from ..features import SAMPLE_RATE
+from ..models.seed import KINETICS_MEAN, KINETICS_STD, MODALITY_OF, SeedModel
+from .recipe import Recipe
+from .tasks import Task, _cache_key
+
+DEFAULT_PREPROCESS = {"frames": 16, "size": 112, "audio_seconds": 3.0}
+
+
+def clip_frames(path: str | Path, frames: int, size: int, start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """`frames` RGB frames sampled evenly over [start, end) of a video, as (T, size, size, 3) uint8.
+
+    The picture is resized to size x size (the seed models' square input); a clip shorter
+    than `frames` frames repeats its frames; a clip with no video raises MediaError.
+    """
+    import cv2
+
+    from ..media import iter_frames, probe
+
+    info = probe(path)
+    stop = end if end is not None else (info.duration or 0.0)
+    span = max(stop - start, 1e-3)
+    times = [start + span * (i + 0.5) / frames for i in range(frames)]
+    got = [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) for _, img in iter_frames(path, times, fmt="rgb")]
+    if not got:
+        from ..media import MediaError
+
+        raise MediaError("no video frames decode")
+    while len(got) < frames:
+        got.append(got[-1])
+    return np.stack(got)
+
+
+def normalize_video(frames: np.ndarray | torch.Tensor, mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) float normalised with the Kinetics mean and std."""
+    x = torch.as_tensor(frames).float().div_(255.0)
+    x = (x - torch.tensor(mean)) / torch.tensor(std)
+    return x.permute(0, 4, 1, 2, 3).contiguous()
+
+
+class MultimodalTask(Task):
+    """Aligned clips (video + its audio track + optional transcript) -> emotion, on held-out speakers."""
+
+    modality = "multimodal"
+
+    def __init__(self, recipe: Recipe, cache_dir: Path):
+        super().__init__(recipe, cache_dir)
+        from ..data import get_dataset, split_by_speakers, speaker_folds
+
+        m = recipe.model
+        for key in ("encoders", "fusion", "heads"):
+            if key not in m:
+                raise DatasetLayoutError(f"a multimodal recipe needs [model.{key}] (a seed model config)")
+        self.modalities = list(m.get("modalities", list(m["encoders"])))
+        unknown = set(self.modalities) - set(m["encoders"])
+        if unknown:
+            raise ValueError(f"modalities {sorted(unknown)} have no [model.encoders] entry")
+        self.kinds = {name: MODALITY_OF.get(m["encoders"][name]["type"], "?") for name in self.modalities}
+        self.pre = {**DEFAULT_PREPROCESS, **m.get("preprocess", {})}
+        items: list[Item] = []
+        fold = recipe.data.get("fold")
+        folds = int(recipe.data.get("folds", 5))
+        val_speakers = set(recipe.data.get("val_speakers", [])) if fold is None else set()
+        for source in recipe.data["sources"]:
+            scan = get_dataset(source["dataset"]).scan(source["root"], source.get("split", "all"))
+            for reason, count in scan.skipped.items():
+                self.skipped[reason] = self.skipped.get(reason, 0) + count
+            items.extend(scan.items)
+            if fold is not None:
+                if not 1 <= int(fold) <= folds:
+                    raise ValueError(f"fold must be between 1 and {folds}, not {fold}")
+                _, held_out = speaker_folds(scan.items, folds)[int(fold) - 1]
+                val_speakers |= {item.speaker for item in held_out}
+        train_items, val_items = split_by_speakers(items, val_speakers)
+        if not val_items:
+            raise DatasetLayoutError(f"no validation items: none of the speakers {sorted(val_speakers)} was found")
+        train_items, self.train_y = self._items_to_y(train_items)
+        val_items, self.val_y = self._items_to_y(val_items)
+        if len(self.train_y) == 0:
+            raise DatasetLayoutError("no training items left after holding out the validation speakers")
+        self.train_data = self._cached(train_items)
+        self.val_data = self._cached(val_items)
+        self.train_speakers = sorted({str(i.speaker) for i in train_items})
+        self.val_speakers = sorted({str(i.speaker) for i in val_items})
+
+    # ---- data
+    def _cached(self, items: list[Item]) -> dict[str, Any]:
+        """frames (N, T, S, S, 3) uint8, audio (N, L) int16 + lengths, texts; decoded once."""
+        from ..media import MediaError, read_audio
+
+        frames_n, size, seconds = int(self.pre["frames"]), int(self.pre["size"]), float(self.pre["audio_seconds"])
+        length = int(round(seconds * SAMPLE_RATE))
+        paths = [str(i.path) for i in items]
+        key = _cache_key("multimodal", paths, {"pre": self.pre, "spans": [(i.start, i.end) for i in items]})
+        file = self.cache_dir / f"multimodal-{key}.npz"
+        texts = [i.text or "" for i in items]
+        if file.exists():
+            data = np.load(file)
+            return {"frames": data["frames"], "audio": data["audio"], "lengths": data["lengths"], "texts": texts}
+        frames = np.zeros((len(items), frames_n, size, size, 3), np.uint8)
+        audio = np.zeros((len(items), length), np.int16)
+        lengths = np.zeros(len(items), np.int64)
+        for k, item in enumerate(items):
+            start = item.start or 0.0
+            try:
+                frames[k] = clip_frames(item.path, frames_n, size, start, item.end)
+                wav = read_audio(item.meta.get("audio_path", item.path), start=start,
+                                 end=item.end if item.end is not None else start + seconds)[:length]
+            except MediaError as exc:
+                raise DatasetLayoutError(f"{item.path}: {exc}") from None
+            audio[k, : len(wav)] = np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16)
+            lengths[k] = max(1, len(wav))
+        np.savez(file, frames=frames, audio=audio, lengths=lengths)
+        return {"frames": frames, "audio": audio, "lengths": lengths, "texts": texts}
+
+    def inputs(self, data: dict[str, Any], idx: np.ndarray, model: SeedModel | None = None) -> dict[str, Any]:
+        """The model's inputs for items `idx` of `data`, one entry per configured modality."""
+        out: dict[str, Any] = {}
+        for name in self.modalities:
+            kind = self.kinds[name]
+            if kind == "video":
+                out[name] = {"video": normalize_video(data["frames"][idx])}
+            elif kind == "audio":
+                wav = torch.from_numpy(data["audio"][idx].astype(np.float32) / 32767.0)
+                out[name] = {"audio": wav, "lengths": torch.from_numpy(data["lengths"][idx])}
+            elif kind == "text":
+                encoder = (model or self._model).encoders[name]
+                out[name] = encoder.tokenize([data["texts"][i] for i in idx])
+        return out
+
+    def data_summary(self) -> dict[str, Any]:
+        return {**super().data_summary(), "train_speakers": self.train_speakers, "val_speakers": self.val_speakers,
+                "modalities": self.modalities}
+
+    # ---- model
+    def build_model(self) -> SeedModel:
+        m = self.recipe.model
+        config = {
+            "encoders": {name: copy.deepcopy(m["encoders"][name]) for name in self.modalities},
+            "fusion": copy.deepcopy(m["fusion"]),
+            "heads": copy.deepcopy(m["heads"]),
+            "loss_weights": copy.deepcopy(m.get("loss_weights", {})),
+            "modalities": self.modalities,
+        }
+        model = SeedModel(config)
+        heads = model.heads_spec
+        if heads["emotion"]["num_classes"] != len(self.labels):
+            raise ValueError(f"the emotion head has {heads['emotion']['num_classes']} classes but labels "
+                             f"has {len(self.labels)}")
+        self._model = model
+        return model
+
+    def trainable(self, model: SeedModel) -> torch.nn.Module:
+        return model
+
+    def on_epoch_start(self, model: SeedModel, epoch: int) -> None:
+        model.set_epoch(epoch)
+
+    def train_batches(self, epoch, generator, rank=0, world=1):
+        idx = self._indices(generator, rank, world, self.recipe.optim.balance)
+        bs = self.recipe.optim.batch_size
+        for start in range(0, len(idx) - bs + 1, bs):  # full batches only: every rank takes as many steps
+            sel = idx[start : start + bs]
+            yield self.inputs(self.train_data, sel), torch.from_numpy(self.train_y[sel])
+
+    def loss(self, part, batch, class_weights, smoothing):
+        inputs, y = batch
+        out = part(inputs)
+        return F.cross_entropy(out.logits["emotion"], y, weight=class_weights, label_smoothing=smoothing)
+
+    @torch.no_grad()
+    def predict_probs(self, model: SeedModel, data: dict[str, Any], modalities: list[str] | None = None) -> np.ndarray:
+        """Emotion probabilities for every item of `data`, with only `modalities` given (default: all)."""
+        model.eval()
+        keep = set(modalities or self.modalities)
+        probs = []
+        n = len(data["frames"])
+        for start in range(0, n, 64):
+            idx = np.arange(start, min(n, start + 64))
+            inputs = {k: v for k, v in self.inputs(data, idx, model).items() if k in keep}
+            probs.append(torch.softmax(model(inputs).logits["emotion"], dim=-1).numpy())
+        return np.concatenate(probs) if probs else np.zeros((0, len(self.labels)), np.float32)
+
+    def predict_val(self, model: SeedModel) -> np.ndarray:
+        return self.predict_probs(model, self.val_data)
+
+    # ---- checkpoints
+    def save(self, model: SeedModel, directory: Path, meta: dict[str, Any]) -> None:
+        model.config["labels"] = list(self.labels)
+        model.config["preprocess"] = dict(self.pre)
+        model.config["trained"] = True
+        model.config["extra"] = meta
+        model.save_pretrained(directory)
+
+    def final_report(self, best: SeedModel) -> dict[str, Any]:
+        return modality_report(self, best)
+
+    def load_saved(self, directory: Path) -> SeedModel:
+        return SeedModel.from_pretrained(directory)
+
+
+def modality_report(task: MultimodalTask, model: SeedModel) -> dict[str, Any]:
+    """Validation accuracy with all modalities and with each one alone (missing-modality inference)."""
+    from ..metrics import classification_report
+
+    out = {}
+    for name, mods in [("all", None)] + [(m, [m]) for m in task.modalities]:
+        report = classification_report(task.val_y, task.predict_probs(model, task.val_data, mods), task.labels)
+        out[name] = {"accuracy": report["accuracy"], "uar": report["uar"], "n": report["n"]}
+    return json.loads(json.dumps(out))

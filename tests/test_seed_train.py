@@ -1,0 +1,156 @@
+"""Multimodal training of seed architectures through `emofusion train`, on generated aligned clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from emofusion.cli import app
+from emofusion.data import get_dataset
+from emofusion.data.aligned import ALIGNED_LABELS, aligned_cues, make_aligned_dataset
+from emofusion.models.seed import SeedModel
+from emofusion.train.multimodal import clip_frames
+from emofusion.train.recipe import RecipeError, apply_setting, load_recipe
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("aligned")
+    make_aligned_dataset(root, per_class=6, speakers=3, seed=1, size=16, fps=8, seconds=0.5)
+    return root
+
+
+def _recipe(tmp_path: Path, data: Path, fusion: str = "xattn", modalities: str = '["video", "audio"]') -> Path:
+    path = tmp_path / f"mm-{fusion}.toml"
+    path.write_text(f"""
+name = "mm-test"
+task = "multimodal"
+[data]
+sources = [{{ dataset = "manifest", root = "{data}/manifest.csv" }}]
+val_speakers = ["spk02"]
+[model]
+labels = {json.dumps(list(ALIGNED_LABELS))}
+modalities = {modalities}
+preprocess = {{ frames = 4, size = 16, audio_seconds = 0.5 }}
+heads = {{ emotion = 4 }}
+fusion = {{ type = "{fusion}", dim = 8, heads = 2, modality_dropout = 0.2 }}
+[model.encoders.video]
+type = "r3d18"
+config = {{ width = 4 }}
+proj_dim = 8
+[model.encoders.audio]
+type = "mel_cnn"
+config = {{ channels = [4, 8], dim = 8 }}
+[optim]
+epochs = 2
+batch_size = 4
+lr = 0.003
+balance = "none"
+""")
+    return path
+
+
+def test_aligned_dataset_layout_and_cues(aligned):
+    rows = list(csv.DictReader((aligned / "manifest.csv").open()))
+    assert len(rows) == 24
+    assert {r["label"] for r in rows} == set(ALIGNED_LABELS)
+    assert {r["speaker"] for r in rows} == {"spk00", "spk01", "spk02"}
+    # every class is a distinct (visual, audio) pair; each cue alone splits the classes in two
+    pairs = [aligned_cues(i) for i in range(len(ALIGNED_LABELS))]
+    assert len(set(pairs)) == len(pairs)
+    assert sorted(v for v, _ in pairs) == [0, 0, 1, 1] and sorted(a for _, a in pairs) == [0, 0, 1, 1]
+    scan = get_dataset("manifest").scan(aligned / "manifest.csv", "all")
+    assert len(scan.items) == 24 and not scan.skipped
+    frames = clip_frames(scan.items[0].path, 4, 16)
+    assert frames.shape == (4, 16, 16, 3) and frames.dtype == np.uint8
+
+
+def test_visual_cue_is_where_the_square_is(aligned):
+    scan = get_dataset("manifest").scan(aligned / "manifest.csv", "all")
+    agree = []
+    for item in scan.items:
+        frames = clip_frames(item.path, 4, 16).astype(np.float32).mean(axis=(0, 3))
+        bright_top = frames[:8].mean() > frames[8:].mean()
+        visual, _ = aligned_cues(ALIGNED_LABELS.index(item.label))
+        agree.append(bright_top == (visual == 0))
+    # 10 % of cues are flipped on purpose; most clips show their class's half
+    assert np.mean(agree) >= 0.75
+
+
+@pytest.mark.parametrize("fusion", ["late", "concat", "gated", "xattn"])
+def test_multimodal_training_through_the_cli(tmp_path, aligned, fusion):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(_recipe(tmp_path, aligned, fusion)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+    assert metrics["data"]["val_speakers"] == ["spk02"] and "spk02" not in metrics["data"]["train_speakers"]
+    by = metrics["best_val_by_modality"]
+    assert set(by) == {"all", "video", "audio"} and by["all"]["n"] == 8
+    model = SeedModel.from_pretrained(out / "best")
+    assert model.config["trained"] is True and model.config["labels"] == list(ALIGNED_LABELS)
+    assert model.config["fusion"]["type"] == fusion
+    assert abs(by["all"]["accuracy"] - metrics["best_accuracy"]) < 1e-9
+
+
+def test_multimodal_resume_continues_from_last(tmp_path, aligned):
+    recipe = _recipe(tmp_path, aligned, "concat")
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out), "--epochs", "1"]).exit_code == 0
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resumed after epoch 1" in result.output
+    assert [h["epoch"] for h in json.loads((out / "metrics.json").read_text())["history"]] == [1, 2]
+
+
+def test_single_modality_model_through_set(tmp_path, aligned):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(_recipe(tmp_path, aligned, "concat")), "--out", str(out),
+                                 "--set", 'model.modalities=["audio"]', "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    model = SeedModel.from_pretrained(out / "best")
+    assert model.modalities == ["audio"]
+    assert set(json.loads((out / "metrics.json").read_text())["best_val_by_modality"]) == {"all", "audio"}
+
+
+def test_set_settings(tmp_path, aligned):
+    recipe = _recipe(tmp_path, aligned)
+    r = load_recipe(recipe, settings=["model.fusion.type=gated", "optim.epochs=7", "model.fusion.dim=16"])
+    assert r.model["fusion"]["type"] == "gated" and r.optim.epochs == 7 and r.model["fusion"]["dim"] == 16
+    raw = {"a": {"b": 1}}
+    apply_setting(raw, "a.c=[1, 2]")
+    apply_setting(raw, "a.d=plain words")
+    assert raw == {"a": {"b": 1, "c": [1, 2], "d": "plain words"}}
+    with pytest.raises(RecipeError, match="KEY=VALUE"):
+        apply_setting(raw, "no-equals-sign")
+    with pytest.raises(RecipeError, match="not a table"):
+        apply_setting(raw, "a.b.c=1")
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "x"), "--set", "oops"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
+
+
+def test_multimodal_recipe_errors(tmp_path, aligned):
+    recipe = _recipe(tmp_path, aligned)
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "a"), "--set", 'model.modalities=["text"]'])
+    assert result.exit_code == 2 and "no [model.encoders] entry" in result.output
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "b"), "--set", 'data.val_speakers=["nobody"]'])
+    assert result.exit_code == 2 and "no validation items" in result.output
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "c"), "--set", "model.heads.emotion=3"])
+    assert result.exit_code == 2 and "labels" in result.output
+
+
+def test_missing_modality_inference_on_a_trained_model(tmp_path, aligned):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(_recipe(tmp_path, aligned, "gated")), "--out", str(out), "--epochs", "1"]).exit_code == 0
+    model = SeedModel.from_pretrained(out / "best")
+    audio = {"audio": torch.zeros(2, 8000), "lengths": torch.tensor([8000, 4000])}
+    only_audio = model({"audio": audio}).logits["emotion"]
+    assert only_audio.shape == (2, 4) and torch.isfinite(only_audio).all()
