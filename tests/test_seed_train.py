@@ -142,7 +142,7 @@ def test_multimodal_recipe_errors(tmp_path, aligned):
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "a"), "--set", 'model.modalities=["text"]'])
     assert result.exit_code == 2 and "no [model.encoders] entry" in result.output
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "b"), "--set", 'data.val_speakers=["nobody"]'])
-    assert result.exit_code == 2 and "no validation items" in result.output
+    assert result.exit_code == 2 and "speakers ['nobody'] not in the items" in result.output
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "c"), "--set", "model.heads.emotion=3"])
     assert result.exit_code == 2 and "labels" in result.output
 
