@@ -131,8 +131,12 @@ SQL
     role_ready || die "cannot log in to $PG_DB as $PG_ROLE on $PG_HOST:$PG_PORT with its password (check pg_hba.conf)"
 }
 
-ensure_chromium
-ensure_postgres_installed
-ensure_postgres_running
-ensure_role_and_database
+# fd 3 stays closed for everything but the URL: a daemon started here (the PostgreSQL server)
+# would otherwise inherit it, and `url=$(ensure-test-services.sh)` would wait for it forever.
+{
+    ensure_chromium
+    ensure_postgres_installed
+    ensure_postgres_running
+    ensure_role_and_database
+} 3>&-
 echo "$PG_URL" >&3
