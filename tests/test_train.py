@@ -138,6 +138,48 @@ balance = "sampler"
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
 
 
+def test_face_fine_tuning_starts_from_another_models_weights(tmp_path):
+    data = _image_folder(tmp_path / "faces")
+
+    def face_recipe(name: str, model_lines: str, lr: float) -> Path:
+        return _recipe(tmp_path / f"{name}.toml", f"""
+name = "tiny-face"
+task = "face"
+[data]
+root = "{data}"
+[model]
+{model_lines}
+dropout = 0.0
+preprocess = {{ size = 48, input_size = 40 }}
+[optim]
+epochs = 1
+batch_size = 4
+lr = {lr}
+""")
+
+    first = tmp_path / "first"
+    result = runner.invoke(app, ["train", str(face_recipe("first", "channels = [4, 8]", 0.01)), "--out", str(first)])
+    assert result.exit_code == 0, result.output
+    # lr 0: the second run keeps the weights it was given, so they must be the first run's
+    second = tmp_path / "second"
+    recipe = face_recipe("second", f'channels = [4, 8]\ninit_from = "{first / "best"}"', 0.0)
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(second)])
+    assert result.exit_code == 0, result.output
+    assert "initialised the face part from" in result.output
+    before, after = load_model(first / "best").face.state_dict(), load_model(second / "last").face.state_dict()
+    conv = [k for k in before if k.endswith("weight") and before[k].ndim == 4]
+    assert conv and all(torch.equal(before[k], after[k]) for k in conv)
+    fresh = tmp_path / "fresh"
+    result = runner.invoke(app, ["train", str(face_recipe("fresh", "channels = [4, 8]", 0.0)), "--out", str(fresh)])
+    assert not all(torch.equal(before[k], load_model(fresh / "last").face.state_dict()[k]) for k in conv)
+    # another architecture, or no such model: a one-line error, exit 2
+    for lines, message in ((f'channels = [4, 16]\ninit_from = "{first / "best"}"', "does not match"),
+                           (f'channels = [4, 8]\ninit_from = "{tmp_path / "nowhere"}"', "init_from")):
+        result = runner.invoke(app, ["train", str(face_recipe("bad", lines, 0.01)), "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+
 def test_voice_fold_training_holds_out_speakers(tmp_path):
     data = _ravdess(tmp_path / "ravdess")
     recipe = _recipe(tmp_path / "voice.toml", f"""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..metrics import classification_report
-from .recipe import Recipe
+from .recipe import Recipe, RecipeError
 from .multimodal import MultimodalTask
 from .tasks import TASKS, Task
 
@@ -43,6 +43,24 @@ def class_weights(y: np.ndarray, num_classes: int) -> torch.Tensor:
     counts = np.bincount(y, minlength=num_classes).astype(np.float64)
     w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max(1, (counts > 0).sum()), 0.0)
     return torch.as_tensor(w, dtype=torch.float32)
+
+
+def _init_part(task: Task, part: torch.nn.Module, source: str) -> None:
+    """Load `source`'s weights for the task's part into `part` (fine-tuning), strictly."""
+    from ..models import ModelLoadError
+
+    try:
+        other = task.trainable(task.load_saved(Path(source)))
+    except (ModelLoadError, OSError) as exc:
+        raise RecipeError(f"model.init_from: {exc}") from None
+    if other is None:
+        raise RecipeError(f"model.init_from: {source} has no {task.modality} part")
+    try:
+        part.load_state_dict(other.state_dict())
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise RecipeError(f"model.init_from: the {task.modality} part of {source} does not match the recipe's "
+                          f"architecture ({first})") from None
 
 
 def train(
@@ -75,6 +93,10 @@ def train(
         task = ALL_TASKS[recipe.task](recipe, Path(cache_dir or out / "cache"))
     model = task.build_model()
     part = task.trainable(model)
+    init_from = recipe.model.get("init_from")
+    if init_from and not resume:
+        _init_part(task, part, str(init_from))
+        log(f"initialised the {task.modality} part from {init_from}")
     optimizer = torch.optim.AdamW(task.param_groups(part, opt.lr), lr=opt.lr, weight_decay=opt.weight_decay)
     steps_per_epoch = max(1, len(task.train_y) // fabric.world_size // opt.batch_size)
     total_steps = steps_per_epoch * opt.epochs
