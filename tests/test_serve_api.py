@@ -18,6 +18,7 @@ from serve_support import STRONG_PASSWORD, clip_bytes, make_settings, new_key, s
 from emofusion.serve.app import create_app
 from emofusion.serve.db import QUEUED, RUNNING, AnalysisJob, Database, utcnow
 from emofusion.serve.engine import Engine
+from emofusion.serve.errors import ApiError
 
 
 @pytest.fixture(scope="module")
@@ -360,6 +361,28 @@ def test_failed_analysis_refunds_its_quota(make_client, clip, tmp_path):
     usage = client.get("/v1/usage", headers={"X-API-Key": key}).json()
     assert usage["requests_today"] == 0 and usage["media_minutes_month"] == 0
     assert submit(client, key, clip).status_code == 202, "the refunded request can be made again"
+
+
+def test_sagemaker_and_mvp_routes_count_against_the_quota_when_a_key_is_required(make_client, clip, monkeypatch):
+    client = make_client(require_key=True, requests_per_day=2)
+    key = new_key(client, signup(client))
+    auth_header = {"Authorization": f"Bearer {key}"}
+    r = client.post("/invocations", content=clip, headers={"Content-Type": "video/mp4", **auth_header})
+    assert r.status_code == 200
+    usage = client.get("/v1/usage", headers=auth_header).json()
+    assert usage["requests_today"] == 1 and usage["media_minutes_month"] == pytest.approx(0.05, abs=0.002)
+    # an analysis that fails after the upload was accepted gives its charge back
+    services = client.app.state.services
+    with monkeypatch.context() as m:
+        def broken(*args, **kwargs):
+            raise ApiError(422, "invalid_media", "the media stream ends early")
+        m.setattr(services.engine, "analyze", broken)
+        assert error_of(client.post("/predict", files={"file": ("v.mp4", clip, "video/mp4")}, headers=auth_header),
+                        422)["code"] == "invalid_media"
+    assert client.get("/v1/usage", headers=auth_header).json()["requests_today"] == 1
+    assert client.post("/predict", files={"file": ("v.mp4", clip, "video/mp4")}, headers=auth_header).status_code == 200
+    r = client.post("/invocations", content=clip, headers={"Content-Type": "video/mp4", **auth_header})
+    assert error_of(r, 429)["code"] == "daily_request_quota" and int(r.headers["Retry-After"]) > 0
 
 
 def test_per_key_rate_limit(make_client):

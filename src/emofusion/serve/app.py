@@ -13,7 +13,7 @@ import time
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Callable, Iterator
 
 import anyio
 from fastapi import Depends, FastAPI, File, Form, Request, Response, UploadFile
@@ -323,7 +323,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.post("/invocations", tags=["sagemaker"])
     async def invocations(request: Request, services: ServicesDep,
-                          _: Annotated[auth.Principal | None, Depends(optional_key)]) -> dict:
+                          principal: Annotated[auth.Principal | None, Depends(optional_key)]) -> dict:
         """Multipart `video` and/or `audio` (+ optional `transcript`), or a raw video/* or audio/* body."""
         ctype = request.headers.get("content-type", "").lower()
         transcript = None
@@ -345,7 +345,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send multipart/form-data (video, audio, transcript) or a video/* or audio/* body")
-        result = await _analyze_now(services, main, extra, transcript)
+        result = await _analyze_now(services, principal, main, extra, transcript)
         return {"emotions": _emotions(result), "segments": result["segments"], "summary": result["summary"],
                 "model": result["model"], "media": result["media"]}
 
@@ -356,31 +356,44 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 "database": services.db.dialect, "queue": services.metrics.queue_depth()}
 
     @app.post("/predict", tags=["mvp"], dependencies=[Depends(require_multipart)])
-    async def predict(services: ServicesDep, _: Annotated[auth.Principal | None, Depends(optional_key)],
+    async def predict(services: ServicesDep, principal: Annotated[auth.Principal | None, Depends(optional_key)],
                       file: Annotated[UploadFile, File(description="a video or audio file")]) -> dict:
         """One file in; the summary's probabilities in percent and the top label."""
-        result = await _analyze_now(services, file, None, None)
+        result = await _analyze_now(services, principal, file, None, None)
         emotions = _emotions(result)
         if not emotions:
             raise ApiError(422, "no_signal", "no face, speech or text was found in the file")
         return {"labels": [e["label"] for e in emotions], "probs": [round(100 * e["score"], 2) for e in emotions],
                 "top1": {"label": emotions[0]["label"], "prob": round(100 * emotions[0]["score"], 2)}}
 
-    async def _analyze_now(services: Services, main: FormFile | bytes, extra: FormFile | None,
-                           transcript: bytes | None) -> dict[str, Any]:
+    async def _analyze_now(services: Services, principal: auth.Principal | None, main: FormFile | bytes,
+                           extra: FormFile | None, transcript: bytes | None) -> dict[str, Any]:
+        """Analyse now, in a worker thread; with a principal (EMOFUSION_REQUIRE_KEY), under its quotas."""
         for upload, what in ((main, "media"), (extra, "audio")):
             if isinstance(upload, FormFile):
                 _check_upload_type(upload, what)
 
+        def charged(seconds: float, analyze: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            """Run `analyze` under the caller's quota (when a key was required), refunded if it fails."""
+            if principal is None:
+                return analyze()
+            charge = services.quotas.charge(principal.user_id, seconds)
+            try:
+                return analyze()
+            except BaseException:
+                services.quotas.refund(charge)
+                raise
+
         def work() -> dict[str, Any]:
             segments = parse_transcript(transcript) if transcript else None
             with services.spooled(main, "media") as path:
-                _probe_media(path, "media")
+                seconds = _probe_media(path, "media")
                 if extra is None:
-                    return services.engine.analyze(str(path), transcript=segments)
+                    return charged(seconds, lambda: services.engine.analyze(str(path), transcript=segments))
                 with services.spooled(extra, "audio") as audio_path:
-                    _probe_media(audio_path, "audio")
-                    return services.engine.analyze(str(path), audio=str(audio_path), transcript=segments)
+                    seconds = max(seconds, _probe_media(audio_path, "audio"))
+                    return charged(seconds, lambda: services.engine.analyze(str(path), audio=str(audio_path),
+                                                                            transcript=segments))
 
         return await anyio.to_thread.run_sync(work, limiter=services.sync_limiter)
 
