@@ -154,3 +154,93 @@ def test_missing_modality_inference_on_a_trained_model(tmp_path, aligned):
     audio = {"audio": torch.zeros(2, 8000), "lengths": torch.tensor([8000, 4000])}
     only_audio = model({"audio": audio}).logits["emotion"]
     assert only_audio.shape == (2, 4) and torch.isfinite(only_audio).all()
+
+
+# ---- the sentiment head trains beside the emotion head (weighted multitask loss)
+
+SENTIMENT_OF = {"neutral": "neutral", "happy": "positive", "sad": "negative", "angry": "negative"}
+
+
+def _with_sentiment(tmp_path: Path, aligned: Path, share: float = 1.0) -> Path:
+    """A manifest of the aligned clips with a sentiment column (empty for the last 1 - share of rows)."""
+    rows = list(csv.DictReader((aligned / "manifest.csv").open()))
+    keep = int(round(share * len(rows)))
+    path = tmp_path / "sentiment.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "speaker", "sentiment"])
+        writer.writeheader()
+        for k, row in enumerate(rows):
+            writer.writerow({**row, "path": str(aligned / row["path"]),
+                             "sentiment": SENTIMENT_OF[row["label"]] if k < keep else ""})
+    return path
+
+
+def _sentiment_recipe(tmp_path: Path, manifest: Path, fusion: str = "concat"):
+    recipe = _recipe(tmp_path, manifest.parent, fusion)
+    return load_recipe(recipe, settings=[
+        f'data.sources=[{{ dataset = "manifest", root = "{manifest}" }}]',
+        "model.heads.sentiment=3", "model.loss_weights.sentiment=0.5",
+        "model.fusion.modality_dropout=0.0", "model.fusion.dropout=0.0",
+        "optim.weight_decay=0.0", "optim.epochs=1",
+    ])
+
+
+def _head_state(model: SeedModel, head: str) -> dict[str, torch.Tensor]:
+    prefix = f"heads.{head}."
+    if model.heads is None:  # late fusion: one head per modality
+        return {k: v.clone() for k, v in model.state_dict().items() if f".{head}." in k and k.startswith("fusion.heads.")}
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def _train_and_compare(tmp_path: Path, recipe, name: str) -> tuple[dict, dict, dict]:
+    """Train in-process; return the sentiment head before and after, and the data summary."""
+    from lightning.fabric import seed_everything
+
+    from emofusion.train.loop import train
+    from emofusion.train.multimodal import MultimodalTask
+
+    task = MultimodalTask(recipe, tmp_path / "cache")
+    seed_everything(recipe.optim.seed)  # train() seeds the same way before building its model
+    before = _head_state(task.build_model(), "sentiment")
+    train(recipe, tmp_path / name, task=task, log=lambda _: None)
+    after = _head_state(SeedModel.from_pretrained(tmp_path / name / "last"), "sentiment")
+    return before, after, task.data_summary()
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late"])
+def test_sentiment_head_trains_on_data_with_sentiment(tmp_path, aligned, fusion):
+    manifest = _with_sentiment(tmp_path, aligned, share=0.75)
+    before, after, summary = _train_and_compare(tmp_path, _sentiment_recipe(tmp_path, manifest, fusion), "run")
+    assert before and set(before) == set(after)
+    assert 0 < summary["train_sentiment_n"] < summary["train_n"]
+    moved = max(float((after[k] - before[k]).abs().max()) for k in before)
+    assert moved > 1e-3, f"the sentiment head did not train (max change {moved})"
+
+
+def test_multitask_loss_includes_sentiment(tmp_path, aligned):
+    import torch.nn.functional as F
+
+    from emofusion.train.multimodal import IGNORE_INDEX, MultimodalTask
+
+    manifest = _with_sentiment(tmp_path, aligned, share=0.75)
+    task = MultimodalTask(_sentiment_recipe(tmp_path, manifest), tmp_path / "cache")
+    model = task.build_model().eval()
+    inputs, y, s = next(iter(task.train_batches(0, torch.Generator().manual_seed(0))))
+    s = torch.tensor([0, 2, IGNORE_INDEX, 1])  # one item without sentiment
+    weights = torch.tensor([1.0, 2.0, 1.0, 0.5])
+    loss = task.loss(model, (inputs, y, s), weights, 0.0)
+    logits = model(inputs).logits
+    emotion = F.cross_entropy(logits["emotion"], y, weight=weights)
+    sentiment = F.cross_entropy(logits["sentiment"], s, ignore_index=IGNORE_INDEX)
+    assert torch.allclose(loss, emotion + 0.5 * sentiment, atol=1e-6)
+    assert float(sentiment.detach()) > 0
+
+
+def test_sentiment_head_without_sentiment_data(tmp_path, aligned):
+    manifest = _with_sentiment(tmp_path, aligned, share=0.0)  # no item has a sentiment
+    before, after, summary = _train_and_compare(tmp_path, _sentiment_recipe(tmp_path, manifest), "run")
+    assert summary["train_sentiment_n"] == 0
+    # no targets: zero gradient, and with no weight decay AdamW leaves the head exactly as it was
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(metrics["history"]) == 1 and np.isfinite(metrics["history"][0]["train_loss"])

@@ -10,7 +10,11 @@ speech/video datasets, speakers held out for validation) and its model as a seed
     [model.encoders.video]  type = "r3d18", config = { width = 8 }, proj_dim = 32
     [model.encoders.audio]  type = "mel_cnn", config = { channels = [8, 16], dim = 32 }
     [model.fusion]          type = "xattn", dim = 32, modality_dropout = 0.2
-    [model.heads]           emotion = 4
+    [model.heads]           emotion = 4, sentiment = 3      # sentiment: optional
+    [model.loss_weights]    emotion = 1.0, sentiment = 0.5  # the weighted multitask loss
+
+Items with a sentiment (Item.sentiment: MELD, or a manifest's `sentiment` column) train the
+sentiment head too; items without one are left out of its loss (target -100).
 
 Each clip is decoded once (frames sampled evenly over the clip, RGB, resized; 16 kHz mono
 audio; the item's text) into a feature cache; epochs read the cache.
@@ -25,15 +29,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data import DatasetLayoutError, Item
 from ..features import SAMPLE_RATE
+from ..labels import SENTIMENTS
 from ..models.seed import KINETICS_MEAN, KINETICS_STD, MODALITY_OF, SeedModel
 from .recipe import Recipe
 from .tasks import Task, _cache_key
 
 DEFAULT_PREPROCESS = {"frames": 16, "size": 112, "audio_seconds": 3.0}
+IGNORE_INDEX = -100  # target of an item without a label for a head (e.g. no sentiment)
+
+
+def sentiment_targets(items: list[Item]) -> np.ndarray:
+    """Sentiment class index of each item (SENTIMENTS order), IGNORE_INDEX where it has none."""
+    index = {name: k for k, name in enumerate(SENTIMENTS)}
+    return np.asarray([index.get(i.sentiment, IGNORE_INDEX) if i.sentiment else IGNORE_INDEX for i in items],
+                      dtype=np.int64)
 
 
 def clip_frames(path: str | Path, frames: int, size: int, start: float = 0.0, end: float | None = None) -> np.ndarray:
@@ -107,6 +119,8 @@ class MultimodalTask(Task):
         val_items, self.val_y = self._items_to_y(val_items)
         if len(self.train_y) == 0:
             raise DatasetLayoutError("no training items left after holding out the validation speakers")
+        self.train_s = sentiment_targets(train_items)
+        self.val_s = sentiment_targets(val_items)
         self.train_data = self._cached(train_items)
         self.val_data = self._cached(val_items)
         self.train_speakers = sorted({str(i.speaker) for i in train_items})
@@ -159,7 +173,9 @@ class MultimodalTask(Task):
 
     def data_summary(self) -> dict[str, Any]:
         return {**super().data_summary(), "train_speakers": self.train_speakers, "val_speakers": self.val_speakers,
-                "modalities": self.modalities}
+                "modalities": self.modalities,
+                "train_sentiment_n": int((self.train_s != IGNORE_INDEX).sum()),
+                "val_sentiment_n": int((self.val_s != IGNORE_INDEX).sum())}
 
     # ---- model
     def build_model(self) -> SeedModel:
@@ -190,12 +206,17 @@ class MultimodalTask(Task):
         bs = self.recipe.optim.batch_size
         for start in range(0, len(idx) - bs + 1, bs):  # full batches only: every rank takes as many steps
             sel = idx[start : start + bs]
-            yield self.inputs(self.train_data, sel), torch.from_numpy(self.train_y[sel])
+            yield (self.inputs(self.train_data, sel), torch.from_numpy(self.train_y[sel]),
+                   torch.from_numpy(self.train_s[sel]))
 
     def loss(self, part, batch, class_weights, smoothing):
-        inputs, y = batch
+        """The seed model's weighted multitask loss: emotion (class-weighted) plus sentiment on the
+        items that have one (weights from [model] loss_weights; a head without targets adds 0)."""
+        inputs, y, s = batch
         out = part(inputs)
-        return F.cross_entropy(out.logits["emotion"], y, weight=class_weights, label_smoothing=smoothing)
+        total, _ = self._model.loss(out, {"emotion": y, "sentiment": s}, ignore_index=IGNORE_INDEX,
+                                    label_smoothing=smoothing, class_weights={"emotion": class_weights})
+        return total
 
     @torch.no_grad()
     def predict_probs(self, model: SeedModel, data: dict[str, Any], modalities: list[str] | None = None) -> np.ndarray:

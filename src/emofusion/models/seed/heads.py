@@ -60,10 +60,15 @@ def multitask_loss(
     *,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    class_weights: dict[str, torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Sum over tasks of weight * cross-entropy. Tasks without targets, or whose targets are
-    all `ignore_index` (items not labelled for that task), add nothing (and no NaN)."""
+    """Sum over tasks of weight * cross-entropy (with that task's `class_weights`, if any).
+
+    Tasks without targets, or whose targets are all `ignore_index` (items not labelled for
+    that task), add nothing (and no NaN), but stay in the graph with a zero gradient, so
+    every head takes part in each step (as distributed data parallel requires)."""
     weights = weights or {}
+    class_weights = class_weights or {}
     total: torch.Tensor | None = None
     parts: dict[str, torch.Tensor] = {}
     for task, lg in logits.items():
@@ -72,7 +77,9 @@ def multitask_loss(
             continue
         tgt = tgt.to(lg.device).long()
         if bool((tgt != ignore_index).any()):
-            loss = F.cross_entropy(lg, tgt, ignore_index=ignore_index, label_smoothing=label_smoothing)
+            cw = class_weights.get(task)
+            loss = F.cross_entropy(lg, tgt, weight=None if cw is None else cw.to(lg.device, lg.dtype),
+                                   ignore_index=ignore_index, label_smoothing=label_smoothing)
         else:
             loss = lg.sum() * 0.0
         parts[task] = loss.detach()
