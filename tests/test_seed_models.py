@@ -418,6 +418,23 @@ def test_freeze_and_unfreeze_after():
     assert not model.encoders["audio"].frozen
 
 
+def test_freeze_bn_keeps_running_statistics_while_weights_train():
+    enc = build_encoder({**TINY["mel_cnn"], "freeze_bn": True})
+    bns = [m for m in enc.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    for call in (lambda: enc.train(), lambda: enc.set_epoch(3)):
+        call()
+        assert enc.training and enc.backbone.training and not any(bn.training for bn in bns)
+    stats = [bn.running_mean.clone() for bn in bns]
+    out = enc({"audio": torch.randn(3, 1600), "lengths": torch.tensor([1600, 1200, 800])})
+    out.pooled.sum().backward()
+    assert all(torch.equal(bn.running_mean, s) for bn, s in zip(bns, stats))
+    assert all(bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0 for bn in bns)
+    assert enc.export_config()["freeze_bn"] is True
+    plain = build_encoder(TINY["mel_cnn"]).train()
+    assert all(m.training for m in plain.backbone.modules())
+
+
 def test_multitask_loss_weights_and_ignore():
     logits = {"emotion": torch.randn(4, 7, requires_grad=True), "sentiment": torch.randn(4, 3)}
     tgt = {"emotion": torch.tensor([0, 1, 2, 3]), "sentiment": torch.full((4,), -100)}

@@ -142,39 +142,43 @@ def train(
             count += 1
         train_loss = total / max(1, count)
         fabric.barrier()
-        if fabric.global_rank != 0:
-            continue
-        part.eval()
-        probs = task.predict_val(model)
-        report = classification_report(task.val_y, probs, task.labels)
-        val_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(task.val_y)), task.val_y], 1e-8, 1.0))))
-        score = float(report[opt.select_on])
-        entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": scheduler.get_last_lr()[0],
-                 "accuracy": report["accuracy"], "uar": report["uar"], "macro_f1": report["macro_f1"],
-                 "weighted_f1": report["weighted_f1"], "seconds": round(time.time() - t0, 1)}
-        history.append(entry)
-        log(json.dumps(entry))
-        assert writer is not None
-        writer.add_scalar("loss/train", train_loss, epoch + 1)
-        writer.add_scalar("loss/val", val_loss, epoch + 1)
-        writer.add_scalar("lr", entry["lr"], epoch + 1)
-        for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
-            writer.add_scalar(f"val/{key}", report[key], epoch + 1)
-        meta = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
-        task.save(model, out / "last", meta)
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            task.save(model, out / "best", meta)
-            (out / "best" / "val_report.json").write_text(json.dumps(report, indent=2))
-            from ..metrics import confusion_matrix_figure
+        stop = False
+        if fabric.global_rank == 0:
+            part.eval()
+            probs = task.predict_val(model)
+            report = classification_report(task.val_y, probs, task.labels)
+            val_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(task.val_y)), task.val_y], 1e-8, 1.0))))
+            score = float(report[opt.select_on])
+            entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": scheduler.get_last_lr()[0],
+                     "accuracy": report["accuracy"], "uar": report["uar"], "macro_f1": report["macro_f1"],
+                     "weighted_f1": report["weighted_f1"], "seconds": round(time.time() - t0, 1)}
+            history.append(entry)
+            log(json.dumps(entry))
+            assert writer is not None
+            writer.add_scalar("loss/train", train_loss, epoch + 1)
+            writer.add_scalar("loss/val", val_loss, epoch + 1)
+            writer.add_scalar("lr", entry["lr"], epoch + 1)
+            for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
+                writer.add_scalar(f"val/{key}", report[key], epoch + 1)
+            meta = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
+            task.save(model, out / "last", meta)
+            if score > best_score:
+                best_score, best_epoch, stale = score, epoch, 0
+                task.save(model, out / "best", meta)
+                (out / "best" / "val_report.json").write_text(json.dumps(report, indent=2))
+                from ..metrics import confusion_matrix_figure
 
-            writer.add_figure("val/confusion_matrix", confusion_matrix_figure(report["confusion_matrix"], task.labels), epoch + 1)
-        else:
-            stale += 1
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-                    "best_score": best_score, "best_epoch": best_epoch, "stale": stale, "history": history}, state_file)
-        if stale >= opt.patience:
-            log(f"early stop: {opt.select_on} did not improve for {opt.patience} epochs")
+                writer.add_figure("val/confusion_matrix", confusion_matrix_figure(report["confusion_matrix"], task.labels), epoch + 1)
+            else:
+                stale += 1
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                        "best_score": best_score, "best_epoch": best_epoch, "stale": stale, "history": history}, state_file)
+            if stale >= opt.patience:
+                log(f"early stop: {opt.select_on} did not improve for {opt.patience} epochs")
+                stop = True
+        # every process takes rank 0's decision: a process that stopped alone would leave the
+        # others waiting forever in the next step's gradient all-reduce
+        if fabric.broadcast(stop, src=0):
             break
     summary = {"recipe": recipe.name, "best_epoch": best_epoch + 1, f"best_{opt.select_on}": best_score,
                "history": history, "data": task.data_summary()}

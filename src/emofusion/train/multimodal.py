@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,11 @@ class MultimodalTask(Task):
                 raise DatasetLayoutError(f"{item.path}: {exc}") from None
             audio[k, : len(wav)] = np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16)
             lengths[k] = max(1, len(wav))
-        np.savez(file, frames=frames, audio=audio, lengths=lengths)
+        # write then rename: processes of a distributed run decode the same clips side by side,
+        # and none may read another's half-written file
+        tmp = file.with_name(f".{file.stem}.{os.getpid()}.npz")
+        np.savez(tmp, frames=frames, audio=audio, lengths=lengths)
+        os.replace(tmp, file)
         return {"frames": frames, "audio": audio, "lengths": lengths, "texts": texts}
 
     def inputs(self, data: dict[str, Any], idx: np.ndarray, model: SeedModel | None = None) -> dict[str, Any]:

@@ -23,6 +23,9 @@ class EncoderConfig:
     freeze:          the backbone does not train (the projection always does).
     unfreeze_after:  epochs after which the backbone trains (set_epoch(e) with e >= this);
                      implies frozen before that, whatever `freeze` says.
+    freeze_bn:       the backbone's BatchNorm layers normalise with their running statistics
+                     and never update them (eval mode) while their weights train: for small
+                     batches, or distributed training where each process sees part of a batch.
     """
 
     type: str
@@ -31,12 +34,13 @@ class EncoderConfig:
     proj_dim: int | None = None
     freeze: bool = False
     unfreeze_after: int | None = None
+    freeze_bn: bool = False
 
     @classmethod
     def from_dict(cls, d: "EncoderConfig | dict[str, Any]") -> "EncoderConfig":
         if isinstance(d, EncoderConfig):
             return copy.deepcopy(d)
-        known = {"type", "pretrained", "config", "proj_dim", "freeze", "unfreeze_after"}
+        known = {"type", "pretrained", "config", "proj_dim", "freeze", "unfreeze_after", "freeze_bn"}
         unknown = set(d) - known - {"pretrained_from", "tokenizer"}
         if unknown:
             raise ValueError(f"unknown encoder config keys: {sorted(unknown)}")

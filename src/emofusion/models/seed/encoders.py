@@ -85,12 +85,21 @@ class Encoder(nn.Module):
             self.backbone.eval()  # frozen: no BN statistics updates, no dropout
         else:
             self.backbone.train(self.training)
+            self._freeze_bn()
 
     def train(self, mode: bool = True) -> "Encoder":
         super().train(mode)
         if self._frozen:
             self.backbone.eval()
+        else:
+            self._freeze_bn()
         return self
+
+    def _freeze_bn(self) -> None:
+        if self.cfg.freeze_bn:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     @property
     def frozen(self) -> bool:
