@@ -66,6 +66,9 @@ def _summarise_skips(skipped: Counter) -> str:
 
 
 def _require_net(model: "EmotionModel", modality: str, dataset: str | None = None) -> None:
+    if getattr(model, "joint", False):
+        raise EvaluationError(f"model {model.config.name!r} is a multimodal seed model: evaluate scores face, voice "
+                              "or text nets (a seed model's validation is in its training run's metrics.json)")
     if getattr(model, modality, None) is None:
         has = ", ".join(model.modalities) or "none"
         need = f"; dataset {dataset!r} needs one" if dataset else ""

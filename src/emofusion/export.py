@@ -310,9 +310,12 @@ def export_onnx(
 
     out = Path(os.path.expanduser(str(out)))
     check_out(out, force)
-    if not isinstance(model, EmotionModel):
+    if not isinstance(model, EmotionModel) and not getattr(model, "joint", False):  # not yet loaded
         source = source or str(model)
         model = load_model(model, load_text_encoder=False)
+    if not isinstance(model, EmotionModel):
+        raise ExportError(f"model {model.config.name!r} is a multimodal seed model: only face / voice / text "
+                          "models export to ONNX")
     source = source or model.config.name
     model.prepare_inference()
     if not model.modalities:

@@ -4,6 +4,10 @@ Long inputs are processed as a stream: windows are handled in blocks, frames are
 on a fixed grid and decoded in one forward pass (seeking over long gaps), audio is read
 once through a bounded buffer. Memory does not grow with the input's length (beyond the
 small per-window results).
+
+A seed checkpoint (one fused multimodal network, `models.seed_backend.SeedBackend`) goes
+through the same windows, decoding, results and summary: each window's frames, audio and
+text are handed to the network together (`Analyzer._joint_segments`).
 """
 
 from __future__ import annotations
@@ -59,6 +63,27 @@ def frame_times(duration: float, fps: float) -> list[float]:
     """The grid of instants at which frames are sampled: the middle of each 1/fps interval."""
     step = 1.0 / fps
     return [(k + 0.5) * step for k in range(max(1, int(math.floor(duration * fps + 1e-9))))]
+
+
+def _window_texts(block: list[Window], segments: list[TranscriptSegment], duration: float,
+                  turns: int = 0) -> tuple[list[str | None], list[str]]:
+    """Per window: the transcript text overlapping it (None: none) and the `turns` segments
+    before that text as context ("" without)."""
+    texts: list[str | None] = []
+    contexts: list[str] = []
+    for w in block:
+        overlapping = [
+            k for k, s in enumerate(segments)
+            if s.start < w.end and (s.end if s.end is not None else duration + 1) > w.start
+        ]
+        if not overlapping:
+            texts.append(None)
+            contexts.append("")
+            continue
+        texts.append(" ".join(segments[k].text for k in overlapping))
+        first = overlapping[0]
+        contexts.append(" ".join(s.text for s in segments[max(0, first - turns) : first]) if turns else "")
+    return texts, contexts
 
 
 @dataclass
@@ -127,6 +152,55 @@ class _Stream:
             worker.join()
 
 
+class _WindowFrames:
+    """Each window's frames for a seed model's video encoder, sampled and resized as training
+    samples a clip (`models.seed.preprocess`: `frames` instants spread over the window, RGB,
+    `size` x `size`, a short tail repeating its last frame).
+
+    The instants of all windows are decoded in one forward pass (`iter_frames`, seeking over
+    gaps); overlapping windows share the frames at common instants. Only the resized frames
+    of the windows not yet handed out are kept.
+    """
+
+    def __init__(self, source: Source, windows: list[Window], frames: int, size: int):
+        from .models.seed.preprocess import sample_times
+
+        self.frames, self.size = frames, size
+        self._times = {w: sample_times(w.start, w.end, frames) for w in windows}
+        self._iter = iter_frames(source, sorted({t for ts in self._times.values() for t in ts}), fmt="rgb")
+        self._have: dict[float, np.ndarray] = {}
+        self._last = -math.inf  # the latest instant decoded
+        self._done = False
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the upright decoded picture
+
+    def take(self, block: list[Window]) -> list[tuple[np.ndarray, int] | None]:
+        """Per window: its (frames, size, size, 3) uint8 frames and how many were decoded (not
+        repeated), or None where no frame decodes (past the end of the video)."""
+        from .models.seed.preprocess import fill_frames, square_frame
+
+        need = max(self._times[w][-1] for w in block)
+        while not self._done and self._last < need:
+            try:
+                t, image = next(self._iter)
+            except StopIteration:
+                self._done = True
+                break
+            if self.frame_size is None:
+                self.frame_size = (int(image.shape[1]), int(image.shape[0]))
+            self._have[t] = square_frame(image, self.size)
+            self._last = t
+        out: list[tuple[np.ndarray, int] | None] = []
+        for w in block:
+            got = [self._have[t] for t in self._times[w] if t in self._have]
+            out.append((fill_frames(got, self.frames), len(got)) if got else None)
+        # later windows start after this block's last one: earlier frames are not needed again
+        self._have = {t: f for t, f in self._have.items() if t >= block[-1].start}
+        return out
+
+    def close(self) -> None:
+        self._iter.close()
+
+
 class Analyzer:
     """Analyse a video or audio file (a path or its bytes) into a timeline of emotions.
 
@@ -155,6 +229,9 @@ class Analyzer:
         # service's micro-batching BatchedModel) is used as given
         self.model = load_model(model, load_text_encoder=False) if isinstance(model, (str, os.PathLike)) else model
         self.model.prepare_inference()
+        # a seed checkpoint (models.seed_backend) is one fused network: each window's media goes to
+        # its predict_windows instead of through face / voice / text nets and their fusion
+        self.joint = bool(getattr(self.model, "joint", False))
         wanted = list(modalities) if modalities else list(self.model.modalities)
         unknown = [m for m in wanted if m not in MODALITIES]
         if unknown:
@@ -172,7 +249,7 @@ class Analyzer:
         self.min_speech_fraction = min_speech_fraction
         self.block_windows = max(1, block_windows)
         self._detector: FaceDetector | None = None
-        if "face" in self.modalities:
+        if "face" in self.modalities and not self.joint:
             try:
                 self._detector = FaceDetector(face_detector)
             except FaceDetectorError as exc:
@@ -231,20 +308,27 @@ class Analyzer:
         run = _Run(info=info, frame_buffer=[], text_cache={})
         audio_reader = AudioWindowReader(audio_source) if use_voice else None
         face_stream = None
+        frames = None
         try:
-            face_stream = self._face_stream(source, duration, run) if use_face else None
+            face_stream = self._face_stream(source, duration, run) if use_face and not self.joint else None
+            if use_face and self.joint:
+                frames = _WindowFrames(source, windows, self.model.frames_per_window, self.model.frame_size)
             if progress:
                 progress(0, len(windows))
             for block_start in range(0, len(windows), self.block_windows):
                 block = windows[block_start : block_start + self.block_windows]
-                # voice and text first: they run here while the face worker threads decode and
-                # detect ahead; the face results of the block are collected after them
-                with _torch_threads(_beside_workers() if face_stream is not None and face_stream.busy else None):
-                    voices = self._voices_for(block, audio_reader) if audio_reader is not None else [None] * len(block)
-                    texts = self._texts_for(block, segments_text, duration, run) if use_text else [None] * len(block)
-                faces = self._faces_for(block, face_stream, run) if face_stream is not None else [None] * len(block)
-                for w, f, v, t in zip(block, faces, voices, texts):
-                    results.append(self._segment(w, f, v, t))
+                if self.joint:
+                    results.extend(self._joint_segments(block, frames, audio_reader,
+                                                        segments_text if use_text else None, duration))
+                else:
+                    # voice and text first: they run here while the face worker threads decode and
+                    # detect ahead; the face results of the block are collected after them
+                    with _torch_threads(_beside_workers() if face_stream is not None and face_stream.busy else None):
+                        voices = self._voices_for(block, audio_reader) if audio_reader is not None else [None] * len(block)
+                        texts = self._texts_for(block, segments_text, duration, run) if use_text else [None] * len(block)
+                    faces = self._faces_for(block, face_stream, run) if face_stream is not None else [None] * len(block)
+                    for w, f, v, t in zip(block, faces, voices, texts):
+                        results.append(self._segment(w, f, v, t))
                 if progress:
                     progress(min(len(windows), block_start + len(block)), len(windows))
         finally:
@@ -252,6 +336,8 @@ class Analyzer:
                 audio_reader.close()
             if face_stream is not None:
                 face_stream.close()
+            if frames is not None:
+                frames.close()
         return Analysis(
             model={
                 "name": self.model.config.name,
@@ -428,18 +514,20 @@ class Analyzer:
 
     # ------------------------------------------------------------------------------------
     # voice
+    def _voiced(self, block: list[Window], reader: AudioWindowReader) -> list[tuple[np.ndarray, float] | None]:
+        """Each window's audio and speech fraction; None where it is shorter than 0.5 s or not
+        speech-like (the voice is absent there)."""
+        min_samples = int(0.5 * reader.sample_rate)
+        out: list[tuple[np.ndarray, float] | None] = []
+        for w in block:
+            wav = reader.read(w.start, w.end)
+            frac = speech_fraction(wav) if len(wav) >= min_samples else 0.0
+            out.append((wav, frac) if len(wav) >= min_samples and frac >= self.min_speech_fraction else None)
+        return out
+
     def _voices_for(self, block: list[Window], reader: AudioWindowReader) -> list[VoiceResult | None]:
         mel_cfg = self.model.config.mel
-        min_samples = int(0.5 * mel_cfg.sample_rate)
-        chunks: list[tuple[int, np.ndarray, float]] = []
-        for i, w in enumerate(block):
-            wav = reader.read(w.start, w.end)
-            if len(wav) < min_samples:
-                continue
-            frac = speech_fraction(wav)
-            if frac < self.min_speech_fraction:
-                continue
-            chunks.append((i, wav, frac))
+        chunks = [(i, *v) for i, v in enumerate(self._voiced(block, reader)) if v is not None]
         out: list[VoiceResult | None] = [None] * len(block)
         by_length: dict[int, list[tuple[int, np.ndarray, float]]] = {}
         for chunk in chunks:
@@ -457,21 +545,7 @@ class Analyzer:
                    duration: float, run: _Run) -> list[TextResult | None]:
         assert segments
         cfg = self.model.config.text or {}
-        turns = int(cfg.get("context_turns", 0))
-        texts: list[str | None] = []
-        contexts: list[str] = []
-        for w in block:
-            overlapping = [
-                k for k, s in enumerate(segments)
-                if s.start < w.end and (s.end if s.end is not None else duration + 1) > w.start
-            ]
-            if not overlapping:
-                texts.append(None)
-                contexts.append("")
-                continue
-            texts.append(" ".join(segments[k].text for k in overlapping))
-            first = overlapping[0]
-            contexts.append(" ".join(s.text for s in segments[max(0, first - turns) : first]) if turns else "")
+        texts, contexts = _window_texts(block, segments, duration, int(cfg.get("context_turns", 0)))
         unique = sorted({(t, c) for t, c in zip(texts, contexts) if t is not None})
         cache = run.text_cache
         todo = [pair for pair in unique if pair not in cache]
@@ -490,8 +564,60 @@ class Analyzer:
         return out
 
     # ------------------------------------------------------------------------------------
+    # one fused model (a seed checkpoint)
+    def _joint_segments(self, block: list[Window], frames: _WindowFrames | None, reader: AudioWindowReader | None,
+                        segments: list[TranscriptSegment] | None, duration: float) -> list[Segment]:
+        """The block's segments from a joint model: each window's frames, voiced audio and
+        transcript text go to `model.predict_windows` together.
+
+        `fused` is the model with every modality the window has. `face`, `voice` and `text`
+        hold the same model's prediction from that modality alone (its missing-modality
+        inference), present where the modality is: `face` where frames decode (the video
+        encoder reads the whole picture: `box` is the whole frame, `faces` 1, no face
+        detection runs; `frames` counts the decoded ones), `voice` where the audio passes the
+        same speech gate as the voice net's, `text` where transcript text overlaps. A text
+        result's `sentiment` is the model's sentiment head on the text alone, or without one
+        its emotions mapped to valence.
+        """
+        from .models.seed_backend import WindowInputs
+
+        clips = frames.take(block) if frames is not None else [None] * len(block)
+        voiced = self._voiced(block, reader) if reader is not None else [None] * len(block)
+        texts = _window_texts(block, segments, duration)[0] if segments else [None] * len(block)
+        inputs = [WindowInputs(frames=c[0] if c else None, audio=v[0] if v else None, text=t)
+                  for c, v, t in zip(clips, voiced, texts)]
+        predictions = self.model.predict_windows(inputs)
+        box = [0, 0, *frames.frame_size] if frames is not None and frames.frame_size else [0, 0, 0, 0]
+        sentiment_labels = self.model.config.sentiment_labels
+        out: list[Segment] = []
+        for w, clip, v, t, pred in zip(block, clips, voiced, texts, predictions):
+            if pred is None:
+                out.append(Segment(w.start, w.end))
+                continue
+            parts = pred.parts
+            face = FaceResult(self._probs(parts["face"]), 1, list(box), clip[1]) if "face" in parts and clip else None
+            voice = VoiceResult(self._probs(parts["voice"]), v[1]) if "voice" in parts and v else None
+            text = None
+            if "text" in parts and t:
+                sent = pred.sentiment.get("text")
+                sent = sent if sent is not None else self._emotion_sentiment(parts["text"])
+                text = TextResult(self._probs(parts["text"]), t, probs_dict(sentiment_labels, sent / max(sent.sum(), 1e-12)))
+            out.append(Segment(w.start, w.end, face, voice, text, Verdict.from_probs(self.labels, pred.fused)))
+        return out
+
+    # ------------------------------------------------------------------------------------
     def _probs(self, p: np.ndarray) -> dict[str, float]:
         return probs_dict(self.labels, p)
+
+    def _emotion_sentiment(self, probs: np.ndarray) -> np.ndarray:
+        """Emotion probabilities (labels order) mapped to valence, in sentiment_labels order."""
+        sentiment_labels = list(self.model.config.sentiment_labels)
+        sent = np.zeros(len(sentiment_labels))
+        for label, p in zip(self.labels, probs):
+            target = EMOTION_TO_SENTIMENT.get(label)
+            if target in sentiment_labels:
+                sent[sentiment_labels.index(target)] += p
+        return sent
 
     def _vector(self, probs: dict[str, float]) -> np.ndarray:
         return np.array([probs[label] for label in self.labels], dtype=np.float64)
@@ -516,16 +642,14 @@ class Analyzer:
         mean = mean / mean.sum()
         verdict = Verdict.from_probs(self.labels, mean)
         sentiment_labels = list(self.model.config.sentiment_labels)
-        texts = [s.text for s in segments if s.text is not None]
+        # text results carry a text net's sentiment, unless the model has none (a seed model
+        # without a sentiment head maps emotions to valence there too)
+        texts = [s.text for s in segments if s.text is not None] if getattr(self.model, "text_sentiment", True) else []
         if texts:
             sent = np.mean([[t.sentiment[k] for k in sentiment_labels] for t in texts], axis=0)
             source = "text"
         else:
-            sent = np.zeros(len(sentiment_labels))
-            for label, p in zip(self.labels, mean):
-                target = EMOTION_TO_SENTIMENT.get(label)
-                if target in sentiment_labels:
-                    sent[sentiment_labels.index(target)] += p
+            sent = self._emotion_sentiment(mean)
             source = "emotion"
         sent = sent / sent.sum() if sent.sum() > 0 else sent
         return Summary(

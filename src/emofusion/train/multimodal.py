@@ -34,11 +34,11 @@ import torch
 from ..data import DatasetLayoutError, Item
 from ..features import SAMPLE_RATE
 from ..labels import SENTIMENTS
-from ..models.seed import KINETICS_MEAN, KINETICS_STD, MODALITY_OF, SeedModel
+from ..models.seed import MODALITY_OF, SeedModel
+from ..models.seed.preprocess import DEFAULT_PREPROCESS, clip_frames, fit_audio, normalize_video  # noqa: F401 (shared with analysis)
 from .recipe import Recipe
 from .tasks import Task, _cache_key
 
-DEFAULT_PREPROCESS = {"frames": 16, "size": 112, "audio_seconds": 3.0}
 IGNORE_INDEX = -100  # target of an item without a label for a head (e.g. no sentiment)
 
 
@@ -47,37 +47,6 @@ def sentiment_targets(items: list[Item]) -> np.ndarray:
     index = {name: k for k, name in enumerate(SENTIMENTS)}
     return np.asarray([index.get(i.sentiment, IGNORE_INDEX) if i.sentiment else IGNORE_INDEX for i in items],
                       dtype=np.int64)
-
-
-def clip_frames(path: str | Path, frames: int, size: int, start: float = 0.0, end: float | None = None) -> np.ndarray:
-    """`frames` RGB frames sampled evenly over [start, end) of a video, as (T, size, size, 3) uint8.
-
-    The picture is resized to size x size (the seed models' square input); a clip shorter
-    than `frames` frames repeats its frames; a clip with no video raises MediaError.
-    """
-    import cv2
-
-    from ..media import iter_frames, probe
-
-    info = probe(path)
-    stop = end if end is not None else (info.duration or 0.0)
-    span = max(stop - start, 1e-3)
-    times = [start + span * (i + 0.5) / frames for i in range(frames)]
-    got = [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA) for _, img in iter_frames(path, times, fmt="rgb")]
-    if not got:
-        from ..media import MediaError
-
-        raise MediaError("no video frames decode")
-    while len(got) < frames:
-        got.append(got[-1])
-    return np.stack(got)
-
-
-def normalize_video(frames: np.ndarray | torch.Tensor, mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:
-    """(B, T, H, W, 3) uint8 -> (B, 3, T, H, W) float normalised with the Kinetics mean and std."""
-    x = torch.as_tensor(frames).float().div_(255.0)
-    x = (x - torch.tensor(mean)) / torch.tensor(std)
-    return x.permute(0, 4, 1, 2, 3).contiguous()
 
 
 class MultimodalTask(Task):
@@ -148,12 +117,11 @@ class MultimodalTask(Task):
             start = item.start or 0.0
             try:
                 frames[k] = clip_frames(item.path, frames_n, size, start, item.end)
-                wav = read_audio(item.meta.get("audio_path", item.path), start=start,
-                                 end=item.end if item.end is not None else start + seconds)[:length]
+                wav, lengths[k] = fit_audio(read_audio(item.meta.get("audio_path", item.path), start=start,
+                                                       end=item.end if item.end is not None else start + seconds), length)
             except MediaError as exc:
                 raise DatasetLayoutError(f"{item.path}: {exc}") from None
-            audio[k, : len(wav)] = np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16)
-            lengths[k] = max(1, len(wav))
+            audio[k] = np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16)
         # write then rename: processes of a distributed run decode the same clips side by side,
         # and none may read another's half-written file
         tmp = file.with_name(f".{file.stem}.{os.getpid()}.npz")

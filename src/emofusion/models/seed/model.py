@@ -96,13 +96,19 @@ class SeedModel(nn.Module):
 
     # ---- forward
     def forward(self, batch: dict[str, Any], *, generator: torch.Generator | None = None) -> SeedOutput:
+        return self.fuse(self.encode(batch), generator=generator)
+
+    def encode(self, batch: dict[str, Any]) -> dict[str, EncoderOutput | None]:
+        """Each modality's encoder output (None where `batch` does not give that modality)."""
         unknown = set(batch) - set(self.modalities)
         if unknown:
             raise ValueError(f"inputs for unknown modalities {sorted(unknown)}; model has {self.modalities}")
-        outputs: dict[str, EncoderOutput | None] = {}
-        for m in self.modalities:
-            inp = batch.get(m)
-            outputs[m] = None if inp is None else self.encoders[m](inp)
+        return {m: None if batch.get(m) is None else self.encoders[m](batch[m]) for m in self.modalities}
+
+    def fuse(self, outputs: dict[str, EncoderOutput | None], *, generator: torch.Generator | None = None) -> SeedOutput:
+        """Fusion and heads over encoder outputs (from `encode`); a None or absent entry is a
+        missing modality, so a subset of one `encode` equals `forward` with only that subset."""
+        outputs = {m: outputs.get(m) for m in self.modalities}
         given = [o for o in outputs.values() if o is not None]
         if not given:
             raise ValueError("no modality given: at least one input is needed")
