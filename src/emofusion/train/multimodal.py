@@ -3,6 +3,12 @@
 A recipe with `task = "multimodal"` names its data like a voice recipe (sources of
 speech/video datasets, speakers held out for validation) and its model as a seed config:
 
+    [data]
+    sources = [{ dataset = "ravdess", root = "..." }, { dataset = "cremad", root = "..." }]
+    val_speakers = ["ravdess_23", "ravdess_24"]   # or --fold K of each source's speaker folds
+    # a dataset with its own splits validates on one of them instead of held-out speakers:
+    # sources = [{ dataset = "meld", root = "...", split = "train", val_split = "dev" }]
+
     [model]
     labels = ["neutral", "happy", "sad", "angry"]
     modalities = ["video", "audio"]           # which encoders (of [model.encoders]) to use
@@ -16,6 +22,8 @@ speech/video datasets, speakers held out for validation) and its model as a seed
 Items with a sentiment (Item.sentiment: MELD, or a manifest's `sentiment` column) train the
 sentiment head too; items without one are left out of its loss (target -100).
 
+Each source's items become audio-visual items (emofusion.data.av.multimodal_items: RAVDESS's
+audio-visual 01-*.mp4 files, CREMA-D's video with its .wav, MELD's utterance clips).
 Each clip is decoded once (frames sampled evenly over the clip, RGB, resized; 16 kHz mono
 audio; the item's text) into a feature cache; epochs read the cache.
 """
@@ -50,7 +58,8 @@ def sentiment_targets(items: list[Item]) -> np.ndarray:
 
 
 class MultimodalTask(Task):
-    """Aligned clips (video + its audio track + optional transcript) -> emotion, on held-out speakers."""
+    """Aligned clips (video + its audio track + optional transcript) -> emotion (+ sentiment), validated
+    on held-out speakers or on a source's own validation split."""
 
     modality = "multimodal"
 
@@ -68,21 +77,35 @@ class MultimodalTask(Task):
             raise ValueError(f"modalities {sorted(unknown)} have no [model.encoders] entry")
         self.kinds = {name: MODALITY_OF.get(m["encoders"][name]["type"], "?") for name in self.modalities}
         self.pre = {**DEFAULT_PREPROCESS, **m.get("preprocess", {})}
-        items: list[Item] = []
+        self.need_video = "video" in self.kinds.values()
+        self.need_audio = "audio" in self.kinds.values()
+        items: list[Item] = []  # sources validated on held-out speakers
+        split_train: list[Item] = []  # sources validated on a split of their own (val_split)
+        split_val: list[Item] = []
         fold = recipe.data.get("fold")
         folds = int(recipe.data.get("folds", 5))
         val_speakers = set(recipe.data.get("val_speakers", [])) if fold is None else set()
         for source in recipe.data["sources"]:
-            scan = get_dataset(source["dataset"]).scan(source["root"], source.get("split", "all"))
-            for reason, count in scan.skipped.items():
-                self.skipped[reason] = self.skipped.get(reason, 0) + count
-            items.extend(scan.items)
+            spec = get_dataset(source["dataset"])
+            if source.get("val_split"):
+                split_train.extend(self._scan(spec, source, source.get("split", "train")))
+                split_val.extend(self._scan(spec, source, source["val_split"]))
+                continue
+            scanned = self._scan(spec, source, source.get("split", "all"))
+            items.extend(scanned)
             if fold is not None:
                 if not 1 <= int(fold) <= folds:
                     raise ValueError(f"fold must be between 1 and {folds}, not {fold}")
-                _, held_out = speaker_folds(scan.items, folds)[int(fold) - 1]
+                _, held_out = speaker_folds(scanned, folds)[int(fold) - 1]
                 val_speakers |= {item.speaker for item in held_out}
-        train_items, val_items = split_by_speakers(items, val_speakers)
+        if items and (val_speakers or fold is not None or not split_val):
+            train_items, val_items = split_by_speakers(items, val_speakers)
+        elif val_speakers or fold is not None:
+            raise ValueError("val_speakers and --fold hold out speakers of sources without a val_split; "
+                             "every source here validates on its own val_split")
+        else:
+            train_items, val_items = items, []
+        train_items, val_items = train_items + split_train, val_items + split_val
         if not val_items:
             raise DatasetLayoutError(f"no validation items: none of the speakers {sorted(val_speakers)} was found")
         train_items, self.train_y = self._items_to_y(train_items)
@@ -97,6 +120,22 @@ class MultimodalTask(Task):
         self.val_speakers = sorted({str(i.speaker) for i in val_items})
 
     # ---- data
+    def _scan(self, spec: Any, source: dict[str, Any], split: str) -> list[Item]:
+        """The audio-visual items of one split of one source; skipped files are counted."""
+        from ..data.av import multimodal_items
+        from ..data.registry import ALL
+
+        if split == ALL and Path(source["root"]).is_dir():
+            present = spec.splits(source["root"])
+            if present and ALL not in present:
+                raise DatasetLayoutError(
+                    f"{spec.name} at {source['root']} has splits {present}: give the source a split, and a "
+                    f'val_split to validate on another (e.g. split = "train", val_split = "dev")')
+        scan = multimodal_items(spec.name, spec.scan(source["root"], split), video=self.need_video, audio=self.need_audio)
+        for reason, count in scan.skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+        return scan.items
+
     def _cached(self, items: list[Item]) -> dict[str, Any]:
         """frames (N, T, S, S, 3) uint8, audio (N, L) int16 + lengths, texts; decoded once."""
         from ..media import MediaError, read_audio
@@ -104,7 +143,12 @@ class MultimodalTask(Task):
         frames_n, size, seconds = int(self.pre["frames"]), int(self.pre["size"]), float(self.pre["audio_seconds"])
         length = int(round(seconds * SAMPLE_RATE))
         paths = [str(i.path) for i in items]
-        key = _cache_key("multimodal", paths, {"pre": self.pre, "spans": [(i.start, i.end) for i in items]})
+        extra: dict[str, Any] = {"pre": self.pre, "spans": [(i.start, i.end) for i in items]}
+        if any("audio_path" in i.meta for i in items):
+            extra["audio_paths"] = [str(i.meta.get("audio_path", "")) for i in items]
+        if not (self.need_video and self.need_audio):  # what was decoded (zeros for the rest)
+            extra["decoded"] = [self.need_video, self.need_audio]
+        key = _cache_key("multimodal", paths, extra)
         file = self.cache_dir / f"multimodal-{key}.npz"
         texts = [i.text or "" for i in items]
         if file.exists():
@@ -116,7 +160,11 @@ class MultimodalTask(Task):
         for k, item in enumerate(items):
             start = item.start or 0.0
             try:
-                frames[k] = clip_frames(item.path, frames_n, size, start, item.end)
+                if self.need_video:
+                    frames[k] = clip_frames(item.path, frames_n, size, start, item.end)
+                if not self.need_audio:
+                    lengths[k] = 1
+                    continue
                 wav, lengths[k] = fit_audio(read_audio(item.meta.get("audio_path", item.path), start=start,
                                                        end=item.end if item.end is not None else start + seconds), length)
             except MediaError as exc:
