@@ -328,3 +328,12 @@ def test_assemble_keeps_every_part_and_the_fine_tuned_encoder(tmp_path, tiny_enc
     texts = ["the cat is happy", "the dog is sad"]
     assert np.allclose(reloaded.text_probs(texts)[0], load_model(paths["text"]).text_probs(texts)[0], atol=1e-6)
     assert combined.text_encoder_delta is not None
+    # a new bundle can take parts from an assembled one: each part keeps its own training record
+    for name, model in (("face", face), ("voice", voice), ("text", text)):
+        model.config.extra = {"recipe": f"{name}-recipe"}
+        model.save_pretrained(tmp_path / name)
+    assemble(paths, tmp_path / "default", extra={"fusion_fit": {"n": 1}})
+    assemble({"face": paths["face"], "voice": tmp_path / "default", "text": tmp_path / "default"}, tmp_path / "next")
+    parts = load_model(tmp_path / "next").config.extra["parts"]
+    assert parts == {"face": {"recipe": "face-recipe"}, "voice": {"recipe": "voice-recipe"},
+                     "text": {"recipe": "text-recipe"}}

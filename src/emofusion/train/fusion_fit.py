@@ -73,6 +73,14 @@ def fusion_report(probs: dict[str, np.ndarray], y: np.ndarray, weights: dict[str
     return out
 
 
+def _part_provenance(model: EmotionModel, modality: str) -> dict[str, Any]:
+    """What a part's folder says of how it was trained: its own record when the folder is an
+    assembled model (parts taken from an earlier bundle), else the folder's training record."""
+    extra = model.config.extra or {}
+    parts = extra.get("parts")
+    return parts[modality] if isinstance(parts, dict) and modality in parts else extra
+
+
 def assemble(parts: dict[str, str | Path], out: str | Path, *, name: str = "default", version: str = "0.1.0",
              fusion_weights: dict[str, float] | None = None, extra: dict[str, Any] | None = None) -> EmotionModel:
     """Combine trained single-modality model folders into one model folder with fusion weights."""
@@ -94,7 +102,7 @@ def assemble(parts: dict[str, str | Path], out: str | Path, *, name: str = "defa
         voice=loaded["voice"].config.voice if "voice" in loaded else None,
         text=loaded["text"].config.text if "text" in loaded else None,
         fusion={"type": "weighted_geometric", "weights": fusion_weights or {m: 1.0 for m in loaded}},
-        extra={**(extra or {}), "parts": {m: model.config.extra for m, model in loaded.items()}},
+        extra={**(extra or {}), "parts": {m: _part_provenance(model, m) for m, model in loaded.items()}},
     )
     combined = EmotionModel(config, load_text_encoder=False)
     for m, model in loaded.items():
