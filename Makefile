@@ -40,15 +40,16 @@ analyze: setup
 	else $(BIN)/emofusion analyze "$(INPUT)"; fi
 
 # Reproduce the bundled model from the real data ($$EMOFUSION_DATA, default ../shared/data):
-# each part from its recipe, 5-fold speaker-held-out voice CV, then fusion weights fitted on
+# each part from its recipe, 10-fold speaker-held-out voice CV, then fusion weights fitted on
 # composed held-out examples. Hours on a 2-core CPU; see MODEL_CARD.md.
 RUNS ?= runs
 default-model: setup
 	$(BIN)/emofusion train recipes/face_fer2013.toml --out $(RUNS)/face
+	$(BIN)/emofusion train recipes/face_fer2013_finetune.toml --set model.init_from=$(RUNS)/face/best --out $(RUNS)/face-ft
 	$(BIN)/emofusion train recipes/text_meld.toml --out $(RUNS)/text
-	for k in 1 2 3 4 5; do $(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --fold $$k --out $(RUNS)/voice-cv/fold$$k || exit 1; done
+	for k in 1 2 3 4 5 6 7 8 9 10; do $(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --fold $$k --out $(RUNS)/voice-cv/fold$$k || exit 1; done
 	$(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --out $(RUNS)/voice
-	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face/best --voice $(RUNS)/voice/last \
+	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face-ft/best --voice $(RUNS)/voice/last \
 	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text/best --out src/emofusion/weights/default
 
 clean:
