@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import assert_contract_v1
 from media_factory import make_clip, make_face_image
+from seed_support import multimodal_recipe
 from serve_support import make_settings
 
 from emofusion.cli import app
@@ -180,31 +181,8 @@ def test_unknown_or_broken_model_folders_are_clear_errors(tmp_path, seed_dir, cl
 def test_a_trained_checkpoint_through_emofusion_batch(tmp_path):
     data = tmp_path / "aligned"
     make_aligned_dataset(data, per_class=2, speakers=2, seed=3, size=16, fps=8, seconds=0.5)
-    recipe = tmp_path / "mm.toml"
-    recipe.write_text(f"""
-name = "mm-analyze"
-task = "multimodal"
-[data]
-sources = [{{ dataset = "manifest", root = "{data}/manifest.csv" }}]
-val_speakers = ["spk01"]
-[model]
-labels = {json.dumps(list(ALIGNED_LABELS))}
-modalities = ["video", "audio"]
-preprocess = {{ frames = 4, size = 16, audio_seconds = 0.5 }}
-heads = {{ emotion = 4 }}
-fusion = {{ type = "xattn", dim = 8, heads = 2 }}
-[model.encoders.video]
-type = "r3d18"
-config = {{ width = 4 }}
-proj_dim = 8
-[model.encoders.audio]
-type = "mel_cnn"
-config = {{ channels = [4, 8], dim = 8 }}
-[optim]
-epochs = 1
-batch_size = 2
-balance = "none"
-""")
+    recipe = multimodal_recipe(tmp_path / "mm.toml", data, fusion="xattn", name="mm-analyze", val_speaker="spk01",
+                               modality_dropout=0.0, epochs=1, batch_size=2)
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -14,6 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from seed_support import multimodal_recipe
+
 from emofusion.cli import app
 from emofusion.data import get_dataset
 from emofusion.data.aligned import ALIGNED_LABELS, aligned_cues, make_aligned_dataset
@@ -32,33 +34,7 @@ def aligned(tmp_path_factory) -> Path:
 
 
 def _recipe(tmp_path: Path, data: Path, fusion: str = "xattn", modalities: str = '["video", "audio"]') -> Path:
-    path = tmp_path / f"mm-{fusion}.toml"
-    path.write_text(f"""
-name = "mm-test"
-task = "multimodal"
-[data]
-sources = [{{ dataset = "manifest", root = "{data}/manifest.csv" }}]
-val_speakers = ["spk02"]
-[model]
-labels = {json.dumps(list(ALIGNED_LABELS))}
-modalities = {modalities}
-preprocess = {{ frames = 4, size = 16, audio_seconds = 0.5 }}
-heads = {{ emotion = 4 }}
-fusion = {{ type = "{fusion}", dim = 8, heads = 2, modality_dropout = 0.2 }}
-[model.encoders.video]
-type = "r3d18"
-config = {{ width = 4 }}
-proj_dim = 8
-[model.encoders.audio]
-type = "mel_cnn"
-config = {{ channels = [4, 8], dim = 8 }}
-[optim]
-epochs = 2
-batch_size = 4
-lr = 0.003
-balance = "none"
-""")
-    return path
+    return multimodal_recipe(tmp_path / f"mm-{fusion}.toml", data, fusion=fusion, modalities=modalities)
 
 
 def test_aligned_dataset_layout_and_cues(aligned):
