@@ -11,6 +11,8 @@ writes into the output folder:
   *.int8.onnx                              with --int8 (see "INT8" below)
   config.json                              the model's config (labels, preprocessing, fusion)
   text_encoder_delta.safetensors           the fine-tuned encoder tensors, when there are any
+  voice_functionals.safetensors            the voice part's openSMILE-functionals head, when it
+                                           has one (a linear model applied in NumPy by both backends)
   export.json                              the manifest: files, inputs/outputs, precisions,
                                            opset, source model, versions, export checks
 
@@ -60,13 +62,14 @@ MANIFEST_NAME = "export.json"
 MANIFEST_FORMAT = "emofusion-onnx"
 MANIFEST_VERSION = 1
 ENCODER_DELTA_NAME = "text_encoder_delta.safetensors"
+VOICE_FUNCTIONALS_NAME = "voice_functionals.safetensors"
 FORMATS = ("onnx",)
 DEFAULT_OPSET = 17
 NET_FILES = {"face": "face", "voice": "voice", "text": "text_heads"}
 # every file an export may write: --force removes these (and nothing else) from the out folder
 OWNED_FILES = tuple(
     [f"{stem}.onnx" for stem in NET_FILES.values()] + [f"{stem}.int8.onnx" for stem in NET_FILES.values()]
-    + ["config.json", ENCODER_DELTA_NAME, MANIFEST_NAME]
+    + ["config.json", ENCODER_DELTA_NAME, VOICE_FUNCTIONALS_NAME, MANIFEST_NAME]
 )
 CALIBRATION_FACES = 256
 CALIBRATION_CLIPS = 64
@@ -371,7 +374,12 @@ def export_onnx(
                             "what": "per-clip normalised log-mel (emofusion.features.log_mel, config.voice.preprocess)"}],
                 "outputs": [{"name": "logits", "shape": ["batch", n_labels], "labels": "config.labels"}],
                 "min_frames": 2 ** len((model.config.voice or {}).get("channels", (16, 32, 64, 128))),
+                "functionals": None,
             }
+            if model.voice_functionals is not None:
+                tensors = {k: v.detach().contiguous().cpu() for k, v in model.voice_functionals.state_dict().items()}
+                (work / VOICE_FUNCTIONALS_NAME).write_bytes(save_tensors(tensors, metadata={"format": "emofusion"}))
+                nets["voice"]["functionals"] = VOICE_FUNCTIONALS_NAME
         if model.text is not None:
             heads = model.text.eval()
             dim = int(model.config.text["embed_dim"])

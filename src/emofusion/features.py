@@ -1,4 +1,4 @@
-"""Preprocessing shared by training and inference: the log-mel and the face crop.
+"""Preprocessing shared by training and inference: the log-mel, acoustic functionals and the face crop.
 
 Training code and the analysis pipeline both call these functions and nothing else, so
 the two cannot drift apart. Their parameters travel in each model's config.
@@ -7,6 +7,7 @@ the two cannot drift apart. Their parameters travel in each model's config.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -87,6 +88,39 @@ def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
     std = out.std(dim=(-2, -1), keepdim=True).clamp_min(1e-3)
     out = (out - mean) / std
     return out[0] if single else out
+
+
+ACOUSTIC_FEATURE_SETS = ("ComParE_2016", "eGeMAPSv02")
+_smile_local = threading.local()
+
+
+class AcousticFeaturesUnavailable(RuntimeError):
+    """openSMILE (the `opensmile` package) is missing or cannot run here."""
+
+
+def acoustic_functionals(wavs: list[np.ndarray], feature_set: str = "ComParE_2016",
+                         sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """openSMILE utterance functionals of each waveform -> (N, D) float32 (non-finite values -> 0).
+
+    Each waveform is summarised on its own (its whole length), so a window gives the same
+    features whether it is processed alone or beside others.
+    """
+    if feature_set not in ACOUSTIC_FEATURE_SETS:
+        raise ValueError(f"unknown acoustic feature set {feature_set!r}; choose from {', '.join(ACOUSTIC_FEATURE_SETS)}")
+    smiles = _smile_local.__dict__.setdefault("smiles", {})
+    smile = smiles.get(feature_set)
+    if smile is None:
+        try:
+            import opensmile
+        except ImportError as exc:  # a core dependency; only a broken install lacks it
+            raise AcousticFeaturesUnavailable(f"this voice model needs openSMILE features: pip install opensmile ({exc})") from None
+        smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                                feature_level=opensmile.FeatureLevel.Functionals)
+        smiles[feature_set] = smile  # one per thread: a Smile object is not shared across threads
+    rows = [smile.process_signal(np.asarray(w, dtype=np.float32), sample_rate).to_numpy()[0] for w in wavs]
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.nan_to_num(np.stack(rows).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def num_mel_frames(num_samples: int, cfg: MelConfig = MelConfig()) -> int:

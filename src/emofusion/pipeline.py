@@ -534,7 +534,7 @@ class Analyzer:
             by_length.setdefault(len(chunk[1]), []).append(chunk)
         for group in by_length.values():
             mels = log_mel(torch.from_numpy(np.stack([c[1] for c in group])), mel_cfg)
-            probs = self.model.voice_probs(mels)
+            probs = self.model.with_voice_functionals(self.model.voice_probs(mels), [c[1] for c in group])
             for (i, _, frac), p in zip(group, probs):
                 out[i] = VoiceResult(self._probs(p), frac)
         return out

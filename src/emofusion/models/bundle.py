@@ -105,7 +105,8 @@ class ModelConfig:
     # which parts hold trained weights; random weights are never presented as predictions
     trained: dict[str, bool] = field(default_factory=dict)
     face: dict[str, Any] | None = None  # {"channels", "dropout", "tta_flip", "preprocess": FaceConfig}
-    voice: dict[str, Any] | None = None  # {"channels", "dropout", "preprocess": MelConfig}
+    # {"channels", "dropout", "preprocess": MelConfig, optional "functionals": {"feature_set", "dim", "weight", "c"}}
+    voice: dict[str, Any] | None = None
     text: dict[str, Any] | None = None  # {"encoder", "max_length", "hidden", "use_context", "context_turns"}
     fusion: dict[str, Any] = field(default_factory=lambda: {"type": "weighted_geometric", "weights": {}})
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: data, metrics, recipe
@@ -166,6 +167,23 @@ class ModelParts:
         """True when every part this model has carries trained weights."""
         return bool(self.modalities) and all(self.config.trained.get(m, False) for m in self.modalities)
 
+    @property
+    def voice_functionals_config(self) -> dict[str, Any] | None:
+        """The voice part's openSMILE-functionals head settings, or None when it has none."""
+        return (self.config.voice or {}).get("functionals")
+
+    def with_voice_functionals(self, cnn_probs: np.ndarray, wavs: list[np.ndarray]) -> np.ndarray:
+        """The voice CNN's probabilities for `wavs`, combined with the functionals head when the model has one."""
+        cfg = self.voice_functionals_config
+        head = getattr(self, "voice_functionals", None)
+        if cfg is None or head is None or len(wavs) == 0:
+            return cnn_probs
+        from ..features import acoustic_functionals
+        from .voice import combine_voice
+
+        feats = acoustic_functionals(wavs, cfg["feature_set"], self.config.mel.sample_rate)
+        return combine_voice(cnn_probs, head.probs(feats), float(cfg["weight"]))
+
     def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
         """Fuse the present modalities' probabilities with this model's fitted weights."""
         return fuse(probs, self.config.fusion.get("weights", {}))
@@ -206,6 +224,7 @@ class EmotionModel(ModelParts, torch.nn.Module):
         n = len(config.labels)
         self.face = None
         self.voice = None
+        self.voice_functionals = None
         self.text = None
         self.text_encoder_delta: EncoderDelta | None = None
         # The sentence encoder is not a registered submodule: it comes from its own source
@@ -222,6 +241,11 @@ class EmotionModel(ModelParts, torch.nn.Module):
                 config.voice.get("dropout", 0.3),
                 int(config.voice.get("convs_per_block", 1)),
             )
+            functionals = config.voice.get("functionals")
+            if functionals:
+                from .voice import VoiceFunctionalsHead
+
+                self.voice_functionals = VoiceFunctionalsHead(int(functionals["dim"]), n)
         if config.text is not None:
             self.text = TextHeads(
                 int(config.text["embed_dim"]),
@@ -287,7 +311,8 @@ class EmotionModel(ModelParts, torch.nn.Module):
 
     def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Whole clips (16 kHz mono) -> (N, C) probabilities; clips of equal length share a batch
-        (the log-mel is normalised per clip, so batching does not change any clip's input)."""
+        (the log-mel is normalised per clip, so batching does not change any clip's input); with
+        the CNN's probabilities combined with the functionals head's when the model has one."""
         from ..features import log_mel
 
         out = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
@@ -297,7 +322,9 @@ class EmotionModel(ModelParts, torch.nn.Module):
         for idx in by_length.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                out[chunk] = self.voice_probs(log_mel(torch.from_numpy(np.stack([wavs[i] for i in chunk])), self.config.mel))
+                clips = [wavs[i] for i in chunk]
+                cnn = self.voice_probs(log_mel(torch.from_numpy(np.stack(clips)), self.config.mel))
+                out[chunk] = self.with_voice_functionals(cnn, clips)
         return out
 
     @torch.inference_mode()

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..export import ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION
+from ..export import ENCODER_DELTA_NAME, MANIFEST_FORMAT, VOICE_FUNCTIONALS_NAME, MANIFEST_NAME, MANIFEST_VERSION
 from .bundle import CONFIG_NAME, EncoderDelta, ModelConfig, ModelParts
 from .fusion import MODALITIES
 from .text import ModelLoadError
@@ -177,6 +177,7 @@ class OnnxModel(ModelParts):
                 )
             runs = "fp32" if file == entry.get("fp32") else chosen  # the INT8 precision may keep a net FP32
             setattr(self, name, OnnxNet(folder / file, threads=threads, providers=providers, precision=runs))
+        self.voice_functionals = self._voice_functionals_head() if self.voice is not None else None
         self._encoder = None
         if load_text_encoder and self.text is not None:
             self._load_encoder()
@@ -187,6 +188,25 @@ class OnnxModel(ModelParts):
 
     def eval(self) -> "OnnxModel":
         return self
+
+    def _voice_functionals_head(self) -> Any:
+        """The voice part's functionals head (NumPy inference in both backends), read beside the ONNX files."""
+        cfg = self.voice_functionals_config
+        if not cfg:
+            return None
+        from safetensors.torch import load_file
+
+        from .voice import VoiceFunctionalsHead
+
+        path = self.directory / ((self.manifest.get("nets", {}).get("voice") or {}).get("functionals") or VOICE_FUNCTIONALS_NAME)
+        if not path.is_file():
+            raise ModelLoadError(f"{self.directory}: the voice part has a functionals head but {path.name} is missing")
+        head = VoiceFunctionalsHead(int(cfg["dim"]), len(self.config.labels))
+        try:
+            head.load_state_dict(load_file(str(path)))
+        except (RuntimeError, KeyError) as exc:
+            raise ModelLoadError(f"{path}: not this model's functionals head ({exc})") from None
+        return head
 
     def _fine_tuned_encoder_layers(self) -> EncoderDelta | None:
         """The fine-tuned encoder layers travel beside the ONNX files (the encoder stays PyTorch)."""

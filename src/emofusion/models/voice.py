@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,3 +33,63 @@ class VoiceNet(nn.Module):
         h = h.mean(dim=2)  # over mel bands -> (N, C, T)
         pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
         return self.head(pooled)
+
+
+class VoiceFunctionalsHead(nn.Module):
+    """A linear classifier on standardised openSMILE functionals, beside the CNN.
+
+    An L2 logistic regression fitted on the training speakers' whole clips; its probabilities
+    are combined with the CNN's by `combine_voice`.
+    """
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.register_buffer("weight", torch.zeros(num_classes, dim))
+        self.register_buffer("bias", torch.zeros(num_classes))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.numel())
+
+    def probs(self, feats: np.ndarray) -> np.ndarray:
+        """(N, D) functionals -> (N, C) probabilities."""
+        if feats.shape[1] != self.dim:
+            raise ValueError(f"expected {self.dim} functionals per item, got {feats.shape[1]}")
+        z = (feats.astype(np.float64) - self.mean.numpy()) / self.scale.numpy()
+        logits = z @ self.weight.numpy().T.astype(np.float64) + self.bias.numpy()
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    @classmethod
+    def fit(cls, feats: np.ndarray, y: np.ndarray, num_classes: int, c: float) -> "VoiceFunctionalsHead":
+        """L2-regularised logistic regression (inverse strength `c`, balanced class weights)."""
+        from sklearn.linear_model import LogisticRegression
+
+        mean = feats.mean(axis=0)
+        scale = feats.std(axis=0)
+        scale[scale < 1e-8] = 1.0
+        clf = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+        clf.fit((feats - mean) / scale, y)
+        head = cls(feats.shape[1], num_classes)
+        weight = np.zeros((num_classes, feats.shape[1]))
+        bias = np.full(num_classes, -1e4)  # a class absent from training is never predicted
+        if len(clf.classes_) == 2:  # sklearn's binary form: one row for the second class
+            weight[clf.classes_[1]] = clf.coef_[0]
+            bias[clf.classes_] = [0.0, clf.intercept_[0]]
+        else:
+            weight[clf.classes_] = clf.coef_
+            bias[clf.classes_] = clf.intercept_
+        for name, value in (("mean", mean), ("scale", scale), ("weight", weight), ("bias", bias)):
+            getattr(head, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+        return head
+
+
+def combine_voice(cnn_probs: np.ndarray, functional_probs: np.ndarray, weight: float) -> np.ndarray:
+    """Weighted geometric mean of the CNN's and the functionals head's probabilities (weight on the head)."""
+    log = (1.0 - weight) * np.log(np.clip(cnn_probs, 1e-9, 1.0)) + weight * np.log(np.clip(functional_probs, 1e-9, 1.0))
+    log -= log.max(axis=1, keepdims=True)
+    e = np.exp(log)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -256,6 +256,62 @@ class VoiceTask(Task):
         self.val_wavs = self._cached(val_items)
         self.train_speakers = sorted({i.speaker for i in train_items})
         self.val_speakers = sorted({i.speaker for i in val_items})
+        self.functionals = self._functionals_settings(recipe.model.get("functionals"))
+        self.functionals_head = self.fit_functionals_head(train_items) if self.functionals else None
+
+    @staticmethod
+    def _functionals_settings(given: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The recipe's `[model] functionals` table, checked: feature_set, c (> 0), weight (0..1)."""
+        if not given:
+            return None
+        from ..features import ACOUSTIC_FEATURE_SETS
+
+        unknown = set(given) - {"feature_set", "c", "weight"}
+        if unknown:
+            raise ValueError(f"[model] functionals: unknown key(s) {sorted(unknown)}; expected feature_set, c, weight")
+        out = {"feature_set": str(given.get("feature_set", "ComParE_2016")), "c": float(given.get("c", 0.001)),
+               "weight": float(given.get("weight", 0.5))}
+        if out["feature_set"] not in ACOUSTIC_FEATURE_SETS:
+            raise ValueError(f"[model] functionals.feature_set must be one of {', '.join(ACOUSTIC_FEATURE_SETS)}")
+        if out["c"] <= 0 or not 0.0 <= out["weight"] <= 1.0:
+            raise ValueError("[model] functionals: c must be > 0 and weight between 0 and 1")
+        return out
+
+    def _functionals(self, items: list[Item], wavs: list[np.ndarray]) -> np.ndarray:
+        """openSMILE functionals of whole clips, cached per file (path, size, mtime) across runs and folds."""
+        from ..features import acoustic_functionals
+
+        feature_set = self.functionals["feature_set"]
+        file = self.cache_dir / f"voice-functionals-{feature_set}.npz"
+        keys = [f"{item.path}|{item.path.stat().st_size}|{item.path.stat().st_mtime_ns}" for item in items]
+        known: dict[str, np.ndarray] = {}
+        if file.exists():
+            data = np.load(file)
+            known = dict(zip(data["keys"].tolist(), data["feats"]))
+        todo = [i for i, k in enumerate(keys) if k not in known]
+        if todo:
+            for i, row in zip(todo, acoustic_functionals([wavs[i] for i in todo], feature_set)):
+                known[keys[i]] = row
+            tmp = file.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(list(known)), feats=np.stack(list(known.values())))
+            tmp.replace(file)
+        return np.stack([known[k] for k in keys])
+
+    def fit_functionals_head(self, train_items: list[Item]) -> Any:
+        """The functionals head of this recipe, fitted on the training speakers' whole clips."""
+        from ..models.voice import VoiceFunctionalsHead
+
+        feats = self._functionals(train_items, self.train_wavs)
+        return VoiceFunctionalsHead.fit(feats, self.train_y, len(self.labels), self.functionals["c"])
+
+    def attach_functionals(self, model: EmotionModel) -> None:
+        """Give `model`'s voice part this task's fitted functionals head (and its config entry)."""
+        from ..models.voice import VoiceFunctionalsHead
+
+        head = self.functionals_head
+        model.config.voice["functionals"] = {**self.functionals, "dim": head.dim}
+        model.voice_functionals = VoiceFunctionalsHead(head.dim, len(self.labels))
+        model.voice_functionals.load_state_dict(head.state_dict())
 
     def data_summary(self) -> dict[str, Any]:
         return {**super().data_summary(), "train_speakers": self.train_speakers, "val_speakers": self.val_speakers}
@@ -285,7 +341,10 @@ class VoiceTask(Task):
             "segment_seconds": self.segment / SAMPLE_RATE,
             "preprocess": self.mel_cfg.to_dict(),
         }
-        return EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, voice=voice))
+        model = EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, voice=voice))
+        if self.functionals_head is not None:
+            self.attach_functionals(model)
+        return model
 
     def train_batches(self, epoch, generator, rank=0, world=1):
         idx = self._indices(generator, rank, world, self.recipe.optim.balance)

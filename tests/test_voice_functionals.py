@@ -1,0 +1,192 @@
+"""The voice part's openSMILE-functionals head: features, fitting, training, persistence, export, analysis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from emofusion.cli import app
+from emofusion.features import acoustic_functionals, log_mel
+from emofusion.media import read_audio
+from emofusion.media.synth import make_clip
+from emofusion.models import load_model
+from emofusion.models.voice import VoiceFunctionalsHead, combine_voice
+from emofusion.pipeline import Analyzer
+from emofusion.train.voice_functionals import attach
+
+runner = CliRunner()
+COMPARE_DIM = 6373  # ComParE 2016 functionals per clip
+
+
+def _speech_like(seconds: float, f0: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    wav = sum(np.sin(2 * np.pi * f0 * k * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / k for k in (1, 2, 3))
+    return (0.2 * wav * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _ravdess(root: Path) -> Path:
+    """4 actors x 3 emotions x 2 takes; each emotion has its own pitch, so the functionals separate them."""
+    pitch = {"01": 110.0, "03": 220.0, "05": 330.0}
+    for actor in (1, 2, 3, 4):
+        d = root / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for emotion, f0 in pitch.items():
+            for rep in ("01", "02"):
+                wav = _speech_like(1.0, f0 * (1 + 0.03 * actor), seed=actor * 10 + int(rep))
+                sf.write(d / f"03-01-{emotion}-01-01-{rep}-{actor:02d}.wav", wav, 16000)
+    return root
+
+
+def _voice_recipe(tmp_path: Path, data: Path, functionals: str | None) -> Path:
+    line = f"functionals = {functionals}\n" if functionals else ""
+    path = tmp_path / f"voice-{abs(hash(functionals))}.toml"
+    path.write_text(f"""
+name = "tiny-voice"
+task = "voice"
+[data]
+sources = [{{ dataset = "ravdess", root = "{data}" }}]
+folds = 2
+[model]
+channels = [4, 8]
+segment_seconds = 0.5
+{line}[optim]
+epochs = 1
+batch_size = 4
+""")
+    return path
+
+
+FUNCTIONALS = '{ feature_set = "ComParE_2016", c = 0.5, weight = 0.5 }'
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """Fold 1 of the tiny voice recipe, trained with the functionals head and without it."""
+    tmp = tmp_path_factory.mktemp("voice-functionals")
+    data = _ravdess(tmp / "ravdess")
+    cache = tmp / "cache"
+    out = {"data": data, "cache": cache}
+    for name, functionals in (("with", FUNCTIONALS), ("without", None)):
+        recipe = _voice_recipe(tmp, data, functionals)
+        result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp / name), "--fold", "1", "--cache-dir", str(cache)])
+        assert result.exit_code == 0, result.output
+        out[name] = tmp / name / "last"
+        out[f"{name}_recipe"] = recipe
+    return out
+
+
+def test_functionals_are_per_clip_and_finite():
+    a, b = _speech_like(1.5, 150.0, 0), _speech_like(0.8, 300.0, 1)
+    both = acoustic_functionals([a, b])
+    assert both.shape == (2, COMPARE_DIM) and both.dtype == np.float32
+    assert np.isfinite(both).all()
+    # a clip's features do not depend on the clips beside it
+    np.testing.assert_array_equal(acoustic_functionals([b])[0], both[1])
+    assert not np.allclose(both[0], both[1])
+    with pytest.raises(ValueError, match="unknown acoustic feature set"):
+        acoustic_functionals([a], "MFCC")
+
+
+def test_head_fits_separable_classes_and_never_predicts_an_absent_one():
+    rng = np.random.default_rng(0)
+    centres = np.array([[3.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 3.0, 0]])
+    y = np.repeat([0, 2, 3], 20)  # class 1 is absent from training
+    x = np.concatenate([centres[[0, 1, 2]][k] + rng.normal(0, 0.3, (20, 4)) for k in range(3)])
+    head = VoiceFunctionalsHead.fit(x, y, num_classes=5, c=1.0)
+    probs = head.probs(x)
+    assert probs.shape == (60, 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert (probs.argmax(axis=1) == y).all()
+    assert probs[:, [1, 4]].max() < 1e-6
+    with pytest.raises(ValueError, match="expected 4 functionals"):
+        head.probs(x[:, :3])
+
+
+def test_combine_voice_is_a_weighted_geometric_mean():
+    cnn = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    fun = np.array([[0.2, 0.6, 0.2], [0.3, 0.3, 0.4]], dtype=np.float32)
+    np.testing.assert_allclose(combine_voice(cnn, fun, 0.0), cnn, atol=1e-6)
+    np.testing.assert_allclose(combine_voice(cnn, fun, 1.0), fun, atol=1e-6)
+    want = np.sqrt(cnn * fun)
+    want /= want.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(combine_voice(cnn, fun, 0.5), want, atol=1e-6)
+
+
+def test_training_fits_the_head_on_the_training_speakers_only(trained):
+    model = load_model(trained["with"])
+    cfg = model.config.voice["functionals"]
+    assert cfg == {"feature_set": "ComParE_2016", "c": 0.5, "weight": 0.5, "dim": COMPARE_DIM}
+    assert model.voice_functionals is not None and model.voice_functionals.dim == COMPARE_DIM
+    assert model.config.extra["data"]["val_speakers"] == ["ravdess_01", "ravdess_02"]
+    # functionals are cached once per file, shared by folds and runs
+    cache = np.load(trained["cache"] / "voice-functionals-ComParE_2016.npz")
+    assert len(cache["keys"]) == 12 and all("Actor_03" in k or "Actor_04" in k for k in cache["keys"])
+    # the head separates the pitch-coded emotions of the held-out actors
+    wavs = [read_audio(p) for p in sorted((trained["data"] / "Actor_01").glob("*.wav"))]
+    truth = [model.labels.index(lab) for lab in ("neutral", "neutral", "happy", "happy", "angry", "angry")]
+    head = model.voice_functionals.probs(acoustic_functionals(wavs))
+    assert (head.argmax(axis=1) == np.array(truth)).mean() >= 5 / 6
+    # the model's voice answer is the CNN's and the head's combined
+    cnn = model.voice_probs(log_mel(np.stack(wavs), model.config.mel))
+    np.testing.assert_allclose(model.clip_voice_probs(wavs), combine_voice(cnn, head, 0.5), atol=1e-6)
+
+
+def test_attaching_the_head_to_a_trained_net_gives_the_head_training_fits(trained, tmp_path):
+    import shutil
+
+    target = tmp_path / "net"
+    shutil.copytree(trained["without"], target)
+    assert load_model(target).voice_functionals is None
+    info = attach(trained["with_recipe"], target, fold=1, cache_dir=trained["cache"])
+    assert info["train_speakers"] == 2 and info["dim"] == COMPARE_DIM
+    got, want = load_model(target).voice_functionals.state_dict(), load_model(trained["with"]).voice_functionals.state_dict()
+    for key in want:
+        np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-5, err_msg=key)
+    # the wrong fold for this model is refused: its head would have seen the held-out speakers
+    with pytest.raises(SystemExit, match="held out"):
+        attach(trained["with_recipe"], target, fold=2, cache_dir=trained["cache"])
+
+
+def test_bad_functionals_settings_are_one_line_errors(trained, tmp_path):
+    for body, message in (('{ feature_set = "MFCC" }', "feature_set must be one of"),
+                          ('{ c = 0.0 }', "c must be > 0"), ('{ cc = 1.0 }', "unknown key")):
+        recipe = _voice_recipe(tmp_path, trained["data"], body)
+        result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "bad"), "--fold", "1"])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+
+
+def test_onnx_export_carries_the_head(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from emofusion.export import export_onnx
+    from emofusion.models.onnx_backend import OnnxModel
+
+    out = tmp_path / "onnx"
+    manifest = export_onnx(trained["with"], out)
+    assert manifest["nets"]["voice"]["functionals"] == "voice_functionals.safetensors"
+    onnx_model = OnnxModel(out, precision="fp32", threads=1)
+    wavs = [_speech_like(1.2, 200.0, 5), _speech_like(2.0, 120.0, 6)]
+    torch_model = load_model(trained["with"])
+    np.testing.assert_allclose(onnx_model.clip_voice_probs(wavs), torch_model.clip_voice_probs(wavs), atol=1e-5)
+    (out / "voice_functionals.safetensors").unlink()
+    with pytest.raises(Exception, match="functionals head but voice_functionals.safetensors is missing"):
+        OnnxModel(out, precision="fp32", threads=1)
+
+
+def test_analysis_uses_the_combined_voice(trained, tmp_path):
+    clip = make_clip(tmp_path / "talk.mp4", duration=3.0, with_video=False, modulate=True)
+    model = load_model(trained["with"])
+    result = Analyzer(model, window=1.0, hop=1.0, modalities=["voice"]).analyze(clip).to_dict()
+    voiced = [s for s in result["segments"] if s["voice"] is not None]
+    assert voiced
+    seg = voiced[0]
+    wav = read_audio(clip, start=seg["start"], end=seg["end"])
+    want = model.clip_voice_probs([wav])[0]
+    got = np.array([seg["voice"]["probs"][label] for label in result["labels"]])
+    np.testing.assert_allclose(got, want, atol=2e-3)
