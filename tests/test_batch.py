@@ -18,7 +18,8 @@ from conftest import assert_contract_v1
 from media_factory import make_clip, make_face_image
 from typer.testing import CliRunner
 
-from emofusion.batch import BatchItem, RayConnectError, check_ray_address, read_manifest, run_batch, use_device
+from emofusion.batch import (BatchItem, RayConnectError, check_ray_address, default_workers, least_used_core, read_manifest,
+                             run_batch, usable_cores, use_device)
 from emofusion.cli import app
 from emofusion.pipeline import Analyzer
 
@@ -105,6 +106,31 @@ def test_local_workers_match_direct_analysis(media, tiny_model_dir, analyzer, tm
     assert sorted(r["input"] for r in rows) == sorted(map(str, inputs))
     for row in rows:
         assert result_of(row) == expected(analyzer, row["input"])
+
+
+def test_workers_default_to_one_per_core_each_on_its_own_core():
+    cores = usable_cores()
+    assert default_workers() == len(cores) >= 1
+    # spread over the cores, one each before any core takes a second; a replaced worker's core is reused
+    assert least_used_core([0, 1], []) == 0
+    assert least_used_core([0, 1], [0]) == 1
+    assert least_used_core([0, 1], [0, 1]) == 0
+    assert least_used_core([2, 5], [5]) == 2
+    assert least_used_core([0, 1, 2], [0, 2]) == 1
+    # a worker process really runs on the core it was given (Linux)
+    if hasattr(os, "sched_setaffinity"):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            assert pool.apply(_affinity_after_pinning, (cores[-1],)) == [cores[-1]]
+
+
+def _affinity_after_pinning(core: int) -> list[int]:
+    from emofusion.batch import _pin_to_core
+
+    _pin_to_core(core)
+    return sorted(os.sched_getaffinity(0))
 
 
 def test_api_options_progress_and_duplicates(media, tiny_model_dir, tmp_path, caplog):

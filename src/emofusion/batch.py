@@ -12,10 +12,12 @@ inputs the output already has (the last line per input wins; inputs whose last l
 error are analysed again only with `retry_failed`).
 
 Engines:
-  - local, 1 worker: in this process, the model loaded once;
-  - local, N workers: N spawned processes, each loading the model once (torch and OpenCV
-    limited to one thread each), at most 2 inputs queued per worker; a worker that dies
-    takes only its current input with it (an error line `worker_crashed`) and is replaced;
+  - local, N workers (default: one per usable CPU core): N spawned processes, each loading the
+    model once and working on one core (pinned to it where the OS allows, torch and OpenCV
+    limited to one thread), at most 2 inputs queued per worker; a worker that dies takes
+    only its current input with it (an error line `worker_crashed`) and is replaced. One
+    input analysed with all cores is `emofusion analyze`; a batch gains more from one input
+    per core (no thread hand-offs inside an analysis);
   - ray: Ray Data, `from_items` -> `map_batches(<actor that loads the model once>)` with a
     fixed pool of N actors (one CPU each, or a share of the GPUs when the cluster has them);
     rows are written as they stream back. Paths must be readable where the actors run.
@@ -389,6 +391,32 @@ def analyze_task(analyzer, task: dict[str, Any]) -> tuple[bool, str]:
     return True, json.dumps({"input": key, **analysis.to_dict()})
 
 
+def usable_cores() -> list[int]:
+    """The CPU cores this process may run on (all of them where the OS cannot tell)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def default_workers() -> int:
+    """Local workers when none are asked for: one per usable core."""
+    return len(usable_cores())
+
+
+def least_used_core(cores: list[int], taken: list[Optional[int]]) -> int:
+    """The core with the fewest workers on it (the first such one); a replaced worker's core is free again."""
+    return min(cores, key=lambda c: (taken.count(c), cores.index(c)))
+
+
+def _pin_to_core(core: Optional[int]) -> None:
+    """Run this process (and the threads it starts) on `core` only, where the OS supports it."""
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {core})
+        except OSError:  # the core went away (CPU hot-plug, a changed cgroup): stay unpinned
+            pass
+
+
 def _limit_threads() -> None:
     import torch
 
@@ -405,16 +433,16 @@ def _limit_threads() -> None:
 # Local engine: worker processes
 
 
-def _worker_main(conn, model: str, options: dict[str, Any], threads: Optional[int], backend: str = "auto",
+def _worker_main(conn, model: str, options: dict[str, Any], core: Optional[int], backend: str = "auto",
                  precision: Optional[str] = None) -> None:
-    """A spawned worker: load the model once, then analyse the tasks sent on `conn` in order."""
+    """A spawned worker on one core: load the model once, then analyse the tasks sent on `conn` in order."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        if threads == 1:
-            _limit_threads()
-        analyzer = make_analyzer(model, options, backend, precision, threads)
+        _pin_to_core(core)
+        _limit_threads()
+        analyzer = make_analyzer(model, options, backend, precision, 1)
     except Exception as exc:  # reported to the parent, which stops the run
         try:
             conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
@@ -452,11 +480,12 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 class _Worker:
-    def __init__(self, ctx, model: str, options: dict[str, Any], threads: Optional[int], backend: str = "auto",
+    def __init__(self, ctx, model: str, options: dict[str, Any], core: Optional[int], backend: str = "auto",
                  precision: Optional[str] = None):
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
-        self.proc = ctx.Process(target=_worker_main, args=(child, model, options, threads, backend, precision),
+        self.core = core
+        self.proc = ctx.Process(target=_worker_main, args=(child, model, options, core, backend, precision),
                                 name="emofusion-batch-worker", daemon=True)
         with _sigint_ignored():  # inherited: Ctrl-C is the parent's to handle, even while a worker starts
             self.proc.start()
@@ -510,7 +539,7 @@ def _run_pool(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, 
     from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("spawn")
-    threads = 1 if workers > 1 else None
+    cores = usable_cores()
     pending: deque[dict[str, Any]] = deque(item.task() for item in todo)
     pool: list[_Worker] = []
     startup_deaths = 0
@@ -519,7 +548,8 @@ def _run_pool(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, 
         while pending or any(w.assigned for w in pool):
             in_flight = sum(len(w.assigned) for w in pool)
             while len(pool) < min(workers, len(pending) + in_flight):
-                pool.append(_Worker(ctx, model, options, threads, backend, precision))
+                core = least_used_core(cores, [w.core for w in pool])
+                pool.append(_Worker(ctx, model, options, core, backend, precision))
             for w in pool:
                 while pending and not w.broken and len(w.assigned) < IN_FLIGHT_PER_WORKER:
                     task = pending.popleft()
@@ -555,12 +585,6 @@ def _run_pool(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, 
     finally:
         for w in pool:  # on an error or Ctrl-C, at once
             w.stop(timeout=5.0 if finished else 0)
-
-
-def _run_inline(todo: list[BatchItem], emit: Callable[[str, bool, str], None], analyzer) -> None:
-    for item in todo:
-        ok, line = analyze_task(analyzer, item.task())
-        emit(item.input, ok, line)
 
 
 # --------------------------------------------------------------------------------------
@@ -788,10 +812,10 @@ def _run_ray(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, w
 # The run
 
 
-def _check_options(workers: int, engine: str, ray_address: Optional[str], out: Path) -> None:
+def _check_options(workers: Optional[int], engine: str, ray_address: Optional[str], out: Path) -> None:
     if engine not in ENGINES:
         raise BatchError("--engine", f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise BatchError("--workers", f"must be at least 1 (got {workers})")
     if ray_address and engine != "ray":
         raise BatchError("--ray-address", "only with --engine ray")
@@ -843,7 +867,7 @@ def run_batch(
     inputs: Iterable[str | os.PathLike | BatchItem],
     out: str | os.PathLike,
     *,
-    workers: int = 1,
+    workers: Optional[int] = None,
     engine: str = "local",
     ray_address: Optional[str] = None,
     model: str | os.PathLike = "default",
@@ -866,6 +890,8 @@ def run_batch(
     written, BatchInterrupted on Ctrl-C."""
     t0 = time.monotonic()
     out_path = Path(os.path.expanduser(str(out)))
+    if workers is None:
+        workers = default_workers() if engine == "local" else 1
     _check_options(workers, engine, ray_address, out_path)
     options = dict(analyzer_options or {})
     unknown = sorted(set(options) - set(ANALYZER_OPTION_KEYS))
@@ -923,8 +949,6 @@ def run_batch(
             if engine == "ray":
                 _run_ray(runnable, emit, workers=workers, model=model_name, options=options, ray_address=ray_address,
                          backend=backend, precision=precision)
-            elif workers == 1:
-                _run_inline(runnable, emit, analyzer)
             else:
                 del analyzer  # the workers load their own
                 _run_pool(runnable, emit, workers=workers, model=model_name, options=options, backend=backend,
@@ -977,7 +1001,9 @@ def batch_command(
         None, "--manifest", help="CSV (header with path[,audio,transcript,text]) or JSON-lines file listing the inputs; "
                                  "relative paths are resolved against its folder."),
     out: Path = typer.Option(..., "--out", help="JSON-lines output, appended to: one line per input (resumable)."),
-    workers: int = typer.Option(1, "--workers", help="Inputs analysed at once: local worker processes or Ray actors."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Inputs analysed at once: local worker processes, one core each (default: one per "
+                                "usable core), or Ray actors (default 1)."),
     engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray (Ray Data)."),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Ray cluster to use (host:port on a cluster node, or ray://head:10001); "
