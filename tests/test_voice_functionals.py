@@ -153,6 +153,18 @@ def test_attaching_the_head_to_a_trained_net_gives_the_head_training_fits(traine
         attach(trained["with_recipe"], target, fold=2, cache_dir=trained["cache"])
 
 
+def test_a_bundle_assembled_from_the_voice_net_keeps_its_head(trained, tmp_path):
+    from emofusion.train.fusion_fit import assemble
+
+    assemble({"voice": trained["with"]}, tmp_path / "bundle", version="9.9.9")
+    bundle, part = load_model(tmp_path / "bundle"), load_model(trained["with"])
+    assert bundle.voice_functionals_config == part.voice_functionals_config
+    for key, value in part.voice_functionals.state_dict().items():
+        np.testing.assert_array_equal(bundle.voice_functionals.state_dict()[key].numpy(), value.numpy())
+    wavs = [_speech_like(1.5, 180.0, 7)]
+    np.testing.assert_allclose(bundle.clip_voice_probs(wavs), part.clip_voice_probs(wavs), atol=1e-6)
+
+
 def test_bad_functionals_settings_are_one_line_errors(trained, tmp_path):
     for body, message in (('{ feature_set = "MFCC" }', "feature_set must be one of"),
                           ('{ c = 0.0 }', "c must be > 0"), ('{ cc = 1.0 }', "unknown key")):

@@ -341,6 +341,11 @@ class EmotionModel(ModelParts, torch.nn.Module):
         emo, sent = self.text(emb, ctx)
         return torch.softmax(emo, -1).numpy(), torch.softmax(sent, -1).numpy()
 
+    def part_state_dict(self, modality: str) -> dict[str, torch.Tensor]:
+        """The tensors that belong to one modality's part: its net and what travels with it
+        (`voice_functionals` with the voice net, `text_encoder_delta` with the text heads)."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith((f"{modality}.", f"{modality}_"))}
+
     # -- persistence ----------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json and model.safetensors into `directory` (created if needed)."""

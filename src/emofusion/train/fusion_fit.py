@@ -105,12 +105,12 @@ def assemble(parts: dict[str, str | Path], out: str | Path, *, name: str = "defa
         extra={**(extra or {}), "parts": {m: _part_provenance(model, m) for m, model in loaded.items()}},
     )
     combined = EmotionModel(config, load_text_encoder=False)
-    for m, model in loaded.items():
-        getattr(combined, m).load_state_dict(getattr(model, m).state_dict())
-    if "text" in loaded and loaded["text"].text_encoder_delta is not None:
-        # the fine-tuned encoder layers travel with the text heads
-        assert combined.text_encoder_delta is not None
-        combined.text_encoder_delta.load_state_dict(loaded["text"].text_encoder_delta.state_dict())
+    state: dict[str, Any] = {}
+    for m, model in loaded.items():  # each net with what travels with it (functionals head, encoder layers)
+        state.update(model.part_state_dict(m))
+    missing, unexpected = combined.load_state_dict(state, strict=False)
+    if missing or unexpected:  # every tensor of the bundle comes from exactly its part
+        raise ValueError(f"assembling {out}: tensors missing {missing[:3]}, unexpected {unexpected[:3]}")
     combined.save_pretrained(out)
     return combined
 
