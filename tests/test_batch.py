@@ -479,6 +479,31 @@ def test_ray_address_that_is_not_ray_fails_in_bounded_time():
     assert str(info.value).startswith(f"cannot connect to the Ray cluster at {address}: ")
 
 
+def test_ray_stages_split_decoding_from_the_nets(media, tiny_model_dir, analyzer):
+    """The two Ray Data callables, called as Ray calls them (column batches): the decode stage
+    hands each input's face crops to the model stage, and the lines equal one direct analysis."""
+    import pickle
+
+    import numpy as np
+
+    from emofusion.batch import RayAnalyzer, RayFaceStage
+
+    tasks = [BatchItem(str(media[k]), str(media[k])).absolute().task() for k in ("a", "speech", "missing", "corrupt")]
+    decode = RayFaceStage(str(tiny_model_dir), {})
+    staged = decode({"task": np.array([json.dumps(t) for t in tasks], dtype=object)})
+    faces = list(staged["faces"])
+    observed = pickle.loads(faces[0])
+    assert observed and any(crop is not None for _, crop, _, _ in observed)  # the video's faces, cropped there
+    assert pickle.loads(faces[1]) == []  # audio only: nothing to decode
+    assert faces[2] == b"" and faces[3] == b""  # left to the model stage, which reports the error
+    out = RayAnalyzer(str(tiny_model_dir), {})(staged)
+    assert list(out["ok"]) == [True, True, False, False]
+    assert result_of(json.loads(out["line"][0])) == expected(analyzer, media["a"])
+    assert result_of(json.loads(out["line"][1])) == expected(analyzer, media["speech"])
+    assert json.loads(out["line"][2])["error"]["code"] == "not_found"
+    assert json.loads(out["line"][3])["error"]["code"] == "invalid_media"
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")

@@ -399,3 +399,24 @@ def test_face_workers_stop_when_the_analysis_fails(tiny_model_dir, clips, monkey
     with pytest.raises(RuntimeError, match="voice failed"):
         analyzer.analyze(clips["face"])
     assert not _face_workers()
+
+
+def test_face_observations_from_elsewhere_give_the_same_analysis(analyzer, clips, face_result):
+    """The decode + detect stage alone (`observe_faces`), handed to `analyze` (as the Ray engine's
+    decode stage does from another process), gives exactly the analysis of one call."""
+    import pickle
+
+    observations = analyzer.observe_faces(clips["face"])
+    times = [o[0] for o in observations]
+    assert times == sorted(times)
+    assert times == pytest.approx(frame_times(5.0, analyzer.frames_per_second))
+    assert any(o[1] is not None for o in observations)
+    for t, crop, faces, box in observations:
+        if crop is not None:
+            assert crop.dtype == np.uint8 and faces >= 1 and len(box) == 4
+    shipped = pickle.loads(pickle.dumps(observations))
+    again = analyzer.analyze(clips["face"], text="i am so happy today", face_observations=shipped).to_dict()
+    assert again == face_result
+    # nothing to observe without video or without the face modality
+    assert analyzer.observe_faces(clips["wav"]) == []
+    assert Analyzer(analyzer.model, modalities=["voice"]).observe_faces(clips["face"]) == []

@@ -18,9 +18,14 @@ Engines:
     only its current input with it (an error line `worker_crashed`) and is replaced. One
     input analysed with all cores is `emofusion analyze`; a batch gains more from one input
     per core (no thread hand-offs inside an analysis);
-  - ray: Ray Data, `from_items` -> `map_batches(<actor that loads the model once>)` with a
-    fixed pool of N actors (one CPU each, or a share of the GPUs when the cluster has them);
-    rows are written as they stream back. Paths must be readable where the actors run.
+  - ray: Ray Data, `from_items` -> `map_batches(<decode actors>)` -> `map_batches(<model
+    actors>)`, two fixed pools of N actors. A decode actor decodes each input's sampled frames
+    and finds and crops the faces (`Analyzer.observe_faces`, CPU only); a model actor runs the
+    nets, the voice and text paths and the fusion on them (`Analyzer.analyze(...,
+    face_observations=...)`), with a share of the GPUs when the cluster has them. A decode
+    actor and a model actor ask for half a CPU each, so one worker is one CPU, the two stages
+    overlapping on consecutive inputs. Rows are written as they stream back. Paths must be
+    readable where the actors run.
 
 Memory stays bounded: results are written as they arrive and never kept; what is kept per
 input is its key (and, while it is in flight, its task).
@@ -361,7 +366,19 @@ def make_analyzer(model: Any, options: dict[str, Any], backend: str = "auto", pr
     return Analyzer(load_backend_model(model, backend, precision, threads), **options)
 
 
-def analyze_task(analyzer, task: dict[str, Any]) -> tuple[bool, str]:
+def observe_task(analyzer, task: dict[str, Any]) -> Optional[list]:
+    """The decode stage of one task (`Analyzer.observe_faces`), or None when it cannot be done
+    here: the model stage then analyses the input whole and reports its error as usual."""
+    path = task.get("path")
+    try:
+        if not path or not os.path.exists(path):
+            return None
+        return analyzer.observe_faces(path, audio=task.get("audio") or None)
+    except Exception:  # the same failure comes back, with its error line, from analyze_task
+        return None
+
+
+def analyze_task(analyzer, task: dict[str, Any], face_observations: Optional[list] = None) -> tuple[bool, str]:
     """Analyse one task (BatchItem.task()) -> (ok, the JSON line). Never raises for a bad input."""
     from .media import MediaError
     from .pipeline import AnalysisError, ExternalAudioError
@@ -377,7 +394,7 @@ def analyze_task(analyzer, task: dict[str, Any]) -> tuple[bool, str]:
         if transcript and not os.path.exists(transcript):
             return False, error_line(key, "not_found", f"transcript {transcript}: no such file")
         analysis = analyzer.analyze(path, audio=audio or None, transcript=transcript or None,
-                                    text=task.get("text") or None)
+                                    text=task.get("text") or None, face_observations=face_observations)
     except ExternalAudioError as exc:
         return False, error_line(key, "invalid_audio", f"audio file {audio}: {exc}")
     except MediaError as exc:
@@ -635,9 +652,31 @@ def use_device(model, device: str) -> None:
         encoder.model = _encoder_on_device(encoder.model, device)
 
 
+class RayFaceStage:
+    """Ray Data callable class, the decode stage: each batch of tasks (a column of JSON strings)
+    -> the same column and `faces`, each input's pickled face observations (b"" when this stage
+    could not observe it; the model stage then analyses it whole). No net runs here."""
+
+    def __init__(self, model: str, options: dict[str, Any], backend: str = "auto", precision: Optional[str] = None):
+        _limit_threads()
+        self.analyzer = make_analyzer(model, options, backend, precision, threads=1)  # its detector and crop settings
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import pickle
+
+        import numpy as np
+
+        faces = []
+        for raw in batch["task"]:
+            observed = observe_task(self.analyzer, json.loads(str(raw)))
+            faces.append(b"" if observed is None else pickle.dumps(observed, protocol=pickle.HIGHEST_PROTOCOL))
+        return {"task": batch["task"], "faces": np.array(faces, dtype=object)}
+
+
 class RayAnalyzer:
-    """Ray Data callable class: loads the model once per actor; each batch of tasks (a
-    column of JSON strings) -> columns input / ok / line."""
+    """Ray Data callable class, the model stage: loads the model once per actor; each batch of
+    tasks (a column of JSON strings, with the decode stage's `faces` when it ran) -> columns
+    input / ok / line."""
 
     def __init__(self, model: str, options: dict[str, Any], use_gpu: bool = False, backend: str = "auto",
                  precision: Optional[str] = None):
@@ -652,10 +691,14 @@ class RayAnalyzer:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
+        import pickle
+
         keys, oks, lines = [], [], []
-        for raw in batch["task"]:
+        faces = batch.get("faces")
+        for k, raw in enumerate(batch["task"]):
             task = json.loads(str(raw))
-            ok, line = analyze_task(self.analyzer, task)
+            observed = faces[k] if faces is not None else b""
+            ok, line = analyze_task(self.analyzer, task, pickle.loads(observed) if observed else None)
             keys.append(task["input"])
             oks.append(ok)
             lines.append(line)
@@ -783,12 +826,20 @@ def _run_ray(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, w
             ds = ray.data.from_items([{"task": json.dumps(item.absolute().task())} for item in todo])
             ds = _map_batches(
                 ds,
+                RayFaceStage,
+                fn_constructor_kwargs={"model": model, "options": options, "backend": backend, "precision": precision},
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                batch_size=1,
+                num_cpus=0.5,
+            )
+            ds = _map_batches(
+                ds,
                 RayAnalyzer,
                 fn_constructor_kwargs={"model": model, "options": options, "use_gpu": gpu_share > 0,
                                        "backend": backend, "precision": precision},
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 batch_size=1,
-                num_cpus=1,
+                num_cpus=0.5,
                 num_gpus=gpu_share or None,
             )
             try:

@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -101,6 +101,17 @@ class _FrameResult:
     probs: np.ndarray | None  # None: no face in this frame
     faces: int
     box: list[int] | None
+
+
+# What the CPU stage of the face path finds in one sampled frame: (time in s, the face crop the
+# net reads (uint8, FaceConfig.size square) or None, the number of faces found, the box
+# [x, y, w, h] in displayed-frame pixels or None). `Analyzer.observe_faces` returns them and
+# `Analyzer.analyze(face_observations=...)` takes them, so decoding and detection can run
+# elsewhere than the nets (the Ray engine's decode stage).
+FaceObservation = tuple[float, "np.ndarray | None", int, "list[int] | None"]
+
+
+FACE_BATCH = 32  # face crops per face-net call
 
 
 def _beside_workers() -> int:
@@ -266,24 +277,16 @@ class Analyzer:
         text: str | None = None,
         transcribe_audio: bool = False,
         progress: ProgressCallback | None = None,
+        face_observations: list[FaceObservation] | None = None,
     ) -> Analysis:
         """Analyse one input. `audio` replaces the input's own audio track; `transcript` is a
         .txt/.srt/.vtt path or segments; `text` a plain string for the whole input.
+        `face_observations` (from `observe_faces` on the same input, possibly in another
+        process) replace decoding and face detection here; the result is the same.
 
         Raises MediaError (unreadable media), TranscriptError, or AnalysisError.
         """
-        info = probe(source)
-        audio_source: Source | None = source if info.has_audio else None
-        audio_info: MediaInfo | None = info if info.has_audio else None
-        if audio is not None:
-            try:
-                audio_info = probe(audio)
-            except MediaError as exc:
-                raise ExternalAudioError(str(exc)) from None
-            if not audio_info.has_audio:
-                raise MediaError("the --audio file has no audio stream")
-            audio_source = audio
-        duration = max(info.duration, audio_info.duration if audio_info else 0.0)
+        info, audio_source, duration = self._probe(source, audio)
         if transcript is not None and text is not None:
             raise AnalysisError("give a transcript or a text, not both")
         segments_text: list[TranscriptSegment] | None = None
@@ -310,7 +313,9 @@ class Analyzer:
         face_stream = None
         frames = None
         try:
-            face_stream = self._face_stream(source, duration, run) if use_face and not self.joint else None
+            if use_face and not self.joint:
+                face_stream = (self._face_stream(source, duration, run) if face_observations is None
+                               else self._net_stream(iter(face_observations), []))
             if use_face and self.joint:
                 frames = _WindowFrames(source, windows, self.model.frames_per_window, self.model.frame_size)
             if progress:
@@ -363,6 +368,46 @@ class Analyzer:
             },
         )
 
+    def _probe(self, source: Source, audio: Source | None) -> tuple[MediaInfo, Source | None, float]:
+        """The input's media info, where its audio comes from (None: no audio) and the duration analysed."""
+        info = probe(source)
+        audio_source: Source | None = source if info.has_audio else None
+        audio_info: MediaInfo | None = info if info.has_audio else None
+        if audio is not None:
+            try:
+                audio_info = probe(audio)
+            except MediaError as exc:
+                raise ExternalAudioError(str(exc)) from None
+            if not audio_info.has_audio:
+                raise MediaError("the --audio file has no audio stream")
+            audio_source = audio
+        return info, audio_source, max(info.duration, audio_info.duration if audio_info else 0.0)
+
+    def observe_faces(self, source: Source, *, audio: Source | None = None) -> list[FaceObservation]:
+        """The CPU stage of the face path on its own: decode the sampled frames of `source`, find
+        and crop the faces, in time order (no net runs). Empty when faces are not analysed (no
+        face modality, no video, a seed model). Raises MediaError as `analyze` does."""
+        info, _, duration = self._probe(source, audio)
+        if "face" not in self.modalities or self.joint or not info.has_video:
+            return []
+        frames = iter_frames(source, frame_times(duration, self.frames_per_second), fmt="gray",
+                             max_side=self.detect_max_side)
+        return list(self._observe(frames, info))
+
+    def _observe(self, frames: Iterable[tuple[float, np.ndarray]], info: MediaInfo) -> Iterator[FaceObservation]:
+        """Sampled gray frames -> face observations (a tracker follows the face between frames)."""
+        assert self._detector is not None
+        cfg = self.model.config.face_preprocess
+        tracker = FaceTracker(self._detector, detect_max_side=self.detect_side)
+        for t, frame in frames:
+            box, faces = tracker.find(frame)
+            if box is None:
+                yield (t, None, 0, None)
+            else:
+                # boxes are reported in displayed-frame pixels, whatever size was sampled
+                s = (info.width / frame.shape[1]) if info.width else 1.0
+                yield (t, crop_face(frame, box, cfg), faces, [int(round(v * s)) for v in box])
+
     # ------------------------------------------------------------------------------------
     # face
     def _face_stream(self, source: Source, duration: float, run: _Run) -> _Stream:
@@ -375,10 +420,7 @@ class Analyzer:
         """
         times = frame_times(duration, self.frames_per_second)
         assert self.model.face is not None and self._detector is not None
-        cfg = self.model.config.face_preprocess
-        tracker = FaceTracker(self._detector, detect_max_side=self.detect_side)
-        batch_size = 32
-        found: queue.Queue = queue.Queue(maxsize=batch_size * 2)
+        found: queue.Queue = queue.Queue(maxsize=FACE_BATCH * 2)
         stop = threading.Event()
         end_marker = object()
         decoded: queue.Queue = queue.Queue(maxsize=4)  # sampled frames waiting for detection
@@ -418,14 +460,7 @@ class Analyzer:
 
         def produce() -> None:
             try:
-                for t, frame in sampled():
-                    box, faces = tracker.find(frame)
-                    if box is None:
-                        item = (t, None, 0, None)
-                    else:
-                        # boxes are reported in displayed-frame pixels, whatever size was sampled
-                        s = (run.info.width / frame.shape[1]) if run.info.width else 1.0
-                        item = (t, crop_face(frame, box, cfg), faces, [int(round(v * s)) for v in box])
+                for item in self._observe(sampled(), run.info):
                     if not put_to(found, item):
                         return
             except BaseException as exc:  # handed to the consumer, raised there
@@ -440,8 +475,26 @@ class Analyzer:
         for worker in workers:  # at once, not at the first next(): they work while voice and text run
             worker.start()
 
+        def observed() -> Iterator[FaceObservation]:
+            while True:
+                item = found.get()
+                if item is end_marker:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        return self._net_stream(observed(), workers, stop, lambda: found.empty())
+
+    def _net_stream(self, observations: Iterator[FaceObservation], workers: list[threading.Thread],
+                    stop: threading.Event | None = None, caught_up: Callable[[], bool] = lambda: False) -> _Stream:
+        """Face observations -> frame results: the face net runs on batches of crops (a full batch,
+        or 8 or more when `caught_up()` says the producer is behind)."""
+        cfg = self.model.config.face_preprocess
+        stop = stop if stop is not None else threading.Event()
+
         def generate() -> Iterator[_FrameResult]:
-            pending: list[tuple[float, np.ndarray | None, int, list[int] | None]] = []
+            pending: list[FaceObservation] = []
 
             def flush() -> list[_FrameResult]:
                 crops = [c for _, c, _, _ in pending if c is not None]
@@ -462,15 +515,10 @@ class Analyzer:
                 return out
 
             try:
-                while True:
-                    item = found.get()
-                    if item is end_marker:
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
+                for item in observations:
                     pending.append(item)
-                    # run the net on a full batch, or on what there is when the worker is behind
-                    if len(pending) >= batch_size or (found.empty() and len(pending) >= 8):
+                    # run the net on a full batch, or on what there is when the producer is behind
+                    if len(pending) >= FACE_BATCH or (caught_up() and len(pending) >= 8):
                         yield from flush()
                 if pending:
                     yield from flush()
