@@ -7,9 +7,11 @@ the two cannot drift apart. Their parameters travel in each model's config.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +94,25 @@ def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
 
 ACOUSTIC_FEATURE_SETS = ("ComParE_2016", "eGeMAPSv02")
 _smile_local = threading.local()
+_functionals_pool: tuple[int, Any] | None = None  # (threads, executor), made on first use
+_functionals_pool_lock = threading.Lock()
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _functionals_executor() -> tuple[int, Any]:
+    """A thread pool as large as the cores this process may use (openSMILE releases the GIL:
+    two threads run 1.7x as fast as one on two cores, with identical features)."""
+    global _functionals_pool
+    with _functionals_pool_lock:
+        if _functionals_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            n = _usable_cores()
+            _functionals_pool = (n, ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofusion-smile") if n > 1 else None)
+        return _functionals_pool
 
 
 class AcousticFeaturesUnavailable(RuntimeError):
@@ -107,6 +128,15 @@ def acoustic_functionals(wavs: list[np.ndarray], feature_set: str = "ComParE_201
     """
     if feature_set not in ACOUSTIC_FEATURE_SETS:
         raise ValueError(f"unknown acoustic feature set {feature_set!r}; choose from {', '.join(ACOUSTIC_FEATURE_SETS)}")
+    _, pool = _functionals_executor()
+    if pool is not None and len(wavs) > 1:  # one waveform per task, spread over the cores
+        parts = list(pool.map(lambda w: _functionals_here([w], feature_set, sample_rate), wavs))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+    return _functionals_here(wavs, feature_set, sample_rate)
+
+
+def _functionals_here(wavs: list[np.ndarray], feature_set: str, sample_rate: int) -> np.ndarray:
+    """acoustic_functionals in the calling thread (each thread keeps its own openSMILE object)."""
     smiles = _smile_local.__dict__.setdefault("smiles", {})
     smile = smiles.get(feature_set)
     if smile is None:
