@@ -61,11 +61,12 @@ PARTS = {
     "face_detect": "face detection + crop (`FaceTracker.find`, `crop_face`; detection thread)",
     "face_detect_full": "  of which full-frame `FaceDetector.detect`",
     "face_net": "face net (`normalize_faces` + `model.face_probs`)",
-    "voice": "voice total (audio read + VAD + log-mel + voice net)",
+    "voice": "voice total (audio read + VAD + log-mel + voice net + functionals)",
     "voice_read": "  audio read (`AudioWindowReader.read`)",
     "voice_vad": "  VAD (`speech_fraction`)",
     "voice_mel": "  log-mel (`log_mel`)",
     "voice_net": "  voice net (`model.voice_probs`)",
+    "voice_functionals": "  openSMILE functionals + their classifier (`model.with_voice_functionals`)",
     "text": "text (`model.text_probs`, sentence encoder + heads)",
     "fusion": "fusion (`fuse`)",
 }
@@ -183,6 +184,7 @@ def instrumented(analyzer):
     patch(pipeline, "speech_fraction", timers.wrap("voice_vad", pipeline.speech_fraction))
     patch(pipeline, "log_mel", timers.wrap("voice_mel", pipeline.log_mel))
     patch(model, "voice_probs", timers.wrap("voice_net", model.voice_probs))
+    patch(model, "with_voice_functionals", timers.wrap("voice_functionals", model.with_voice_functionals))
     patch(model, "text_probs", timers.wrap("text", model.text_probs))
     patch(bundle, "fuse", timers.wrap("fusion", bundle.fuse))
     try:
@@ -193,7 +195,7 @@ def instrumented(analyzer):
                 setattr(obj, name, old)
             else:
                 delattr(obj, name)
-        timers.seconds["voice"] = sum(timers.seconds[k] for k in ("voice_read", "voice_vad", "voice_mel", "voice_net"))
+        timers.seconds["voice"] = sum(timers.seconds[k] for k in ("voice_read", "voice_vad", "voice_mel", "voice_net", "voice_functionals"))
         timers.calls["voice"] = timers.calls["voice_read"]  # windows read
 
 

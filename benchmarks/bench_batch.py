@@ -229,7 +229,7 @@ def main() -> None:
     for key, r in ratios.items():
         a, b = key.split("_vs_")
         b = "all cores in one process" if b == ALL_CORES else f"{b} worker(s)"
-        lines.append(f"Ratio {a} workers / {b}: throughput x{f(r['throughput'])}, steady x{f(r['steady_throughput'])}.")
+        lines.append(f"Ratio {a} workers / {b}: throughput x{f(r['throughput'], 3)}, steady x{f(r['steady_throughput'], 3)}.")
     lines += [
         f"Results identical per input across worker counts: {'yes' if identical else 'NO'}.",
         "",
