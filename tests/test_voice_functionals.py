@@ -15,7 +15,7 @@ from emofusion.features import acoustic_functionals, log_mel
 from emofusion.media import read_audio
 from emofusion.media.synth import make_clip
 from emofusion.models import load_model
-from emofusion.models.voice import VoiceFunctionalsHead, combine_voice
+from emofusion.models.voice import Z_LIMIT, VoiceFunctionalsHead, combine_voice
 from emofusion.pipeline import Analyzer
 from emofusion.train.voice_functionals import attach
 
@@ -106,6 +106,18 @@ def test_head_fits_separable_classes_and_never_predicts_an_absent_one():
     assert probs[:, [1, 4]].max() < 1e-6
     with pytest.raises(ValueError, match="expected 4 functionals"):
         head.probs(x[:, :3])
+
+
+def test_features_far_outside_the_training_range_do_not_saturate_the_head():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 30)
+    x = rng.normal(0, 1, (90, 6)) + np.eye(3, 6)[y] * 2.0
+    head = VoiceFunctionalsHead.fit(x, y, num_classes=3, c=1.0)
+    far = np.array([[1e4, 0, 0, 0, 0, 0]])  # a tone-like input: one feature 10,000 SDs out
+    at_limit = np.array([[Z_LIMIT * float(head.scale[0]) + float(head.mean[0]), 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(head.probs(far), head.probs(at_limit), atol=1e-6)
+    inside = np.array([[0.5 * Z_LIMIT * float(head.scale[0]) + float(head.mean[0]), 0, 0, 0, 0, 0]])
+    assert not np.allclose(head.probs(inside), head.probs(at_limit), atol=1e-3)  # within the limit nothing is clipped
 
 
 def test_combine_voice_is_a_weighted_geometric_mean():
