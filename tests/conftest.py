@@ -155,3 +155,24 @@ def assert_contract_v1(d: dict) -> None:
         assert abs(sum(summary["sentiment"].values()) - 1.0) <= 1e-4
     else:
         assert summary["top"] is None and summary["score"] is None
+
+
+def tiny_voice_recipe(path: Path, data: Path, model_lines: str = "", augment: str = "") -> Path:
+    """Write a 1-epoch voice recipe (two speaker folds, a 2-block CNN) on a tiny RAVDESS layout at
+    `data`; `model_lines` are added to its [model] table, `augment` is its [augment] table's body."""
+    model_extra = f"{model_lines}\n" if model_lines else ""
+    augment_table = f"[augment]\n{augment}\n" if augment else ""
+    path.write_text(f"""
+name = "tiny-voice"
+task = "voice"
+[data]
+sources = [{{ dataset = "ravdess", root = "{data}" }}]
+folds = 2
+[model]
+channels = [4, 8]
+segment_seconds = 0.5
+{model_extra}{augment_table}[optim]
+epochs = 1
+batch_size = 4
+""")
+    return path

@@ -12,6 +12,8 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from conftest import tiny_voice_recipe
+
 from emofusion.cli import app
 from emofusion.labels import EMOTIONS
 from emofusion.models import load_model
@@ -182,21 +184,8 @@ lr = {lr}
 
 def test_voice_fold_training_holds_out_speakers(tmp_path):
     data = _ravdess(tmp_path / "ravdess")
-    recipe = _recipe(tmp_path / "voice.toml", f"""
-name = "tiny-voice"
-task = "voice"
-[data]
-sources = [{{ dataset = "ravdess", root = "{data}" }}]
-folds = 2
-[model]
-channels = [4, 8]
-segment_seconds = 0.5
-[augment]
-spec_augment = {{ freq_masks = 1, freq_width = 4, time_masks = 1, time_width = 5 }}
-[optim]
-epochs = 1
-batch_size = 4
-""")
+    recipe = tiny_voice_recipe(tmp_path / "voice.toml", data,
+                               augment="spec_augment = { freq_masks = 1, freq_width = 4, time_masks = 1, time_width = 5 }")
     out = tmp_path / "fold1"
     result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--fold", "1"])
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tiny_voice_recipe
 from typer.testing import CliRunner
 
 from emofusion.cli import app
@@ -44,22 +45,8 @@ def _ravdess(root: Path) -> Path:
 
 
 def _voice_recipe(tmp_path: Path, data: Path, functionals: str | None) -> Path:
-    line = f"functionals = {functionals}\n" if functionals else ""
     path = tmp_path / f"voice-{abs(hash(functionals))}.toml"
-    path.write_text(f"""
-name = "tiny-voice"
-task = "voice"
-[data]
-sources = [{{ dataset = "ravdess", root = "{data}" }}]
-folds = 2
-[model]
-channels = [4, 8]
-segment_seconds = 0.5
-{line}[optim]
-epochs = 1
-batch_size = 4
-""")
-    return path
+    return tiny_voice_recipe(path, data, model_lines=f"functionals = {functionals}" if functionals else "")
 
 
 FUNCTIONALS = '{ feature_set = "ComParE_2016", c = 0.5, weight = 0.5 }'

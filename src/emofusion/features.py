@@ -94,7 +94,7 @@ def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
 
 ACOUSTIC_FEATURE_SETS = ("ComParE_2016", "eGeMAPSv02")
 _smile_local = threading.local()
-_functionals_pool: tuple[int, Any] | None = None  # (threads, executor), made on first use
+_functionals_pool: list[Any] = []  # [executor or None (one usable core)], made on first use
 _functionals_pool_lock = threading.Lock()
 
 
@@ -102,17 +102,16 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _functionals_executor() -> tuple[int, Any]:
+def _functionals_executor() -> Any:
     """A thread pool as large as the cores this process may use (openSMILE releases the GIL:
     two threads run 1.7x as fast as one on two cores, with identical features)."""
-    global _functionals_pool
     with _functionals_pool_lock:
-        if _functionals_pool is None:
+        if not _functionals_pool:
             from concurrent.futures import ThreadPoolExecutor
 
             n = _usable_cores()
-            _functionals_pool = (n, ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofusion-smile") if n > 1 else None)
-        return _functionals_pool
+            _functionals_pool.append(ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofusion-smile") if n > 1 else None)
+        return _functionals_pool[0]
 
 
 class AcousticFeaturesUnavailable(RuntimeError):
@@ -128,7 +127,7 @@ def acoustic_functionals(wavs: list[np.ndarray], feature_set: str = "ComParE_201
     """
     if feature_set not in ACOUSTIC_FEATURE_SETS:
         raise ValueError(f"unknown acoustic feature set {feature_set!r}; choose from {', '.join(ACOUSTIC_FEATURE_SETS)}")
-    _, pool = _functionals_executor()
+    pool = _functionals_executor()
     if pool is not None and len(wavs) > 1:  # one waveform per task, spread over the cores
         parts = list(pool.map(lambda w: _functionals_here([w], feature_set, sample_rate), wavs))
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)

@@ -283,7 +283,8 @@ class VoiceTask(Task):
 
         feature_set = self.functionals["feature_set"]
         file = self.cache_dir / f"voice-functionals-{feature_set}.npz"
-        keys = [f"{item.path}|{item.path.stat().st_size}|{item.path.stat().st_mtime_ns}" for item in items]
+        stats = [item.path.stat() for item in items]
+        keys = [f"{item.path}|{st.st_size}|{st.st_mtime_ns}" for item, st in zip(items, stats)]
         known: dict[str, np.ndarray] = {}
         if file.exists():
             data = np.load(file)
