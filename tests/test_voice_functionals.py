@@ -80,6 +80,69 @@ def test_functionals_are_per_clip_and_finite():
         acoustic_functionals([a], "MFCC")
 
 
+def _public_smile_rows(wavs: list[np.ndarray], feature_set: str) -> np.ndarray:
+    """The same features through the opensmile package's public API, one process_signal per waveform."""
+    import warnings
+
+    import opensmile
+
+    smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Segment too short, filling with NaN."
+        rows = np.stack([smile.process_signal(w, 16000).to_numpy()[0] for w in wavs]).astype(np.float32)
+    return np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _feature_test_waveforms() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    wavs = [_speech_like(2.0, 140.0, 3), _speech_like(0.7, 260.0, 4),
+            (0.1 * rng.standard_normal(16000)).astype(np.float32),
+            (1.5 * rng.standard_normal(8000)).astype(np.float32),  # clipped beyond full scale
+            np.zeros(16000, dtype=np.float32), np.zeros(50, dtype=np.float32)]  # silence; shorter than a frame
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    for pattern in ("ravdess-speech-16k/Actor_01/*.wav", "emodb/wav/*.wav"):
+        wavs += [sf.read(p, dtype="float32")[0] for p in sorted(shared.glob(pattern))[:3]]
+    return wavs
+
+
+@pytest.mark.parametrize("feature_set", ["ComParE_2016", "eGeMAPSv02"])
+def test_functionals_equal_the_opensmile_package_public_api(feature_set):
+    """The runner drives openSMILE's library directly (set up once, reset per waveform); its numbers are
+    the package's own `Smile.process_signal` numbers, bit for bit, in any order."""
+    wavs = _feature_test_waveforms()
+    expected = _public_smile_rows(wavs, feature_set)
+    got = acoustic_functionals(wavs, feature_set)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(acoustic_functionals(wavs[::-1], feature_set)[::-1], expected)
+    assert not expected[5].any()  # a waveform too short for one frame: no features (NaN -> 0), as before
+
+
+def test_without_the_expected_package_layout_the_public_api_gives_the_same_features(monkeypatch):
+    from emofusion import features
+
+    def layout_changed(*args, **kwargs):
+        raise AttributeError("no OpenSMILE here")
+
+    monkeypatch.setattr(features, "_DirectSmile", layout_changed)
+    monkeypatch.setattr(features, "_smile_local", __import__("threading").local())  # no runner made before
+    wavs = _feature_test_waveforms()[:3]
+    np.testing.assert_array_equal(acoustic_functionals(wavs), _public_smile_rows(wavs, "ComParE_2016"))
+
+
+def test_analysing_speech_does_not_import_the_opensmile_package():
+    """Importing `opensmile` costs about a second (pandas, audinterface) in every process that starts."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from emofusion.features import acoustic_functionals; "
+            "x = acoustic_functionals([np.sin(np.arange(16000) / 5).astype(np.float32)]); "
+            "assert x.shape == (1, 6373) and x.any(); print(sorted({'opensmile', 'pandas'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_head_fits_separable_classes_and_never_predicts_an_absent_one():
     rng = np.random.default_rng(0)
     centres = np.array([[3.0, 0, 0, 0], [0, 3.0, 0, 0], [0, 0, 3.0, 0]])
