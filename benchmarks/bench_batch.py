@@ -1,6 +1,6 @@
 """`emofusion batch` throughput with 1 and 2 local workers, measured in one run.
 
-    python benchmarks/bench_batch.py [--clips 8] [--workers 1,2] [--repeats 1] [--text] [--out benchmarks/results]
+    python benchmarks/bench_batch.py [--clips 8] [--workers 1,2] [--repeats 3] [--text] [--out benchmarks/results]
 
 Clips (generated once into benchmarks/.cache/batch/, ignored by git): `--clips` 10 s 1280x720
 30 fps H.264 (x264 ultrafast) + AAC 16 kHz mono, a synthetic face (360 px) and a speech-like
@@ -19,8 +19,8 @@ Reported per worker count (median over `--repeats`, runs interleaved):
   - first_result_seconds: until the first line is written (start-up + one analysis);
   - steady_throughput: (clips - N) / (last result - N-th result), start-up excluded (with N
     workers the first N results come about together, one per worker);
-and the ratios N workers / 1 worker. Every run's lines are checked identical per input across
-worker counts. The load average (1 min) is recorded before and after each run: other work on
+and the ratios N workers / 1 worker, of the medians and of each repeat's pair of runs. Every
+run's lines are checked identical per input across worker counts. The load average (1 min) is recorded before and after each run: other work on
 the machine competes for the same cores. Writes batch.json and batch.md under --out.
 """
 
@@ -144,7 +144,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts; the first is the baseline")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default="default")
     ap.add_argument("--text", action="store_true", help="give each input a one-line transcript (text net runs too)")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -187,6 +187,8 @@ def main() -> None:
             "throughput": p["throughput_clips_per_s"] / q["throughput_clips_per_s"],
             "steady_throughput": (p["steady_throughput_clips_per_s"] / q["steady_throughput_clips_per_s"]
                                   if p["steady_throughput_clips_per_s"] and q["steady_throughput_clips_per_s"] else None),
+            # the runs of one repeat follow each other, so each pair saw about the same machine
+            "throughput_per_repeat": [wall_b / wall_a for wall_a, wall_b in zip(p["all_wall_seconds"], q["all_wall_seconds"])],
         }
     first_lines = next(iter(reference.values()))
     result = {
@@ -229,7 +231,9 @@ def main() -> None:
     for key, r in ratios.items():
         a, b = key.split("_vs_")
         b = "all cores in one process" if b == ALL_CORES else f"{b} worker(s)"
-        lines.append(f"Ratio {a} workers / {b}: throughput x{f(r['throughput'], 3)}, steady x{f(r['steady_throughput'], 3)}.")
+        each = ", ".join(f"x{f(x, 3)}" for x in r["throughput_per_repeat"])
+        lines.append(f"Ratio {a} workers / {b}: throughput x{f(r['throughput'], 3)} (medians; per repeat {each}), "
+                     f"steady x{f(r['steady_throughput'], 3)}.")
     lines += [
         f"Results identical per input across worker counts: {'yes' if identical else 'NO'}.",
         "",
