@@ -20,8 +20,9 @@ Reported per worker count (median over `--repeats`, runs interleaved):
   - steady_throughput: (clips - N) / (last result - N-th result), start-up excluded (with N
     workers the first N results come about together, one per worker);
 and the ratios N workers / 1 worker, of the medians and of each repeat's pair of runs. Every
-run's lines are checked identical per input across worker counts. The load average (1 min) is recorded before and after each run: other work on
-the machine competes for the same cores. Writes batch.json and batch.md under --out.
+run's lines are checked identical per input across worker counts. The load average (1 min) is
+recorded before and after each run: other work on the machine competes for the same cores.
+Writes batch.json and batch.md under --out.
 """
 
 from __future__ import annotations
