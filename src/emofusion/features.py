@@ -146,8 +146,7 @@ def _functionals_here(wavs: list[np.ndarray], feature_set: str, sample_rate: int
     return np.nan_to_num(np.stack(rows).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-# The `opensmile` package's config file of each feature set (its FeatureSet values) and the
-# component names and include files its Smile class hands to the library.
+# The `opensmile` package's config file of each feature set (the paths its FeatureSet values name).
 _SMILE_CONFIGS = {"ComParE_2016": "compare/ComParE_2016.conf", "eGeMAPSv02": "egemaps/v02/eGeMAPSv02.conf"}
 
 
