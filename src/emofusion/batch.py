@@ -49,6 +49,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import typer
 
+from .cores import usable_cores
+
 logger = logging.getLogger("emofusion.batch")
 
 ENGINES = ("local", "ray")
@@ -406,13 +408,6 @@ def analyze_task(analyzer, task: dict[str, Any], face_observations: Optional[lis
     except Exception as exc:  # one input must never stop the run
         return False, error_line(key, "internal_error", f"{type(exc).__name__}: {exc}")
     return True, json.dumps({"input": key, **analysis.to_dict()})
-
-
-def usable_cores() -> list[int]:
-    """The CPU cores this process may run on (all of them where the OS cannot tell)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
 
 
 def default_workers() -> int:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cores import usable_cores
+
 SAMPLE_RATE = 16_000
 
 
@@ -98,10 +100,6 @@ _functionals_pool: list[Any] = []  # [executor or None (one usable core)], made 
 _functionals_pool_lock = threading.Lock()
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _functionals_executor() -> Any:
     """A thread pool as large as the cores this process may use (openSMILE releases the GIL:
     two threads run 1.7x as fast as one on two cores, with identical features)."""
@@ -109,7 +107,7 @@ def _functionals_executor() -> Any:
         if not _functionals_pool:
             from concurrent.futures import ThreadPoolExecutor
 
-            n = _usable_cores()
+            n = len(usable_cores())
             _functionals_pool.append(ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofusion-smile") if n > 1 else None)
         return _functionals_pool[0]
 
@@ -129,8 +127,7 @@ def acoustic_functionals(wavs: list[np.ndarray], feature_set: str = "ComParE_201
         raise ValueError(f"unknown acoustic feature set {feature_set!r}; choose from {', '.join(ACOUSTIC_FEATURE_SETS)}")
     pool = _functionals_executor()
     if pool is not None and len(wavs) > 1:  # one waveform per task, spread over the cores
-        parts = list(pool.map(lambda w: _functionals_here([w], feature_set, sample_rate), wavs))
-        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(list(pool.map(lambda w: _functionals_here([w], feature_set, sample_rate), wavs)))
     return _functionals_here(wavs, feature_set, sample_rate)
 
 
@@ -162,7 +159,7 @@ def _smile_runner(feature_set: str, sample_rate: int) -> Any:
     """
     try:
         return _DirectSmile(feature_set, sample_rate)
-    except (ImportError, OSError, AttributeError, FileNotFoundError):
+    except (ImportError, OSError, AttributeError):  # FileNotFoundError is an OSError
         pass
     try:
         import opensmile
