@@ -207,6 +207,9 @@ def test_attaching_the_head_to_a_trained_net_gives_the_head_training_fits(traine
     assert load_model(target).voice_functionals is None
     info = attach(trained["with_recipe"], target, fold=1, cache_dir=trained["cache"])
     assert info["train_speakers"] == 2 and info["dim"] == COMPARE_DIM
+    # the validation record is measured again with the head: what training with the head recorded
+    assert info["val"]["n"] == 12 and load_model(target).config.extra["val"] == info["val"]
+    assert info["val"] == pytest.approx(load_model(trained["with"]).config.extra["val"])
     got, want = load_model(target).voice_functionals.state_dict(), load_model(trained["with"]).voice_functionals.state_dict()
     for key in want:
         np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-5, err_msg=key)

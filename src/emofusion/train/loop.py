@@ -160,7 +160,7 @@ def train(
             writer.add_scalar("lr", entry["lr"], epoch + 1)
             for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
                 writer.add_scalar(f"val/{key}", report[key], epoch + 1)
-            meta = {"recipe": recipe.name, "epoch": epoch + 1, "val": _short(report), "data": task.data_summary()}
+            meta = {"recipe": recipe.name, "epoch": epoch + 1, "val": short_report(report), "data": task.data_summary()}
             task.save(model, out / "last", meta)
             if score > best_score:
                 best_score, best_epoch, stale = score, epoch, 0
@@ -193,5 +193,5 @@ def train(
     return summary
 
 
-def _short(report: dict[str, Any]) -> dict[str, Any]:
+def short_report(report: dict[str, Any]) -> dict[str, Any]:
     return {k: report[k] for k in ("n", "accuracy", "uar", "macro_f1", "weighted_f1") if k in report}

@@ -269,16 +269,24 @@ class VoiceTask(Task):
         unknown = set(given) - {"feature_set", "c", "weight"}
         if unknown:
             raise ValueError(f"[model] functionals: unknown key(s) {sorted(unknown)}; expected feature_set, c, weight")
-        out = {"feature_set": str(given.get("feature_set", "ComParE_2016")), "c": float(given.get("c", 0.001)),
-               "weight": float(given.get("weight", 0.5))}
+        c = given.get("c", 0.001)
+        try:
+            grid = sorted({float(v) for v in c}) if isinstance(c, list) else [float(c)]
+            weight = float(given.get("weight", 0.5))
+        except (TypeError, ValueError):
+            raise ValueError("[model] functionals: c must be a number or a list of numbers, weight a number") from None
+        out: dict[str, Any] = {"feature_set": str(given.get("feature_set", "ComParE_2016")), "c": grid[0] if grid else 0.0,
+                               "weight": weight}
+        if len(grid) > 1:
+            out["c_grid"] = grid
         if out["feature_set"] not in ACOUSTIC_FEATURE_SETS:
             raise ValueError(f"[model] functionals.feature_set must be one of {', '.join(ACOUSTIC_FEATURE_SETS)}")
-        if out["c"] <= 0 or not 0.0 <= out["weight"] <= 1.0:
-            raise ValueError("[model] functionals: c must be > 0 and weight between 0 and 1")
+        if not grid or min(grid) <= 0 or not 0.0 <= weight <= 1.0:
+            raise ValueError("[model] functionals: c must be > 0 (one value or a list) and weight between 0 and 1")
         return out
 
     def _functionals(self, items: list[Item], wavs: list[np.ndarray]) -> np.ndarray:
-        """openSMILE functionals of whole clips, cached per file (path, size, mtime) across runs and folds."""
+        """Acoustic functionals of whole clips, cached per file (path, size, mtime) and feature set across runs and folds."""
         from ..features import acoustic_functionals
 
         feature_set = self.functionals["feature_set"]
@@ -299,10 +307,16 @@ class VoiceTask(Task):
         return np.stack([known[k] for k in keys])
 
     def fit_functionals_head(self, train_items: list[Item]) -> Any:
-        """The functionals head of this recipe, fitted on the training speakers' whole clips."""
-        from ..models.voice import VoiceFunctionalsHead
+        """The functionals head of this recipe, fitted on the training speakers' whole clips. With a
+        list of c values, the one with the best speaker-held-out likelihood within the training
+        speakers (`select_functionals_c`) is used, and recorded as `c`."""
+        from ..models.voice import VoiceFunctionalsHead, select_functionals_c
 
         feats = self._functionals(train_items, self.train_wavs)
+        grid = self.functionals.get("c_grid")
+        if grid:
+            self.functionals["c"] = select_functionals_c(feats, self.train_y, [i.speaker for i in train_items],
+                                                         len(self.labels), grid)
         return VoiceFunctionalsHead.fit(feats, self.train_y, len(self.labels), self.functionals["c"])
 
     def attach_functionals(self, model: EmotionModel) -> None:

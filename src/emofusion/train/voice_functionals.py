@@ -8,7 +8,8 @@ recipe had it, e.g. the folds of a cross-validation:
         --fold 3 --model runs/voice-cv/fold3/last --cache-dir runs/voice-cache
 
 The head is fitted on exactly the speakers the recipe (and fold) trains on; the model's own
-held-out speakers must be the recipe's validation speakers, so a head never sees them.
+held-out speakers must be the recipe's validation speakers, so a head never sees them. The
+model's validation record (`extra.val`) is measured again with the new head.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..metrics import classification_report
 from ..models import load_model
+from .loop import short_report
 from .recipe import load_recipe
 from .tasks import VoiceTask
 
@@ -40,9 +43,13 @@ def attach(recipe_path: str | Path, model_dir: str | Path, fold: int | None = No
     if list(model.config.labels) != list(task.labels):
         raise SystemExit(f"error: {model_dir} has labels {model.config.labels}, the recipe {task.labels}")
     task.attach_functionals(model)
+    # the validation record describes the model as saved: the net with its new head
+    model.eval()
+    report = short_report(classification_report(task.val_y, task.predict_val(model), task.labels))
+    model.config.extra = {**(model.config.extra or {}), "val": report}
     model.save_pretrained(model_dir)
     return {"model": str(model_dir), "train_n": int(len(task.train_y)), "train_speakers": len(task.train_speakers),
-            **model.config.voice["functionals"]}
+            **model.config.voice["functionals"], "val": report}
 
 
 def main(argv: list[str] | None = None) -> None:
