@@ -251,6 +251,17 @@ def test_window_reader_separate_audio_file_beside_video(tmp_path):
 # --------------------------------------------------------------------------- iter_frames
 
 
+def test_one_decoder_thread_gives_the_same_frames_as_ffmpegs_threads(gop_clip):
+    times = [0.0, 0.4, 1.0, 1.7, 2.9]
+    threaded = list(iter_frames(gop_clip, times, fmt="rgb"))
+    single = list(iter_frames(gop_clip, times, fmt="rgb", threads=1))
+    assert [t for t, _ in single] == times
+    for (_, a), (_, b) in zip(threaded, single):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        list(iter_frames(gop_clip, times, threads=0))
+
+
 def test_frames_are_the_frames_on_screen(gop_clip):
     n = 45
     times = [-0.5, 0.0, 0.01, 1 / 15, 0.1, 0.5, 0.99, 1.0, 1.0 + 1e-3, 1.4, 1.4, 2.0, 2.5, 2.95, 2.99]

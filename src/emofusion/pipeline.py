@@ -113,6 +113,12 @@ FaceObservation = tuple[float, "np.ndarray | None", int, "list[int] | None"]
 
 FACE_BATCH = 32  # face crops per face-net call
 
+# The face path decodes in one thread: it runs beside face detection and the nets, which keep the
+# other cores busy, and FFmpeg's frame threads cost CPU time there without shortening the wall
+# time (x264 720p on 2 cores: 1.7x the CPU time of one thread, same wall time even on an idle
+# machine; benchmarks/bench_analyze.py measures both).
+DECODE_THREADS = 1
+
 
 def _beside_workers() -> int:
     """Torch threads for the nets while the face worker threads still decode and detect: one
@@ -391,7 +397,7 @@ class Analyzer:
         if "face" not in self.modalities or self.joint or not info.has_video:
             return []
         frames = iter_frames(source, frame_times(duration, self.frames_per_second), fmt="gray",
-                             max_side=self.detect_max_side)
+                             max_side=self.detect_max_side, threads=DECODE_THREADS)
         return list(self._observe(frames, info))
 
     def _observe(self, frames: Iterable[tuple[float, np.ndarray]], info: MediaInfo) -> Iterator[FaceObservation]:
@@ -436,7 +442,8 @@ class Analyzer:
 
         def decode() -> None:
             try:
-                for pair in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side):
+                for pair in iter_frames(source, times, fmt="gray", max_side=self.detect_max_side,
+                                        threads=DECODE_THREADS):
                     if not put_to(decoded, pair):
                         return
             except BaseException as exc:  # handed to the detection thread, raised there

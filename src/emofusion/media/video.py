@@ -173,6 +173,7 @@ def iter_frames(
     *,
     seek_threshold: float = 2.0,
     stats: FrameStats | None = None,
+    threads: int | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(t, frame)`` for each requested time ``t`` (seconds, non-decreasing).
 
@@ -190,7 +191,9 @@ def iter_frames(
     current position and the stream's index does not show that keyframe behind the
     current position (without an index: always); with an exact index (MP4/MOV) it also
     seeks whenever that keyframe lies more than ``seek_threshold / 4`` ahead.
-    ``seek_threshold=math.inf`` never seeks.  Decoding is threaded.  Each array yielded
+    ``seek_threshold=math.inf`` never seeks.  ``threads``: decoder threads; None lets FFmpeg
+    choose (frame and slice threads, one per core); 1 decodes in the calling thread, which
+    costs the least CPU time when other work keeps the cores busy.  Each array yielded
     is new (the caller may keep or modify it); at most two decoded frames are held.
 
     Raises :class:`MediaError` if the source has no video stream (or cannot be opened),
@@ -201,6 +204,8 @@ def iter_frames(
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, not {fmt!r}")
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be >= 1")
+    if threads is not None and threads < 1:
+        raise ValueError("threads must be >= 1 (or None)")
     pix_fmt = FORMATS[fmt]
     stats = stats if stats is not None else FrameStats()
     container = open_container(source)
@@ -209,7 +214,11 @@ def iter_frames(
         if stream is None:
             raise MediaError("no video stream")
         discard_others(container, stream)
-        stream.thread_type = "AUTO"
+        if threads is None:
+            stream.thread_type = "AUTO"
+        else:
+            stream.thread_type = "SLICE"
+            stream.codec_context.thread_count = threads
         dec = _Decoder(container, stream, stats)
         reformatter = VideoReformatter()  # keeps its swscale context between frames
 
