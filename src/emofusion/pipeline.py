@@ -114,9 +114,9 @@ FaceObservation = tuple[float, "np.ndarray | None", int, "list[int] | None"]
 FACE_BATCH = 32  # face crops per face-net call
 
 # The face path decodes in one thread: it runs beside face detection and the nets, which keep the
-# other cores busy, and FFmpeg's frame threads cost CPU time there without shortening the wall
-# time (x264 720p on 2 cores: 1.7x the CPU time of one thread, same wall time even on an idle
-# machine; benchmarks/bench_analyze.py measures both).
+# other cores busy, and FFmpeg's frame threads cost more CPU time for little wall time even alone
+# (every frame of the 10 s x264 720p clip on 2 idle cores: 1.4-1.8x the CPU time of one thread,
+# between 13% less and 15% more wall time in two runs; benchmarks/bench_analyze.py measures both).
 DECODE_THREADS = 1
 
 
