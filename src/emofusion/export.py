@@ -11,7 +11,7 @@ writes into the output folder:
   *.int8.onnx                              with --int8 (see "INT8" below)
   config.json                              the model's config (labels, preprocessing, fusion)
   text_encoder_delta.safetensors           the fine-tuned encoder tensors, when there are any
-  voice_functionals.safetensors            the voice part's openSMILE-functionals head, when it
+  voice_functionals.safetensors            the voice part's acoustic-functionals head, when it
                                            has one (a linear model applied in NumPy by both backends)
   export.json                              the manifest: files, inputs/outputs, precisions,
                                            opset, source model, versions, export checks

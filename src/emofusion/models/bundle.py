@@ -169,7 +169,7 @@ class ModelParts:
 
     @property
     def voice_functionals_config(self) -> dict[str, Any] | None:
-        """The voice part's openSMILE-functionals head settings, or None when it has none."""
+        """The voice part's acoustic-functionals head settings, or None when it has none."""
         return (self.config.voice or {}).get("functionals")
 
     def with_voice_functionals(self, cnn_probs: np.ndarray, wavs: list[np.ndarray]) -> np.ndarray:

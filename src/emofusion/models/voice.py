@@ -43,7 +43,7 @@ Z_LIMIT = 5.0
 
 
 class VoiceFunctionalsHead(nn.Module):
-    """A linear classifier on standardised openSMILE functionals, beside the CNN.
+    """A linear classifier on standardised acoustic functionals (spectral_v1 or openSMILE), beside the CNN.
 
     An L2 logistic regression fitted on the training speakers' whole clips; its probabilities
     are combined with the CNN's by `combine_voice`. At inference the standardised features are

@@ -1,4 +1,4 @@
-"""Fit a recipe's openSMILE-functionals head onto an already trained voice net.
+"""Fit a recipe's acoustic-functionals head onto an already trained voice net.
 
 `emofusion train` fits the head itself (before the first epoch) when the recipe has
 `[model] functionals`; this command gives the same head to voice models trained before the
