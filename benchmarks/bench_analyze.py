@@ -67,7 +67,7 @@ PARTS = {
     "voice_vad": "  VAD (`speech_fraction`)",
     "voice_mel": "  log-mel (`log_mel`)",
     "voice_net": "  voice net (`model.voice_probs`)",
-    "voice_functionals": "  openSMILE functionals + their classifier (`model.with_voice_functionals`)",
+    "voice_functionals": "  acoustic functionals + their classifier (`model.with_voice_functionals`)",
     "text": "text (`model.text_probs`, sentence encoder + heads)",
     "fusion": "fusion (`fuse`)",
 }
