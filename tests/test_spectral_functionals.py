@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import tiny_voice_recipe
-from test_voice_functionals import _ravdess, _speech_like, modules_imported_by_functionals
+from test_voice_functionals import (_ravdess, _speech_like, assert_analysis_gives_the_clip_level_voice,
+                                   modules_imported_by_functionals)
 from typer.testing import CliRunner
 
 from emofusion.cli import app
 from emofusion.features import SPECTRAL_DIM, SPECTRAL_SET, acoustic_functionals, log_mel, spectral_functionals
 from emofusion.media import read_audio
-from emofusion.media.synth import make_clip
 from emofusion.models import load_model
 from emofusion.models.voice import combine_voice, select_functionals_c
-from emofusion.pipeline import Analyzer
 
 runner = CliRunner()
 SR = 16000
@@ -143,15 +142,7 @@ def test_the_head_separates_the_held_out_actors_pitch_coded_emotions(spectral_mo
 
 
 def test_analysis_with_the_set_gives_the_clip_level_answer(spectral_model, tmp_path):
-    clip = make_clip(tmp_path / "talk.mp4", duration=3.0, with_video=False, modulate=True)
-    model = load_model(spectral_model["model"])
-    result = Analyzer(model, window=1.0, hop=1.0, modalities=["voice"]).analyze(clip).to_dict()
-    voiced = [s for s in result["segments"] if s["voice"] is not None]
-    assert voiced
-    seg = voiced[0]
-    want = model.clip_voice_probs([read_audio(clip, start=seg["start"], end=seg["end"])])[0]
-    got = np.array([seg["voice"]["probs"][label] for label in result["labels"]])
-    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert_analysis_gives_the_clip_level_voice(spectral_model["model"], tmp_path)
 
 
 @pytest.mark.parametrize("body, message", [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -263,9 +262,10 @@ def test_onnx_export_carries_the_head(trained, tmp_path):
         OnnxModel(out, precision="fp32", threads=1)
 
 
-def test_analysis_uses_the_combined_voice(trained, tmp_path):
+def assert_analysis_gives_the_clip_level_voice(model_dir: Path, tmp_path: Path) -> None:
+    """A voiced window of an analysis carries what the model says about that window's audio as a clip."""
     clip = make_clip(tmp_path / "talk.mp4", duration=3.0, with_video=False, modulate=True)
-    model = load_model(trained["with"])
+    model = load_model(model_dir)
     result = Analyzer(model, window=1.0, hop=1.0, modalities=["voice"]).analyze(clip).to_dict()
     voiced = [s for s in result["segments"] if s["voice"] is not None]
     assert voiced
@@ -274,3 +274,7 @@ def test_analysis_uses_the_combined_voice(trained, tmp_path):
     want = model.clip_voice_probs([wav])[0]
     got = np.array([seg["voice"]["probs"][label] for label in result["labels"]])
     np.testing.assert_allclose(got, want, atol=2e-3)
+
+
+def test_analysis_uses_the_combined_voice(trained, tmp_path):
+    assert_analysis_gives_the_clip_level_voice(trained["with"], tmp_path)
