@@ -392,6 +392,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in names:
         med = {k: (statistics.median(v) if v else None) for k, v in runs[name].items()}
+        # the floor: decoding every frame the faster way (FFmpeg's threads or one thread)
+        floor = min(med["decode_all"], med["decode_all_1t"])
         res, dur = name.split("-")
         width, height = RESOLUTIONS[res]
         entry: dict[str, Any] = {
@@ -399,9 +401,8 @@ def main() -> None:
             "frames": frames[name], **info[name],
             "median_seconds": med,
             "all_seconds": runs[name],
-            # the floor: decoding every frame the faster way (FFmpeg's threads or one thread)
-            "decode_floor": min(med["decode_all"], med["decode_all_1t"]),
-            "ratio_analyze_to_decode_all": med["analyze"] / min(med["decode_all"], med["decode_all_1t"]),
+            "decode_floor": floor,
+            "ratio_analyze_to_decode_all": med["analyze"] / floor,
             "ratio_analyze_to_decode_all_threaded": med["analyze"] / med["decode_all"],
             "ratio_analyze_to_decode_all_rgb": med["analyze"] / med["decode_all_rgb"],
             "ratio_reference_to_analyze": (med["reference"] / med["analyze"]) if med["reference"] else None,

@@ -114,7 +114,7 @@ _QUANTILES = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
 _FUNCTIONALS_PER_CONTOUR = 13
 
 
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul_in_torch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b (float64) through torch, whose threads the pipeline sets: NumPy's BLAS would start its
     own threads (one per core) on these sizes, and they keep spinning after each product, taking a
     core from the decoding and face-detection threads (measured: 13-15% of a 10 s clip's wall time)."""
@@ -183,7 +183,7 @@ def spectral_functionals(wav: np.ndarray) -> np.ndarray:
     active = energy > energy.max() - _SPECTRAL_ACTIVE_DB * math.log(10) / 10
     if active.sum() < 3:
         active[:] = True
-    mel = np.log(_matmul(fbank, power[:, active]) + 1e-10)
+    mel = np.log(matmul_in_torch(fbank, power[:, active]) + 1e-10)
     mel -= mel.mean()
     spec = power[:, active] + 1e-12
     centroid = (freqs[:, None] * spec).sum(axis=0) / spec.sum(axis=0) / 1000.0
@@ -193,7 +193,7 @@ def spectral_functionals(wav: np.ndarray) -> np.ndarray:
     high = spec[(freqs >= 1000) & (freqs < 5000)].sum(axis=0)
     flux = np.sqrt((np.diff(log_spec, axis=1) ** 2).mean(axis=0)) if log_spec.shape[1] > 1 else np.zeros(1)
     flux = np.concatenate([flux, flux[-1:]])
-    contours = np.vstack([mel, _matmul(dct, mel), energy[active][None] - energy.max(), centroid[None], flatness[None],
+    contours = np.vstack([mel, matmul_in_torch(dct, mel), energy[active][None] - energy.max(), centroid[None], flatness[None],
                           np.log(high / low)[None], flux[None]])
     f0, strength = _pitch_track(wav, cfg.sample_rate, cfg.hop_length)
     n = min(len(f0), len(active))

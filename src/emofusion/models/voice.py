@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..features import matmul_in_torch
+
 
 class VoiceNet(nn.Module):
     """2-D CNN over (mel, time) with global pooling, so any clip length works."""
@@ -66,8 +68,7 @@ class VoiceFunctionalsHead(nn.Module):
         if feats.shape[1] != self.dim:
             raise ValueError(f"expected {self.dim} functionals per item, got {feats.shape[1]}")
         z = np.clip((feats.astype(np.float64) - self.mean.numpy()) / self.scale.numpy(), -Z_LIMIT, Z_LIMIT)
-        # through torch, not NumPy's BLAS (its own threads; see features._matmul)
-        logits = torch.matmul(torch.from_numpy(z), self.weight.double().T).numpy() + self.bias.numpy()
+        logits = matmul_in_torch(z, self.weight.double().T.numpy()) + self.bias.numpy()
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -275,14 +275,14 @@ class VoiceTask(Task):
             weight = float(given.get("weight", 0.5))
         except (TypeError, ValueError):
             raise ValueError("[model] functionals: c must be a number or a list of numbers, weight a number") from None
-        out: dict[str, Any] = {"feature_set": str(given.get("feature_set", "ComParE_2016")), "c": grid[0] if grid else 0.0,
-                               "weight": weight}
-        if len(grid) > 1:
-            out["c_grid"] = grid
-        if out["feature_set"] not in ACOUSTIC_FEATURE_SETS:
+        feature_set = str(given.get("feature_set", "ComParE_2016"))
+        if feature_set not in ACOUSTIC_FEATURE_SETS:
             raise ValueError(f"[model] functionals.feature_set must be one of {', '.join(ACOUSTIC_FEATURE_SETS)}")
         if not grid or min(grid) <= 0 or not 0.0 <= weight <= 1.0:
             raise ValueError("[model] functionals: c must be > 0 (one value or a list) and weight between 0 and 1")
+        out: dict[str, Any] = {"feature_set": feature_set, "c": grid[0], "weight": weight}
+        if len(grid) > 1:
+            out["c_grid"] = grid
         return out
 
     def _functionals(self, items: list[Item], wavs: list[np.ndarray]) -> np.ndarray:
