@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,9 @@ class FaceDetector:
             return [tuple(int(round(v * scale)) for v in box) for box in self._detect(small)]  # type: ignore[misc]
         return self._detect(gray)
 
-    def _detect(self, gray: np.ndarray, min_side: int | None = None) -> list[Box]:
+    def _detect(self, gray: np.ndarray, min_side: int | None = None, max_side: int | None = None) -> list[Box]:
+        """Boxes with sides from `min_side` (default: min_size_fraction of the shorter side, at
+        least 20 px) up to `max_side` (default: any), largest first."""
         cv2 = self._cv2
         h, w = gray.shape[:2]
         if min_side is None:
@@ -74,7 +77,7 @@ class FaceDetector:
         if self._haar is not None:
             found = self._haar.detectMultiScale(
                 cv2.equalizeHist(gray), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                minSize=(min_side, min_side),
+                minSize=(min_side, min_side), maxSize=(max_side, max_side) if max_side else (0, 0),
             )
             boxes = [tuple(int(v) for v in b) for b in (found if len(found) else [])]
         else:
@@ -82,19 +85,32 @@ class FaceDetector:
             self._yunet.setInputSize((w, h))
             _, faces = self._yunet.detect(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
             boxes = [] if faces is None else [tuple(int(round(v)) for v in f[:4]) for f in faces]
-            boxes = [b for b in boxes if b[2] >= min_side and b[3] >= min_side]
+            boxes = [b for b in boxes if b[2] >= min_side and b[3] >= min_side
+                     and (not max_side or (b[2] <= max_side and b[3] <= max_side))]
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
 class FaceTracker:
     """Follows the largest face between sampled frames: a full-frame detection every
     `redetect_every` frames (or when the face is lost), otherwise a detection in a small
-    region around the last box, which costs a fraction of a full-frame pass."""
+    region around the last box, which costs a fraction of a full-frame pass.
 
-    def __init__(self, detector: FaceDetector, redetect_every: int = 4, detect_max_side: int = 320):
+    The region extends the last box by `track_margin` of its side on each side and is
+    scaled so the face is about `track_face_px` pixels; there a face from `track_min` to
+    `track_max` (None: any size) times the last side is looked for.
+    `benchmarks/bench_tracker.py` measures settings against a full detection in every frame.
+    """
+
+    def __init__(self, detector: FaceDetector, redetect_every: int = 4, detect_max_side: int = 320, *,
+                 track_margin: float = 0.5, track_face_px: float = 80.0, track_min: float = 0.5,
+                 track_max: float | None = None):
+        if track_margin < 0 or track_face_px <= 0 or track_min <= 0 or (track_max is not None and track_max <= track_min):
+            raise ValueError("track_margin >= 0, track_face_px > 0 and 0 < track_min < track_max are required")
         self.detector = detector
         self.redetect_every = max(1, redetect_every)
         self.detect_max_side = detect_max_side
+        self.track_margin, self.track_face_px = track_margin, track_face_px
+        self.track_min, self.track_max = track_min, track_max
         self._last: Box | None = None
         self._faces = 0
         self._since_full = 0
@@ -117,15 +133,18 @@ class FaceTracker:
         cv2 = self.detector._cv2
         x, y, w, h = box
         H, W = gray.shape[:2]
-        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
-        x1, y1 = min(W, x + w + w // 2), min(H, y + h + h // 2)
+        mx, my = int(self.track_margin * w), int(self.track_margin * h)
+        x0, y0 = max(0, x - mx), max(0, y - my)
+        x1, y1 = min(W, x + w + mx), min(H, y + h + my)
         roi = gray[y0:y1, x0:x1]
         if roi.size == 0:
             return None
-        scale = max(1.0, w / 80.0)  # detect with the face at about 80 px
+        scale = max(1.0, w / self.track_face_px)
         if scale > 1.0:
             roi = cv2.resize(roi, (round(roi.shape[1] / scale), round(roi.shape[0] / scale)), interpolation=cv2.INTER_AREA)
-        found = self.detector._detect(roi, min_side=max(20, int(0.5 * w / scale)))
+        min_side = max(20, int(self.track_min * w / scale))
+        max_side = None if self.track_max is None else max(min_side + 1, int(math.ceil(self.track_max * w / scale)))
+        found = self.detector._detect(roi, min_side=min_side, max_side=max_side)
         if not found:
             return None
         bx, by, bw, bh = found[0]
