@@ -123,7 +123,8 @@ def make_clip(
     face: np.ndarray | None = None,
     rotation: int = 0,
     gop_size: int | None = None,
-    bframes: int = 0,
+    bframes: int | None = 0,
+    preset: str = "ultrafast",
     audio_start: float = 0.0,
     options: dict | None = None,
     audio: np.ndarray | None = None,
@@ -137,7 +138,10 @@ def make_clip(
     get no video.  ``sample_rate`` defaults to 48000 for opus, else 16000.  ``rotation``
     (0/90/180/270) writes a display matrix asking players to turn the picture that many
     degrees clockwise (mp4/mov).  ``gop_size`` sets the keyframe interval (frames) and
-    ``bframes`` the B-frames x264 may use (frames then decode out of order).
+    ``bframes`` the B-frames x264 may use (frames then decode out of order); ``preset``
+    the x264 preset (``"medium"``, x264's default and what ``ffmpeg -i in out.mp4``
+    writes, adds CABAC, deblocking and more reference frames: slower to decode);
+    ``bframes=None`` leaves the number of B-frames to the preset.
     ``audio_start`` delays the audio (seconds of nothing before its first sample).
     ``channels`` > 1 writes the same tone in each channel.  ``face``: a uint8 image,
     grayscale (H, W) or RGB (H, W, 3) -- e.g. :func:`make_face_image` -- pasted in the
@@ -175,10 +179,10 @@ def make_clip(
             if gop_size is not None:
                 vs.gop_size = gop_size
             if video_codec == "libx264":
-                params = [f"bframes={bframes}"]
+                params = [f"bframes={bframes}"] if bframes is not None else []
                 if gop_size is not None:
                     params += [f"keyint={gop_size}", f"min-keyint={gop_size}", "scenecut=0"]
-                vs.options = {"preset": "ultrafast", "x264-params": ":".join(params)}
+                vs.options = {"preset": preset, **({"x264-params": ":".join(params)} if params else {})}
             elif video_codec in ("libvpx", "libvpx-vp9"):
                 vs.options = {"deadline": "realtime", "cpu-used": "8", "threads": "1"}
                 vs.bit_rate = 400_000
