@@ -105,11 +105,11 @@ def track(clips, make: Callable[[], FaceTracker]) -> dict[str, Any]:
             start = time.thread_time()
             box, _ = tracker.find(frame)
             spent = time.thread_time() - start
-            if tracker._since_full == 1:  # this frame got a full-frame pass (maybe after a failed search)
-                full += spent
-            else:
+            if tracker.last_searched:
                 tracked += spent
                 searches += 1
+            else:  # a full-frame pass (maybe after a failed search)
+                full += spent
             found.append(box)
         boxes.append(found)
     return {"boxes": boxes, "full_s": full, "tracked_s": tracked, "searches": searches}

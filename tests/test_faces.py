@@ -49,7 +49,7 @@ def test_tracker_follows_a_moving_face(detector, settings):
     for k in range(12):
         frame = frame_with_face(120 + 18 * k, 80 + 6 * k, 140 + 2 * k)
         box, faces = tracker.find(frame)
-        if tracker._since_full > 1:
+        if tracker.last_searched:
             searched += 1
         (full,) = detector.detect(frame, max_side=tracker.detect_max_side)
         assert box is not None and faces == 1
@@ -63,7 +63,7 @@ def test_tracker_redetects_when_the_region_search_fails(detector):
     first, _ = tracker.find(frame_with_face(40, 60, 140))
     moved = frame_with_face(440, 150, 140)
     box, _ = tracker.find(moved)
-    assert tracker._since_full == 1  # this frame was detected in full
+    assert not tracker.last_searched  # this frame was detected in full
     assert box is not None and iou(box, detector.detect(moved, max_side=320)[0]) == 1.0
     assert iou(box, first) == 0.0
 

@@ -115,6 +115,11 @@ class FaceTracker:
         self._faces = 0
         self._since_full = 0
 
+    @property
+    def last_searched(self) -> bool:
+        """Whether the last `find` was answered by the region search (False: a full-frame pass ran)."""
+        return self._since_full > 1
+
     def find(self, gray: np.ndarray) -> tuple[Box | None, int]:
         """(box of the largest face or None, number of faces seen at the last full detection)."""
         if self._last is not None and self._since_full < self.redetect_every:
