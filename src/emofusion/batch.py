@@ -404,7 +404,7 @@ def analyze_task(analyzer, task: dict[str, Any], face_observations: Optional[lis
     except TranscriptError as exc:
         return False, error_line(key, "invalid_transcript", str(exc))
     except AnalysisError as exc:
-        return False, error_line(key, "invalid_request", str(exc))
+        return False, error_line(key, exc.code, str(exc))
     except Exception as exc:  # one input must never stop the run
         return False, error_line(key, "internal_error", f"{type(exc).__name__}: {exc}")
     return True, json.dumps({"input": key, **analysis.to_dict()})
@@ -1076,10 +1076,12 @@ def batch_command(
         fail("--manifest", "give input files or --manifest, not both")
     if not inputs and manifest is None:
         fail("batch", "no inputs: give input files or --manifest FILE")
-    if window <= 0 or hop <= 0:
-        fail("--window", f"--window and --hop must be positive (got {window}, {hop})")
-    if fps <= 0:
-        fail("--fps", f"must be positive (got {fps})")
+    from .limits import InvalidOptions, check_options
+
+    try:
+        check_options(window, hop, fps)
+    except InvalidOptions as exc:
+        fail({"window": "--window", "hop": "--hop"}.get(exc.option or "", "--fps"), str(exc))
     options: dict[str, Any] = {"window": window, "hop": hop, "frames_per_second": fps}
     if modalities:
         options["modalities"] = [m.strip() for m in modalities.split(",") if m.strip()]

@@ -72,14 +72,17 @@ def analyze(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Analyse a video or audio file: emotions per window of time from face, voice and text, fused."""
+    from .limits import InvalidOptions, check_options
     from .media import MediaError
     from .pipeline import AnalysisError, Analyzer, ExternalAudioError
     from .transcript import TranscriptError
 
     if transcript is not None and text is not None:
         fail(input, "give --transcript or --text, not both")
-    if window <= 0 or hop <= 0:
-        fail(input, f"--window and --hop must be positive (got {window}, {hop})")
+    try:
+        check_options(window, hop, fps)
+    except InvalidOptions as exc:
+        fail(input, str(exc))
     if json_out not in (None, "-") and not Path(json_out).parent.exists():
         fail(json_out, "the folder for --json does not exist")
     if plot is not None and not plot.parent.exists():

@@ -27,16 +27,13 @@ import torch
 from .faces import FaceDetector, FaceDetectorError, FaceTracker
 from .features import crop_face, log_mel, normalize_faces, speech_fraction
 from .labels import EMOTION_TO_SENTIMENT
+from .limits import AnalysisError, InvalidOptions, check_options, check_window_count
 from .media import AudioWindowReader, MediaError, MediaInfo, Source, iter_frames, probe
 from .models import MODALITIES, EmotionModel, load_model
 from .results import Analysis, FaceResult, Segment, Summary, TextResult, Verdict, VoiceResult, probs_dict
 from .transcript import TranscriptSegment, from_text, read_transcript, transcribe
 
 ProgressCallback = Callable[[int, int], None]
-
-
-class AnalysisError(ValueError):
-    """The analysis cannot run with these inputs or options (one-line reason)."""
 
 
 class ExternalAudioError(MediaError):
@@ -50,12 +47,11 @@ class Window:
 
 
 def make_windows(duration: float, window: float, hop: float) -> list[Window]:
-    """Windows [k*hop, k*hop + window) covering [0, duration); the last is cut at the end."""
+    """Windows [k*hop, k*hop + window) covering [0, duration); the last is cut at the end.
+    TooManyWindows (an AnalysisError) when there would be more than `limits.MAX_WINDOWS`."""
     if window <= 0 or hop <= 0:
         raise AnalysisError("window and hop must be positive")
-    if duration <= 0:
-        return []
-    count = max(1, math.ceil(max(0.0, duration - window) / hop - 1e-9) + 1)
+    count = check_window_count(duration, window, hop)
     return [Window(k * hop, min(k * hop + window, duration)) for k in range(count)]
 
 
@@ -238,10 +234,7 @@ class Analyzer:
         min_speech_fraction: float = 0.2,
         block_windows: int = 64,
     ):
-        if window <= 0 or hop <= 0:
-            raise AnalysisError(f"window and hop must be positive (got window={window}, hop={hop})")
-        if frames_per_second <= 0:
-            raise AnalysisError("frames_per_second must be positive")
+        window, hop, frames_per_second = check_options(window, hop, frames_per_second)
         # a name or folder is loaded; a model object (an EmotionModel or a view of one, such as the
         # service's micro-batching BatchedModel) is used as given
         self.model = load_model(model, load_text_encoder=False) if isinstance(model, (str, os.PathLike)) else model
@@ -252,10 +245,10 @@ class Analyzer:
         wanted = list(modalities) if modalities else list(self.model.modalities)
         unknown = [m for m in wanted if m not in MODALITIES]
         if unknown:
-            raise AnalysisError(f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
+            raise InvalidOptions(f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
         missing = [m for m in wanted if m not in self.model.modalities]
         if missing:
-            raise AnalysisError(
+            raise InvalidOptions(
                 f"model {self.model.config.name!r} has no {missing[0]} net (it has: {', '.join(self.model.modalities)})"
             )
         self.modalities = wanted

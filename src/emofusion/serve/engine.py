@@ -7,14 +7,16 @@ import os
 import threading
 from typing import Any, Callable
 
+from ..limits import AnalysisError, InvalidOptions, check_options
 from ..media import MediaError
-from ..models import EmotionModel
+from ..models import MODALITIES, EmotionModel
 from ..models.onnx_backend import load_model_backend
-from ..pipeline import AnalysisError, Analyzer
+from ..pipeline import Analyzer
 from ..transcript import TranscriptError, TranscriptSegment, from_text, parse_subtitles
 from .batching import BatchedModel
 
 OPTION_KEYS = {"window": float, "hop": float, "frames_per_second": float, "modalities": list}
+DEFAULT_WINDOW, DEFAULT_HOP, DEFAULT_FPS = 2.0, 1.0, 2.0  # the Analyzer's defaults
 
 
 class InputError(ValueError):
@@ -26,13 +28,14 @@ class InputError(ValueError):
 
 
 def parse_options(raw: str | dict | None) -> dict[str, Any]:
-    """Options from a form field (JSON text) or a dict; only known keys, with their types checked."""
+    """Options from a form field (JSON text) or a dict: only known keys, their types and bounds
+    checked (`limits`), numbers finite. InputError `invalid_options` for anything else."""
     if raw in (None, ""):
         return {}
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, an integer too long to read, nested too deep
             raise InputError("invalid_options", "options must be a JSON object, e.g. {\"window\": 2, \"hop\": 1}") from None
     if not isinstance(raw, dict):
         raise InputError("invalid_options", "options must be a JSON object")
@@ -40,14 +43,21 @@ def parse_options(raw: str | dict | None) -> dict[str, Any]:
     for key, value in raw.items():
         kind = OPTION_KEYS.get(key)
         if kind is None:
-            raise InputError("invalid_options", f"unknown option {key!r} (known: {', '.join(OPTION_KEYS)})")
-        if kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InputError("invalid_options", f"option {key!r} must be a positive number")
-            value = float(value)
-        elif not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
-            raise InputError("invalid_options", f"option {key!r} must be a non-empty list of names")
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            raise InputError("invalid_options", f"unknown option {shown!r} (known: {', '.join(OPTION_KEYS)})")
+        if kind is list and (not isinstance(value, list) or not value or len(value) > len(MODALITIES)
+                             or not all(isinstance(v, str) for v in value)):
+            raise InputError("invalid_options", f"option {key!r} must be a non-empty list of names "
+                             f"({', '.join(MODALITIES)})")
         options[key] = value
+    try:
+        window, hop, fps = check_options(options.get("window", DEFAULT_WINDOW), options.get("hop", DEFAULT_HOP),
+                                         options.get("frames_per_second", DEFAULT_FPS))
+    except InvalidOptions as exc:
+        raise InputError(exc.code, str(exc)) from None
+    for key, value in (("window", window), ("hop", hop), ("frames_per_second", fps)):
+        if key in options:
+            options[key] = value
     return options
 
 
@@ -111,5 +121,9 @@ class Engine:
         try:
             return analyzer.analyze(source, audio=audio, transcript=transcript, text=text or None,
                                     progress=progress).to_dict()
-        except (MediaError, TranscriptError, AnalysisError) as exc:
-            raise InputError("invalid_media" if isinstance(exc, MediaError) else "invalid_request", str(exc)) from None
+        except MediaError as exc:
+            raise InputError("invalid_media", str(exc)) from None
+        except TranscriptError as exc:
+            raise InputError("invalid_request", str(exc)) from None
+        except AnalysisError as exc:
+            raise InputError(exc.code, str(exc)) from None
