@@ -89,6 +89,7 @@ class _Run:
     info: MediaInfo
     frame_buffer: list["_FrameResult"]
     text_cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+    faces_end: float | None = None  # the last frame result's time, once the face results have ended
 
 
 @dataclass
@@ -185,6 +186,11 @@ class _WindowFrames:
         self._last = -math.inf  # the latest instant decoded
         self._done = False
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the upright decoded picture
+
+    @property
+    def end(self) -> float | None:
+        """The latest instant decoded, once the video has ended (None before)."""
+        return self._last if self._done else None
 
     def take(self, block: list[Window]) -> list[tuple[np.ndarray, int] | None]:
         """Per window: its (frames, size, size, 3) uint8 frames and how many were decoded (not
@@ -333,8 +339,17 @@ class Analyzer:
                     faces = self._faces_for(block, face_stream, run) if face_stream is not None else [None] * len(block)
                     for w, f, v, t in zip(block, faces, voices, texts):
                         results.append(self._segment(w, f, v, t))
+                done = block_start + len(block)
+                end = self._decoded_end(run, audio_reader, face_stream, frames)
+                if end is not None and done < len(windows) and windows[done].start >= end:
+                    # every stream read has ended (the headers claimed more): later windows would be empty
+                    windows = [w for w in windows[:done] if w.start < end]
+                    del results[len(windows):]
+                    duration = windows[-1].end if windows else 0.0
                 if progress:
-                    progress(min(len(windows), block_start + len(block)), len(windows))
+                    progress(min(len(windows), done), len(windows))
+                if done >= len(windows):
+                    break
         finally:
             if audio_reader is not None:
                 audio_reader.close()
@@ -366,6 +381,18 @@ class Analyzer:
                 "frames_per_second": self.frames_per_second,
             },
         )
+
+    @staticmethod
+    def _decoded_end(run: _Run, audio: AudioWindowReader | None, faces: _Stream | None,
+                     frames: _WindowFrames | None) -> float | None:
+        """Where the media read ended (seconds) once every stream read has reached its end; None
+        while one has not, or when none is read (text alone)."""
+        ends = [e.end for e in (audio, frames) if e is not None]
+        if faces is not None:
+            ends.append(run.faces_end)
+        if not ends or None in ends:
+            return None
+        return max(ends)
 
     def _probe(self, source: Source, audio: Source | None) -> tuple[MediaInfo, Source | None, float]:
         """The input's media info, where its audio comes from (None: no audio) and the duration analysed."""
@@ -532,12 +559,14 @@ class Analyzer:
     def _faces_for(self, block: list[Window], stream: _Stream, run: _Run) -> list[FaceResult | None]:
         """Consume the frame results up to the block's end and aggregate them per window."""
         end = block[-1].end
+        latest = run.frame_buffer[-1].time if run.frame_buffer else -math.inf
         # frames before this block's first window are no longer needed
         buffer = [f for f in run.frame_buffer if f.time >= block[0].start]
         while not buffer or buffer[-1].time < end:
             try:
                 buffer.append(next(stream))
             except StopIteration:
+                run.faces_end = buffer[-1].time if buffer else latest
                 break
         run.frame_buffer = buffer
         out: list[FaceResult | None] = []

@@ -9,7 +9,7 @@ import stat
 import av
 import av.error
 
-__all__ = ["Source", "MediaError", "open_container"]
+__all__ = ["Source", "MediaError", "open_container", "MAX_FRAME_SECONDS"]
 
 Source = str | os.PathLike | bytes
 """A path, or the file's bytes in memory."""
@@ -23,6 +23,10 @@ _NON_VIDEO_CODECS = {"ansi", "bintext", "xbin", "idf"}
 
 # Bounded probing: at most this many bytes are read to guess the format / find the streams.
 _OPEN_OPTIONS = {"probesize": str(5 * 1024 * 1024), "analyzeduration": str(5_000_000)}
+
+#: The longest one packet or frame is taken to last (seconds): a longer stated duration -- a last
+#: sample stretched over hours, a still picture said to stay for a day -- is a claim, not content.
+MAX_FRAME_SECONDS = 10.0
 
 
 class MediaError(Exception):

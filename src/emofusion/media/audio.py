@@ -273,6 +273,18 @@ class AudioWindowReader:
         """Samples held right now."""
         return self._hi - self._lo
 
+    @property
+    def end(self) -> float | None:
+        """Where the track ends (seconds), once reading has reached it; None before.
+        Windows that start there or later are empty."""
+        stop = self._stop / self.sample_rate if self._stop is not None else None
+        if stop is not None and self._last_start >= stop:  # a window from the stated end on was read
+            return stop
+        if not self._eof or self._base is None:
+            return None
+        end = (self._base + self.buffered) / self.sample_rate
+        return min(end, stop) if stop is not None else end
+
     def read(self, start: float, end: float) -> np.ndarray:
         if self._closed:
             raise ValueError("read from a closed AudioWindowReader")

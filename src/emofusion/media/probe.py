@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import av
 import av.error
 
 from ._container import (
+    MAX_FRAME_SECONDS,
     MediaError,
     Source,
     audio_stream,
@@ -27,6 +29,16 @@ log = logging.getLogger(__name__)
 _PROBE_MAX_PACKETS = 400
 # ... and decodes this many audio packets: most of them must decode.
 _PROBE_AUDIO_PACKETS = 8
+# The duration is where the packets end, when the headers state one more than this past it
+# (seconds): the headers of a 2 s file can claim 10 hours.
+_CLAIM_SLACK = 0.5
+# A file with less audio and video than this (seconds) is not an input.
+_MIN_SECONDS = 0.1
+# The end of a stream lies among its last packets in decoding order (B-frames reorder a few).
+_TAIL_PACKETS = 32
+# Where the end cannot be reached by a jump, the packets of a file with a stated duration are
+# read from the start up to this many (a minute or more of video and audio).
+_SCAN_PACKETS = 5000
 
 
 @dataclass(frozen=True)
@@ -88,28 +100,59 @@ def _stream_end(stream, origin: float) -> float | None:
     return (start - origin) + stream.duration * tb
 
 
-def _scan_end(container, streams, origin: float) -> float | None:
-    """End time (max pts + duration) found by demuxing the tail; used when the container
-    states no duration (e.g. WebM from a browser's MediaRecorder).  Reads packets, never
-    decodes; jumps near the end first when the container can seek."""
+def _scan_end(container, streams, origin: float, stated: float | None) -> float | None:
+    """Where the packets of ``streams`` end (seconds), or None when that is not found.
+
+    Reads packets, never decodes: those from the keyframe before the ``stated`` end (or,
+    with none stated, before the end of the file) on.  Where the container cannot jump
+    there, or finds nothing there, it reads from the start: every packet when no end is
+    stated, else at most ``_SCAN_PACKETS`` (a longer file keeps its stated end: None).
+    A packet counts for no longer than the most common packet duration of its stream in
+    the part read, nor :data:`MAX_FRAME_SECONDS`: a longer stated duration is a claim,
+    not content.
+    """
+    far = 30 * 24 * 3600.0  # past the end of any real file
+    target = max(min(stated, far) - 1.0, 0.0) if stated is not None else far
     try:
-        container.seek(int(30 * 24 * 3600 * av.time_base), backward=True, any_frame=False)
-    except Exception:
+        container.seek(int(target * av.time_base), backward=True, any_frame=False)
+        end = _packets_end(container, streams, origin, None)
+    except av.error.FFmpegError as exc:
+        log.debug("cannot jump to the end: %s", exc)
+        end = None
+    if end is None:
         try:
             container.seek(0)
-        except Exception:
-            pass
-    end = None
+        except av.error.FFmpegError as exc:
+            log.debug("cannot go back to the start: %s", exc)
+        end = _packets_end(container, streams, origin, None if stated is None else _SCAN_PACKETS)
+    return end
+
+
+def _packets_end(container, streams, origin: float, limit: int | None) -> float | None:
+    """Where the packets from the container's position on end (see :func:`_scan_end`);
+    None when none has a timestamp, or there are more than ``limit``."""
+    tails: dict[int, deque[tuple[float, float]]] = {s.index: deque(maxlen=_TAIL_PACKETS) for s in streams}
+    durations: dict[int, Counter[float]] = {s.index: Counter() for s in streams}
+    n = 0
     try:
         for pkt in container.demux(*streams):
             if pkt.pts is None or pkt.time_base is None:
                 continue
-            t = (pkt.pts + (pkt.duration or 0)) * float(pkt.time_base) - origin
-            if end is None or t > end:
-                end = t
+            n += 1
+            if limit is not None and n > limit:
+                return None
+            tb = float(pkt.time_base)
+            duration = (pkt.duration or 0) * tb
+            tails[pkt.stream.index].append((pkt.pts * tb - origin, duration))
+            durations[pkt.stream.index][duration] += 1
     except av.error.FFmpegError as exc:  # damaged tail: keep what we saw
         log.debug("duration scan stopped: %s", exc)
-    return end
+    ends = []
+    for index, tail in tails.items():
+        if tail:
+            typical = min(durations[index].most_common(1)[0][0], MAX_FRAME_SECONDS)
+            ends.append(max(t + min(d, typical) for t, d in tail))
+    return max(ends) if ends else None
 
 
 def _first_frames(container, streams) -> tuple[dict, set, bool]:
@@ -177,10 +220,13 @@ def _first_frames(container, streams) -> tuple[dict, set, bool]:
 def probe(source: Source) -> MediaInfo:
     """Describe ``source`` (a path or the file's bytes).
 
-    Raises :class:`MediaError` when it is not an audio/video file we can read, or has
-    neither an audio nor a video stream.  Cheap: reads the header and decodes the first
-    frame of each stream (to check they decode and to read the rotation); decodes
-    nothing else unless the container states no duration, where it demuxes the tail.
+    Raises :class:`MediaError` when it is not an audio/video file we can read, has
+    neither an audio nor a video stream, or holds less than 0.1 s of them.  Cheap: reads
+    the header, decodes the first frame of each stream (to check they decode and to read
+    the rotation) and reads the packets of the file's tail, without decoding them, to
+    find where the streams end.  The duration is the one the headers state, unless the
+    packets end more than half a second before it (headers that claim hours for a file
+    of seconds) or the headers state none: then it is where the packets end.
     """
     container = open_container(source)
     try:
@@ -200,9 +246,9 @@ def _probe(container) -> MediaInfo:
     origin = origin_seconds(container)
 
     ends = [e for e in (_stream_end(s, origin) for s in streams) if e is not None]
-    duration = max(ends) if ends else None
-    if duration is None and container.duration is not None:
-        duration = container.duration / av.time_base
+    stated = max(ends) if ends else None
+    if stated is None and container.duration is not None:
+        stated = container.duration / av.time_base
 
     got, seen, eof = _first_frames(container, streams)
     # A stream counts if its first frame decodes.  One not seen in the first packets may
@@ -216,10 +262,21 @@ def _probe(container) -> MediaInfo:
     if vs is None and aud is None:
         raise MediaError("not a media file we can read: no audio or video that decodes (corrupt or truncated?)")
 
+    if stated is not None and stated <= 0:
+        stated = None
+    measured = _scan_end(container, [s for s in (vs, aud) if s is not None], origin, stated)
+    duration = stated
+    if measured is not None and (stated is None or measured < stated - _CLAIM_SLACK):
+        if stated is not None:
+            log.info("the headers say %.3f s but the packets end at %.3f s: taking the packets' end", stated, measured)
+        duration = measured
     if duration is None or duration <= 0:
-        duration = _scan_end(container, [s for s in (vs, aud) if s is not None], origin) or 0.0
-    if duration <= 0:
         raise MediaError("not a media file we can read: no duration (empty or corrupt)")
+    if duration < _MIN_SECONDS:
+        raise MediaError(
+            f"not a media file we can read: only {duration:.3f} s of audio and video, under {_MIN_SECONDS:g} s "
+            "(truncated, or its headers claim what it does not hold)"
+        )
 
     width = height = fps = None
     rotation = 0
@@ -248,7 +305,7 @@ def _probe(container) -> MediaInfo:
             sr = frame.sample_rate or sr
             ch = frame.layout.nb_channels or ch
     return MediaInfo(
-        duration=float(max(duration, 0.0)),
+        duration=float(duration),
         has_video=vs is not None,
         has_audio=aud is not None,
         container=container.format.name,

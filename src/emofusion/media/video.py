@@ -13,7 +13,15 @@ import av.error
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from ._container import MediaError, Source, discard_others, open_container, origin_seconds, video_stream
+from ._container import (
+    MAX_FRAME_SECONDS,
+    MediaError,
+    Source,
+    discard_others,
+    open_container,
+    origin_seconds,
+    video_stream,
+)
 from .probe import rotation_of
 
 __all__ = ["iter_frames", "FrameStats", "FORMATS"]
@@ -179,7 +187,8 @@ def iter_frames(
 
     ``frame`` is the frame on screen at ``t``: the last one whose timestamp is <= t (the
     first frame for a ``t`` before it).  Times at or after the end of the video (the
-    last frame's timestamp plus one frame duration) are dropped: iteration stops there.
+    last frame's timestamp plus its duration, at most :data:`MAX_FRAME_SECONDS`) are
+    dropped: iteration stops there.
 
     ``fmt``: "gray" -> (H, W) uint8; "rgb" / "bgr" -> (H, W, 3) uint8.  Frames are
     turned upright from the rotation metadata, and with ``max_side`` downscaled (aspect
@@ -281,8 +290,10 @@ def iter_frames(
 
 def _frame_duration(frame, dec: _Decoder) -> float:
     """How long the last frame stays on screen: its duration or the nominal frame
-    interval, whichever is longer (plus 1 ms in Matroska, which rounds times to ms)."""
+    interval, whichever is longer, but no more than :data:`MAX_FRAME_SECONDS` (a last
+    frame said to stay for hours is a claim, not content); plus 1 ms in Matroska, which
+    rounds times to ms."""
     d = getattr(frame, "duration", None)
     own = float(d * frame.time_base) if d and frame.time_base is not None else 0.0
     slack = 1e-3 if "matroska" in dec.container.format.name else 0.0
-    return max(own, dec.frame_dur) + slack
+    return min(max(own, dec.frame_dur), MAX_FRAME_SECONDS) + slack
