@@ -8,18 +8,17 @@ failed once it has been tried `max_attempts` times. Nothing is lost on a crash.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
 import time
-import urllib.request
 import uuid
 from contextlib import ExitStack
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from .callbacks import post_callback
 from .db import FAILED, QUEUED, RUNNING, SUCCEEDED, AnalysisJob, Database, utcnow
 from .engine import Engine, InputError, parse_transcript
 from .quotas import Charge, Quotas
@@ -33,11 +32,12 @@ class JobRunner:
 
     def __init__(self, db: Database, storage: Storage, engine: Engine, quotas: Quotas, *, workers: int = 1,
                  max_attempts: int = 2, heartbeat_seconds: float = 5.0, poll_seconds: float = 2.0,
-                 retain_uploads: bool = False):
+                 retain_uploads: bool = False, callback_private: bool = False):
         self.db, self.storage, self.engine, self.quotas = db, storage, engine, quotas
         self.workers, self.max_attempts = max(1, workers), max(1, max_attempts)
         self.heartbeat_seconds, self.poll_seconds = heartbeat_seconds, poll_seconds
         self.retain_uploads = retain_uploads
+        self.callback_private = callback_private  # callbacks may go to loopback / private networks
         self.worker_id = uuid.uuid4().hex[:12]
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
@@ -78,6 +78,7 @@ class JobRunner:
         """Re-queue (or fail, after `max_attempts`) running jobs whose heartbeat is stale; queue the queued ones."""
         stale_before = utcnow() - timedelta(seconds=3 * self.heartbeat_seconds)
         changed = 0
+        given_up: list[str] = []  # upload keys of the jobs failed here, deleted once that is committed
         with self.db.session() as s:
             stale = s.scalars(select(AnalysisJob).where(
                 AnalysisJob.status == RUNNING,
@@ -91,10 +92,14 @@ class JobRunner:
                     job.error_message = f"the server stopped while analysing this file ({job.attempts} attempts)"
                     log.warning("analysis %s failed after %d interrupted attempts", job.id, job.attempts)
                     self._after_failure(job)
+                    given_up += [k for k in (job.media_key, job.audio_key, job.transcript_key) if k]
                 else:
                     job.status, job.progress, job.worker, job.heartbeat_at = QUEUED, 0.0, None, None
                     log.warning("analysis %s re-queued after an interrupted attempt", job.id)
             queued = s.scalars(select(AnalysisJob.id).where(AnalysisJob.status == QUEUED).order_by(AnalysisJob.created_at)).all()
+        if not self.retain_uploads:
+            for key in given_up:
+                self.delete_upload(key)
         for job_id in queued:
             self._queue.put(job_id)
         return changed
@@ -202,7 +207,8 @@ class JobRunner:
             for key in keys:
                 self.delete_upload(key)
         if callback:
-            threading.Thread(target=post_callback, args=(callback, payload), daemon=True).start()
+            threading.Thread(target=post_callback, args=(callback, payload),
+                             kwargs={"allow_private": self.callback_private}, daemon=True).start()
 
     def _after_failure(self, job: AnalysisJob) -> None:
         """A failed analysis gives its quota back."""
@@ -215,15 +221,3 @@ class JobRunner:
             self.storage.delete(key)
         except Exception as exc:  # storage hiccups must not lose the result
             log.warning("could not delete an upload: %s", type(exc).__name__)
-
-
-def post_callback(url: str, payload: dict, timeout: float = 10.0) -> bool:
-    """POST the outcome as JSON to the caller's callback URL (best effort, logged on failure)."""
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "emofusion"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return 200 <= response.status < 300
-    except Exception as exc:
-        log.warning("callback for analysis %s failed: %s", payload.get("id"), type(exc).__name__)
-        return False
