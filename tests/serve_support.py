@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import httpx
 
 from emofusion.media.synth import make_clip, make_face_image
 from emofusion.serve.config import Settings
@@ -26,9 +30,12 @@ def clip_bytes(tmp: Path, name: str = "clip.mp4", duration: float = 3.0, **kwarg
 
 
 def signup(client, email: str = "ada@example.com", password: str = STRONG_PASSWORD) -> str:
-    """Sign up (the client keeps the session cookie); returns the CSRF token."""
+    """Sign up and log in, as the web page does (the client keeps the session cookie); returns
+    the CSRF token."""
     r = client.post("/auth/signup", json={"email": email, "password": password})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
+    r = client.post("/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
     return r.json()["csrf_token"]
 
 
@@ -56,3 +63,24 @@ def wait_for(client, key: str, job_id: str, timeout: float = 60.0) -> dict:
             return body
         time.sleep(0.1)
     raise AssertionError(f"analysis {job_id} did not finish in {timeout} s: {body}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 90.0) -> None:
+    """Until the server process answers /ping (AssertionError with its stderr if it exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url + "/ping", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("server did not answer /ping in time")

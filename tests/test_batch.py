@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_contract_v1
 from media_factory import make_clip, make_face_image
+from serve_support import free_port
 from typer.testing import CliRunner
 
 from emofusion.batch import (BatchItem, RayConnectError, check_ray_address, default_workers, least_used_core, read_manifest,
@@ -413,12 +414,6 @@ def test_ray_not_installed(media, tiny_model_dir, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------ Ray engine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli_env() -> dict:

@@ -190,10 +190,12 @@ def test_missing_yunet_model_file_is_one_error_line(media, tiny_model_dir, monke
     assert "YuNet model file" in line and "not found" in line
 
 
-@pytest.mark.parametrize("option", [["--window", "0"], ["--hop", "0"], ["--window", "-1"]])
-def test_non_positive_window_or_hop(media, tiny_model_dir, option):
+@pytest.mark.parametrize("option", [["--window", "0"], ["--hop", "0"], ["--window", "-1"], ["--window", "61"],
+                                    ["--hop", "0.01"], ["--fps", "100"], ["--window", "inf"]])
+def test_window_hop_or_fps_out_of_bounds(media, tiny_model_dir, option):
     line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, *option), media["clip"])
-    assert "positive" in line
+    name = {"--fps": "frames_per_second"}.get(option[0], option[0][2:])
+    assert f"{name} must be" in line
 
 
 def test_bad_input_with_an_untrained_model_is_still_one_line(media, untrained_model_dir):

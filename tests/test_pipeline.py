@@ -345,10 +345,12 @@ def test_progress_callback(analyzer, clips):
 
 
 def test_bad_options(tiny_model_dir):
-    with pytest.raises(AnalysisError, match="positive"):
+    with pytest.raises(AnalysisError, match=r"window must be >= 0.5 and <= 60 seconds \(got 0\)"):
         Analyzer(tiny_model_dir, window=0)
-    with pytest.raises(AnalysisError, match="positive"):
+    with pytest.raises(AnalysisError, match=r"hop must be >= 0.1"):
         Analyzer(tiny_model_dir, hop=-1)
+    with pytest.raises(AnalysisError, match=r"frames_per_second must be > 0"):
+        Analyzer(tiny_model_dir, frames_per_second=0)
     with pytest.raises(AnalysisError, match="unknown modality 'smell'"):
         Analyzer(tiny_model_dir, modalities=["face", "smell"])
 

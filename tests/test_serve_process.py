@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,32 +13,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from serve_support import clip_bytes
+from serve_support import clip_bytes, free_port, wait_ready
 
 from emofusion.cli import app as cli_app
 from emofusion.serve.config import Settings, SettingsError
 
 EMOFUSION = str(Path(sys.executable).with_name("emofusion"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/ping", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("server did not answer /ping in time")
 
 
 def test_settings_follow_sagemaker_conventions(tmp_path, tiny_model_dir):

@@ -13,10 +13,10 @@ import time
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator
+from typing import Annotated, Any, BinaryIO, Callable, Iterator
 
 import anyio
-from fastapi import Depends, FastAPI, File, Form, Request, Response, UploadFile
+from fastapi import Depends, FastAPI, File, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -24,13 +24,17 @@ from sqlalchemy import delete, func, select
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
 from .. import __version__
+from ..limits import TooManyWindows, check_window_count
 from ..media import MediaError, probe
 from . import auth
 from .config import Settings
 from .db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, Database, new_id
-from .engine import Engine, InputError, parse_options, parse_transcript
+from .body_limit import BodyLimit
+from .callbacks import CallbackRefused, check_callback_url
+from .engine import DEFAULT_HOP, DEFAULT_WINDOW, Engine, InputError, parse_options, parse_transcript
 from .errors import ApiError, error_response, install_error_handlers
 from .jobs import JobRunner
+from .login_guard import HashSlots, LoginThrottle
 from .metrics import Metrics
 from .quotas import Charge, Limits, QuotaExceeded, Quotas, RateLimiter
 from .storage import Storage, StorageError, storage_from_url
@@ -38,6 +42,38 @@ from .storage import Storage, StorageError, storage_from_url
 log = logging.getLogger("emofusion.serve")
 WEB = Path(__file__).with_name("web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MAX_OFFSET = 2**31 - 1  # beyond what any database binds as an integer, and any user's list
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+# the web page loads its own script, style and the timelines it fetches; the recording preview
+# plays a blob: URL. The API docs page (FastAPI's Swagger UI) loads its script and style from a
+# CDN and starts with an inline script.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+               "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
+def _content_policy(path: str) -> str:
+    if path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        return DOCS_POLICY
+    if path == "/" or path.startswith("/static/"):
+        return PAGE_POLICY
+    return API_POLICY
+
+
+UPLOAD_PATHS = frozenset({"/invocations", "/predict", "/v1/analyses"})
+# /v1/analyses reads its form itself (after authenticating the caller), so its schema is declared here
+ANALYSIS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the video or audio file to analyse"},
+        "audio": {"type": "string", "format": "binary", "description": "audio that replaces the file's own track"},
+        "transcript": {"type": "string", "format": "binary", "description": ".srt, .vtt or .txt"},
+        "text": {"type": "string", "description": "plain text said over the whole file"},
+        "options": {"type": "string", "description": 'JSON, e.g. {"window": 2, "hop": 1}'},
+        "callback_url": {"type": "string", "description": "POSTed the outcome as JSON when done"},
+    }}}}}}
 MEDIA_TYPES = ("video/", "audio/", "application/octet-stream")
 
 
@@ -58,22 +94,32 @@ class Services:
         self.rate = RateLimiter(settings.key_requests_per_minute)
         self.jobs = JobRunner(self.db, self.storage, self.engine, self.quotas, workers=settings.job_workers,
                               max_attempts=settings.max_attempts, heartbeat_seconds=settings.heartbeat_seconds,
-                              poll_seconds=settings.poll_seconds, retain_uploads=settings.retain_uploads)
+                              poll_seconds=settings.poll_seconds, retain_uploads=settings.retain_uploads,
+                              callback_private=settings.callback_private)
         self.sync_limiter = anyio.CapacityLimiter(settings.sync_concurrency)
+        self.login_throttle = LoginThrottle(settings.login_failures_per_account, settings.login_failures_per_address)
+        self.hash_slots = HashSlots(settings.password_hash_concurrency)
         self.metrics = Metrics(self)
 
     @contextmanager
     def spooled(self, upload: FormFile | bytes, what: str) -> Iterator[Path]:
-        """The upload in a private temporary file (the client's file name is never used as a path)."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-")
+        """The upload in a private temporary file (the client's file name is never used as a path);
+        503 `storage_unavailable` when the server cannot write it."""
+        try:
+            fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-")
+        except OSError as exc:
+            raise _cannot_store(exc) from None
         path = Path(name)
         try:
-            with os.fdopen(fd, "wb") as out:
-                if isinstance(upload, bytes):
-                    out.write(upload)
-                else:
-                    upload.file.seek(0)
-                    shutil.copyfileobj(upload.file, out, 1024 * 1024)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    if isinstance(upload, bytes):
+                        out.write(upload)
+                    else:
+                        upload.file.seek(0)
+                        shutil.copyfileobj(upload.file, out, 1024 * 1024)
+            except OSError as exc:
+                raise _cannot_store(exc) from None
             size = path.stat().st_size
             if size == 0:
                 raise ApiError(422, "empty_file", f"the {what} upload is empty")
@@ -83,6 +129,14 @@ class Services:
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+
+def _cannot_store(exc: Exception) -> ApiError:
+    """503 for an upload the server cannot write (disk full, read-only storage); the details,
+    which name server paths, go to the log only."""
+    log.error("cannot store an upload: %s", exc)
+    return ApiError(503, "storage_unavailable", "the server cannot store uploads right now; try again later",
+                    {"Retry-After": "60"})
 
 
 def _services(request: Request) -> Services:
@@ -116,33 +170,19 @@ def _probe_media(path: Path, what: str) -> float:
     return float(info.duration)
 
 
+def _check_window_count(seconds: float, options: dict[str, Any]) -> None:
+    """422 `too_many_windows` before anything is stored or charged, when the input's length
+    with these options makes more windows than one analysis may have."""
+    try:
+        check_window_count(seconds, options.get("window", DEFAULT_WINDOW), options.get("hop", DEFAULT_HOP))
+    except TooManyWindows as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+
+
 def _check_upload_type(upload: FormFile, what: str) -> None:
     ctype = (upload.content_type or "").lower()
     if ctype and not ctype.startswith(MEDIA_TYPES):
         raise ApiError(415, "unsupported_media_type", f"the {what} upload is {ctype!r}; send a video or audio file")
-
-
-def _check_callback(url: str, allow_private: bool) -> None:
-    """An http(s) URL whose host resolves to public addresses only (unless private ones are allowed),
-    so a caller cannot make the server post into its own network."""
-    import ipaddress
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(422, "invalid_callback", "callback_url must be an http:// or https:// URL")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError, ValueError):
-        raise ApiError(422, "invalid_callback", f"callback_url host {parts.hostname!r} does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ApiError(422, "invalid_callback", "callback_url must point to a public address "
-                           "(set EMOFUSION_CALLBACK_PRIVATE=1 to allow private networks)")
 
 
 # -- authentication ---------------------------------------------------------------------------
@@ -182,16 +222,34 @@ def optional_key(request: Request, services: ServicesDep) -> auth.Principal | No
     return _authenticate(request, services, allow_session=False)
 
 
+def session_principal(request: Request, services: ServicesDep) -> auth.Principal:
+    """Key management: the logged-in web session only. An API key cannot mint or revoke keys, so
+    revoking a leaked key locks its holder out."""
+    principal = _authenticate(request, services)
+    if principal.session_id is None:
+        raise ApiError(403, "session_required", "managing API keys needs a logged-in session, not an API key")
+    return principal
+
+
 Principal = Annotated[auth.Principal, Depends(api_principal)]
+SessionPrincipal = Annotated[auth.Principal, Depends(session_principal)]
 
 
 def _same_origin(request: Request) -> None:
-    """Log-in CSRF: a browser's cross-site form post carries a foreign Origin."""
+    """Log-in CSRF: a browser's cross-site form post carries a foreign Origin, or `null` (from a
+    sandboxed frame, a data: URL or a redirect), which is refused too."""
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = origin.split("://", 1)[-1]
-        if host != request.headers.get("host"):
+    if origin is not None:
+        host = origin.split("://", 1)[-1] if "://" in origin else None
+        if host is None or host != request.headers.get("host"):
             raise ApiError(403, "csrf_failed", "cross-site request refused")
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+SIGNED_UP = "If this address had no account, it has one now: log in with it."
 
 
 def require_multipart(request: Request) -> None:
@@ -299,15 +357,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def _quota(_: Request, exc: QuotaExceeded):
         return error_response(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
 
+    # a body over its limit is refused before any route (or log-in) reads it; added before the
+    # metrics middleware so that it sits inside it (that middleware reads the body in a task of
+    # its own, where the refusal would surface as an exception group instead of a 413)
+    app.add_middleware(BodyLimit, upload_bytes=settings.max_upload_bytes, upload_paths=UPLOAD_PATHS)
+
     @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
+    async def headers_and_metrics(request: Request, call_next):
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-            response = error_response(413, "payload_too_large", "the request body is larger than the limit "
-                                      f"({settings.max_upload_bytes / 1024 / 1024:g} MB)")
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        response.headers.setdefault("Content-Security-Policy", _content_policy(request.url.path))
         services: Services | None = getattr(request.app.state, "services", None)
         if services is not None:
             route = request.scope.get("route")
@@ -398,20 +458,32 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return await anyio.to_thread.run_sync(work, limiter=services.sync_limiter)
 
     # -- web sessions --------------------------------------------------------------------------
-    @app.post("/auth/signup", tags=["web"], status_code=201)
+    @app.post("/auth/signup", tags=["web"], status_code=202)
     async def signup(request: Request, services: ServicesDep) -> JSONResponse:
+        """Create an account, then log in with it. The answer is the same whether or not the
+        address already had an account (no account enumeration)."""
         _same_origin(request)
         if not services.settings.signup_enabled:
             raise ApiError(403, "signup_disabled", "sign-up is disabled on this server")
         creds = await _credentials(request)
-        user = await anyio.to_thread.run_sync(auth.create_user, services.db, creds.email, creds.password)
-        return _session_response(request, services, user, 201)
+        services.login_throttle.check(creds.email.strip().lower(), _client_address(request))
+        await services.hash_slots.run(auth.sign_up, services.db, creds.email, creds.password)
+        return JSONResponse({"status": "accepted", "message": SIGNED_UP}, status_code=202)
 
     @app.post("/auth/login", tags=["web"])
     async def login(request: Request, services: ServicesDep) -> JSONResponse:
+        """A web session (cookie + CSRF token). 429 with Retry-After after too many failed log-ins
+        for the account or from the client's address."""
         _same_origin(request)
         creds = await _credentials(request)
-        user = await anyio.to_thread.run_sync(auth.authenticate, services.db, creds.email, creds.password)
+        account, address = creds.email.strip().lower(), _client_address(request)
+        services.login_throttle.check(account, address)
+        try:
+            user = await services.hash_slots.run(auth.authenticate, services.db, creds.email, creds.password)
+        except auth.AuthError:
+            services.login_throttle.failed(account, address)
+            raise
+        services.login_throttle.succeeded(account)
         return _session_response(request, services, user, 200)
 
     @app.post("/auth/logout", tags=["web"], status_code=204)
@@ -428,18 +500,31 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"user": {"id": principal.user_id, "email": principal.email}, "csrf_token": principal.csrf_token}
 
     # -- /v1 ------------------------------------------------------------------------------------
-    @app.post("/v1/analyses", tags=["v1"], status_code=202, dependencies=[Depends(require_multipart)])
-    def create_analysis(
-        principal: Principal,
-        services: ServicesDep,
-        file: Annotated[UploadFile, File(description="the video or audio file to analyse")],
-        audio: Annotated[UploadFile | None, File(description="audio that replaces the file's own track")] = None,
-        transcript: Annotated[UploadFile | None, File(description=".srt, .vtt or .txt")] = None,
-        text: Annotated[str | None, Form(description="plain text said over the whole file")] = None,
-        options: Annotated[str | None, Form(description='JSON, e.g. {"window": 2, "hop": 1}')] = None,
-        callback_url: Annotated[str | None, Form(description="POSTed the outcome as JSON when done")] = None,
-    ) -> dict:
-        """Queue an analysis; poll GET /v1/analyses/{id} (or give a callback_url)."""
+    @app.post("/v1/analyses", tags=["v1"], status_code=202, openapi_extra=ANALYSIS_FORM)
+    async def create_analysis(request: Request, principal: Principal, services: ServicesDep) -> dict:
+        """Queue an analysis of the multipart `file` (+ optional `audio`, `transcript`, `text`,
+        `options`, `callback_url`); poll GET /v1/analyses/{id} (or give a callback_url).
+
+        The caller is authenticated before a byte of the body is read."""
+        require_multipart(request)
+        form = await request.form(max_files=3, max_fields=8)
+        parts = {name: form.get(name) for name in ("file", "audio", "transcript")}
+        fields = {name: form.get(name) for name in ("text", "options", "callback_url")}
+        if parts["file"] is None:
+            raise ApiError(422, "invalid_request", "missing field 'file'")
+        for name, part in parts.items():
+            if part is not None and not isinstance(part, FormFile):
+                raise ApiError(422, "invalid_request", f"'{name}' must be a file part")
+        for name, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise ApiError(422, "invalid_request", f"'{name}' must be a text field, not a file")
+        return await anyio.to_thread.run_sync(lambda: _queue_analysis(services, principal, **parts, **fields))
+
+    def _queue_analysis(services: Services, principal: auth.Principal, file: FormFile, audio: FormFile | None,
+                        transcript: FormFile | None, text: str | None, options: str | None,
+                        callback_url: str | None) -> dict:
+        """Check, store and charge one analysis, then queue it; nothing stays stored or charged
+        when any step fails."""
         parsed = parse_options(options)
         if parsed.get("modalities"):
             services.engine.analyzer(parsed)  # reject unknown modalities now, not in the job
@@ -447,38 +532,47 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             parse_transcript(transcript.file.read())
         if transcript is not None and text:
             raise ApiError(422, "invalid_request", "give a transcript or a text, not both")
+        if text and "\x00" in text:  # no database stores a NUL in text, and no one says one
+            raise ApiError(422, "invalid_request", "the text contains a NUL character")
         if callback_url:
-            _check_callback(callback_url, services.settings.callback_private)
+            try:
+                check_callback_url(callback_url, services.settings.callback_private)
+            except CallbackRefused as exc:
+                raise ApiError(422, "invalid_callback", str(exc)) from None
         _check_upload_type(file, "file")
         if audio is not None:
             _check_upload_type(audio, "audio")
         job_id = new_id()
         keys: list[str] = []
+        charge: Charge | None = None
         try:
             with services.spooled(file, "file") as path:
                 seconds = _probe_media(path, "file")
                 if audio is not None:
                     with services.spooled(audio, "audio") as audio_path:
                         seconds = max(seconds, _probe_media(audio_path, "audio"))
+                        _check_window_count(seconds, parsed)
                         keys.append(_store(services, f"uploads/{job_id}/audio", audio_path))
+                _check_window_count(seconds, parsed)
                 if transcript is not None:
                     transcript.file.seek(0)
-                    services.storage.put(f"uploads/{job_id}/transcript", transcript.file)
-                    keys.append(f"uploads/{job_id}/transcript")
+                    keys.append(_store(services, f"uploads/{job_id}/transcript", transcript.file))
                 keys.append(_store(services, f"uploads/{job_id}/media", path))
             charge = services.quotas.charge(principal.user_id, seconds)
+            with services.db.session() as s:
+                s.add(AnalysisJob(
+                    id=job_id, user_id=principal.user_id, status=QUEUED, filename=_display_name(file),
+                    media_key=f"uploads/{job_id}/media", audio_key=f"uploads/{job_id}/audio" if audio else None,
+                    transcript_key=f"uploads/{job_id}/transcript" if transcript else None, text=text or None,
+                    options=parsed, callback_url=callback_url or None, media_seconds=seconds,
+                    charged_day=charge.day, charged_month=charge.month,
+                ))
         except BaseException:
+            if charge is not None:
+                services.quotas.refund(charge)
             for key in keys:
                 services.jobs.delete_upload(key)
             raise
-        with services.db.session() as s:
-            s.add(AnalysisJob(
-                id=job_id, user_id=principal.user_id, status=QUEUED, filename=_display_name(file),
-                media_key=f"uploads/{job_id}/media", audio_key=f"uploads/{job_id}/audio" if audio else None,
-                transcript_key=f"uploads/{job_id}/transcript" if transcript else None, text=text or None,
-                options=parsed, callback_url=callback_url or None, media_seconds=seconds,
-                charged_day=charge.day, charged_month=charge.month,
-            ))
         services.jobs.submit(job_id)
         return {"id": job_id, "status": QUEUED}
 
@@ -495,8 +589,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.get("/v1/analyses", tags=["v1"])
     def list_analyses(principal: Principal, services: ServicesDep, limit: int = 20, offset: int = 0) -> dict:
-        if not 1 <= limit <= 100 or offset < 0:
-            raise ApiError(422, "invalid_request", "limit must be 1..100 and offset >= 0")
+        if not 1 <= limit <= 100 or not 0 <= offset <= MAX_OFFSET:
+            raise ApiError(422, "invalid_request", f"limit must be 1..100 and offset 0..{MAX_OFFSET}")
         with services.db.session() as s:
             mine = AnalysisJob.user_id == principal.user_id
             total = s.scalar(select(func.count()).select_from(AnalysisJob).where(mine))
@@ -530,7 +624,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return services.quotas.usage(principal.user_id)
 
     @app.get("/v1/keys", tags=["v1"])
-    def list_keys(principal: Principal, services: ServicesDep) -> dict:
+    def list_keys(principal: SessionPrincipal, services: ServicesDep) -> dict:
         return {"items": [
             {"id": k.id, "name": k.name, "prefix": k.prefix, "created_at": _iso(k.created_at),
              "last_used_at": _iso(k.last_used_at), "revoked_at": _iso(k.revoked_at)}
@@ -538,12 +632,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         ]}
 
     @app.post("/v1/keys", tags=["v1"], status_code=201)
-    def create_key(body: KeyRequest, principal: Principal, services: ServicesDep) -> dict:
+    def create_key(body: KeyRequest, principal: SessionPrincipal, services: ServicesDep) -> dict:
         key, secret = auth.create_key(services.db, principal.user_id, body.name)
         return {"id": key.id, "name": key.name, "prefix": key.prefix, "key": secret, "created_at": _iso(key.created_at)}
 
     @app.delete("/v1/keys/{key_id}", tags=["v1"], status_code=204)
-    def revoke_key(key_id: str, principal: Principal, services: ServicesDep) -> Response:
+    def revoke_key(key_id: str, principal: SessionPrincipal, services: ServicesDep) -> Response:
         if not auth.revoke_key(services.db, key_id, principal.user_id):
             raise ApiError(404, "not_found", f"no API key {key_id!r}")
         return Response(status_code=204)
@@ -566,12 +660,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     return app
 
 
-def _store(services: Services, key: str, path: Path) -> str:
+def _store(services: Services, key: str, upload: Path | BinaryIO) -> str:
+    """Put a spooled upload (a path or an open file) into storage; 503 when it cannot be written."""
     try:
-        with open(path, "rb") as fh:
-            services.storage.put(key, fh)
-    except StorageError as exc:
-        raise ApiError(503, "storage_unavailable", f"could not store the upload: {exc}") from None
+        if isinstance(upload, Path):
+            with open(upload, "rb") as fh:
+                services.storage.put(key, fh)
+        else:
+            services.storage.put(key, upload)
+    except (StorageError, OSError) as exc:
+        raise _cannot_store(exc) from None
     return key
 
 

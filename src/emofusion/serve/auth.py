@@ -15,12 +15,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import ApiKey, Database, User, WebSession, utcnow
+from .passwords import weakness
 
 KEY_PREFIX = "ef_"
 SESSION_COOKIE = "emofusion_session"
 CSRF_COOKIE = "emofusion_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-MIN_PASSWORD = 8
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHasher()
 
@@ -56,16 +56,23 @@ def normalize_email(email: str) -> str:
     return email
 
 
-def hash_password(password: str) -> str:
-    if len(password or "") < MIN_PASSWORD:
-        raise AuthError(422, "weak_password", f"the password must have at least {MIN_PASSWORD} characters")
+def check_password(password: str, email: str = "") -> None:
+    """AuthError 422 `weak_password` for a password `passwords.weakness` refuses."""
+    reason = weakness(password or "", email)
+    if reason:
+        raise AuthError(422, "weak_password", reason)
+
+
+def hash_password(password: str, email: str = "") -> str:
+    check_password(password, email)
     return _hasher.hash(password)
 
 
 def create_user(db: Database, email: str, password: str | None) -> User:
-    """A new account (`password=None`: API keys only, made by an operator)."""
+    """A new account (`password=None`: API keys only, made by an operator). AuthError 409
+    `email_taken` when the address has one already."""
     email = normalize_email(email)
-    hashed = hash_password(password) if password is not None else None
+    hashed = hash_password(password, email) if password is not None else None
     try:
         with db.session() as s:
             user = User(email=email, password_hash=hashed)
@@ -74,6 +81,18 @@ def create_user(db: Database, email: str, password: str | None) -> User:
             return user
     except IntegrityError:
         raise AuthError(409, "email_taken", "an account with this email already exists") from None
+
+
+def sign_up(db: Database, email: str, password: str) -> None:
+    """Create the account if the address has none; the same outcome, and the same work (one
+    password hash), when it has one, so sign-up does not tell who has an account."""
+    email = normalize_email(email)
+    check_password(password, email)
+    try:
+        create_user(db, email, password)
+    except AuthError as exc:
+        if exc.code != "email_taken":
+            raise
 
 
 def get_or_create_user(db: Database, email: str) -> User:

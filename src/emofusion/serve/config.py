@@ -76,6 +76,9 @@ class Settings:
     batch_wait_ms: float = 0.0
     cookie_secure: bool | None = None  # None: Secure except over plain http to a loopback host
     signup_enabled: bool = True
+    login_failures_per_account: int = 10  # failed log-ins per 15 minutes before 429
+    login_failures_per_address: int = 30
+    password_hash_concurrency: int = 2  # argon2 hashes at once (64 MiB each)
     session_hours: float = 24 * 14
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 2.0
@@ -112,6 +115,9 @@ class Settings:
             cookie_secure=None if env.get("EMOFUSION_COOKIE_SECURE", "auto") in ("", "auto")
             else _bool(env, "EMOFUSION_COOKIE_SECURE", True),
             signup_enabled=_bool(env, "EMOFUSION_SIGNUP", True),
+            login_failures_per_account=_number(env, "EMOFUSION_LOGIN_FAILURES_PER_ACCOUNT", 10, int, minimum=1) or 10,
+            login_failures_per_address=_number(env, "EMOFUSION_LOGIN_FAILURES_PER_ADDRESS", 30, int, minimum=1) or 30,
+            password_hash_concurrency=_number(env, "EMOFUSION_PASSWORD_HASH_CONCURRENCY", 2, int, minimum=1) or 2,
         )
 
     @property

@@ -6,6 +6,7 @@ The schema is created and upgraded by the Alembic migrations in `migrations/`, n
 
 from __future__ import annotations
 
+import os
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -127,9 +128,11 @@ class Database:
         kwargs: dict = {"pool_pre_ping": True}
         if url.startswith("sqlite"):
             if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-                Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(url[len("sqlite:///") :]))
             kwargs = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-        self.engine: Engine = create_engine(url, **kwargs)
+        # statement parameters (file names, texts, callback URLs with their tokens) never reach
+        # an exception's message, and so never a log line
+        self.engine: Engine = create_engine(url, hide_parameters=True, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -161,6 +164,14 @@ def alembic_config(connection=None):
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
+
+
+def _private_file(path: Path) -> None:
+    """The SQLite file readable by this user only (0600), like uploads; SQLite gives its -wal and
+    -shm files the database file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -264,7 +264,19 @@ async function submitAuth(kind) {
   const button = $(`${kind}-submit`);
   button.disabled = true;
   try {
-    const data = await api("POST", `/auth/${kind}`, { json: { email, password } });
+    if (kind === "signup") {
+      // sign-up answers the same whether or not the address had an account; logging in tells
+      await api("POST", "/auth/signup", { json: { email, password } });
+    }
+    let data;
+    try {
+      data = await api("POST", "/auth/login", { json: { email, password } });
+    } catch (e) {
+      if (kind === "signup" && e.status === 401) {
+        throw new Error("Could not log you in. If this address already has an account, log in with its password.");
+      }
+      throw e;
+    }
     setSession(data);
     $(`${kind}-password`).value = "";
     const next = state.next;
