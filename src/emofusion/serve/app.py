@@ -102,7 +102,7 @@ class Services:
         self.metrics = Metrics(self)
 
     @contextmanager
-    def spooled(self, upload: FormFile | bytes, what: str) -> Iterator[Path]:
+    def spooled(self, upload: FormFile, what: str) -> Iterator[Path]:
         """The upload in a private temporary file (the client's file name is never used as a path);
         503 `storage_unavailable` when the server cannot write it."""
         try:
@@ -113,11 +113,8 @@ class Services:
         try:
             try:
                 with os.fdopen(fd, "wb") as out:
-                    if isinstance(upload, bytes):
-                        out.write(upload)
-                    else:
-                        upload.file.seek(0)
-                        shutil.copyfileobj(upload.file, out, 1024 * 1024)
+                    upload.file.seek(0)
+                    shutil.copyfileobj(upload.file, out, 1024 * 1024)
             except OSError as exc:
                 raise _cannot_store(exc) from None
             size = path.stat().st_size
@@ -137,6 +134,22 @@ def _cannot_store(exc: Exception) -> ApiError:
     log.error("cannot store an upload: %s", exc)
     return ApiError(503, "storage_unavailable", "the server cannot store uploads right now; try again later",
                     {"Retry-After": "60"})
+
+
+async def _spool_body(request: Request, services: Services) -> FormFile:
+    """A raw upload body as a file (in memory up to 1 MB, then in the server's temporary folder),
+    so concurrent large bodies do not each sit in memory whole."""
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=services.tmp)
+    try:
+        async for chunk in request.stream():
+            spool.write(chunk)
+    except OSError as exc:
+        spool.close()
+        raise _cannot_store(exc) from None
+    except BaseException:
+        spool.close()
+        raise
+    return FormFile(spool)
 
 
 def _services(request: Request) -> Services:
@@ -401,11 +414,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 transcript = tx.encode()
             main, extra = (video, audio) if video is not None else (audio, None)
         elif ctype.startswith(("video/", "audio/")):
-            main, extra = await request.body(), None
+            main, extra = await _spool_body(request, services), None
         else:
             raise ApiError(415, "unsupported_media_type",
                            "send multipart/form-data (video, audio, transcript) or a video/* or audio/* body")
-        result = await _analyze_now(services, principal, main, extra, transcript)
+        try:
+            result = await _analyze_now(services, principal, main, extra, transcript)
+        finally:
+            await main.close()
         return {"emotions": _emotions(result), "segments": result["segments"], "summary": result["summary"],
                 "model": result["model"], "media": result["media"]}
 
@@ -426,11 +442,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"labels": [e["label"] for e in emotions], "probs": [round(100 * e["score"], 2) for e in emotions],
                 "top1": {"label": emotions[0]["label"], "prob": round(100 * emotions[0]["score"], 2)}}
 
-    async def _analyze_now(services: Services, principal: auth.Principal | None, main: FormFile | bytes,
+    async def _analyze_now(services: Services, principal: auth.Principal | None, main: FormFile,
                            extra: FormFile | None, transcript: bytes | None) -> dict[str, Any]:
         """Analyse now, in a worker thread; with a principal (EMOFUSION_REQUIRE_KEY), under its quotas."""
         for upload, what in ((main, "media"), (extra, "audio")):
-            if isinstance(upload, FormFile):
+            if upload is not None:
                 _check_upload_type(upload, what)
 
         def charged(seconds: float, analyze: Callable[[], dict[str, Any]]) -> dict[str, Any]:
