@@ -426,6 +426,7 @@ def test_interrupted_jobs_are_requeued_or_failed_at_start(make_client, clip, tmp
             job = s.get(AnalysisJob, job_id)
             job.status, job.attempts, job.heartbeat_at, job.worker = RUNNING, attempts, long_ago, "dead"
     assert first.get("/v1/usage", headers={"X-API-Key": key}).json()["requests_today"] == 2
+    assert (home / "uploads" / "uploads" / give_up_id / "media").is_file()
     first.__exit__(None, None, None)
     second = make_client(home=home)  # a restart
     retried = wait_for(second, key, retry_id)

@@ -26,7 +26,11 @@ from media_factory import make_long_claim_mp4
 from pg_fixtures import fresh_postgres_url, postgres_url  # noqa: F401
 from serve_support import STRONG_PASSWORD, clip_bytes, free_port, make_settings, new_key, signup, submit, wait_ready
 
+from concurrent.futures import ThreadPoolExecutor
+
 from emofusion import limits
+from emofusion.serve.login_guard import LoginThrottle
+from emofusion.serve.quotas import QuotaExceeded
 from emofusion.serve.app import create_app
 from emofusion.serve.engine import Engine, InputError, parse_options
 
@@ -205,7 +209,7 @@ def test_concurrent_wrong_passwords_do_not_grow_memory(server):
         t.join()
     done.set()
     watcher.join()
-    assert sorted(set(statuses)) <= [401, 503] and 401 in statuses
+    assert set(statuses) <= {401, 503} and 401 in statuses
     # two argon2 hashes at once (64 MiB each) at most; before the bound 40 guesses took +2.2 GB
     assert server.peak_rss_mb - before < 300, f"RSS grew by {server.peak_rss_mb - before:.0f} MB"
 
@@ -217,10 +221,33 @@ def test_failed_logins_are_limited_per_account_and_per_address(make_client):
         assert error_code(client.post("/auth/login", json={"email": "victim@example.com", "password": "wrong guess 1"}), 401)
     r = client.post("/auth/login", json={"email": "victim@example.com", "password": STRONG_PASSWORD})
     assert error_code(r, 429) == "too_many_attempts" and 0 < int(r.headers["Retry-After"]) <= 900
-    # other accounts from the same address, until the address has used its 5 failures
-    for k in range(2):
-        assert error_code(client.post("/auth/login", json={"email": f"other{k}@example.com", "password": "wrong guess"}), 401)
+    # other accounts from the same address, until the address has used its 5 attempts: the
+    # sign-up (sign-ups count for the address), the 3 wrong passwords, and one more
+    assert error_code(client.post("/auth/login", json={"email": "other@example.com", "password": "wrong guess"}), 401)
     assert error_code(client.post("/auth/login", json={"email": "third@example.com", "password": "wrong"}), 429) == "too_many_attempts"
+
+
+def test_concurrent_guesses_cannot_pass_the_throttle_together(make_client):
+    client = make_client(login_failures_per_account=3, login_failures_per_address=1000)
+    signup(client, "burst@example.com")
+
+    def guess(k: int) -> int:
+        return client.post("/auth/login", json={"email": "burst@example.com", "password": f"guess {k} wrong"}).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(guess, range(12)))
+    assert statuses.count(401) == 3 and statuses.count(429) == 9, statuses
+
+
+def test_the_throttle_counts_ipv6_per_64_and_keeps_keys_small():
+    throttle = LoginThrottle(per_account=100, per_address=2)
+    throttle.attempt("a@example.com", "2001:db8::1")
+    throttle.attempt("b@example.com", "2001:db8::ffff:2")
+    with pytest.raises(QuotaExceeded):
+        throttle.attempt("c@example.com", "2001:db8::abcd")  # same /64
+    throttle.attempt("d@example.com", "2001:db8:0:1::1")  # the next /64
+    throttle.attempt("x" * 60_000, "192.0.2.1")
+    assert max(len(key) for key in throttle._attempts) < 64
 
 
 def test_a_success_clears_the_accounts_failures(make_client):
@@ -304,6 +331,38 @@ def test_a_file_claiming_ten_hours_is_charged_and_analysed_for_what_it_holds(mak
     r = client.post("/invocations", content=lying, headers={"Content-Type": "video/mp4"})
     assert r.status_code == 200, r.text
     assert r.json()["media"]["duration"] < 3 and len(r.json()["segments"]) <= 3
+
+
+def test_predict_with_a_required_key_refuses_before_reading_the_body(tmp_path_factory, tiny_model_dir):
+    keyed = Server(tmp_path_factory.mktemp("keyed"), tiny_model_dir, EMOFUSION_MAX_UPLOAD_MB="3",
+                   EMOFUSION_REQUIRE_KEY="1")
+    try:
+        for path in ("/predict", "/invocations"):
+            sent, answer = send_chunked(keyed, path, 400 * MB, prefix=b'--B\r\nContent-Disposition: form-data; name="file"; '
+                                        b'filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n',
+                                        headers={"Content-Type": "multipart/form-data; boundary=B"})
+            assert answer.startswith(b"HTTP/1.1 401"), (path, answer[:200])
+            assert sent < 16 * MB, (path, sent)
+        assert keyed.disk_bytes() < MB
+    finally:
+        keyed.stop()
+
+
+def test_an_oversized_transcript_is_413(client, clip):
+    key = new_key(client, signup(client))
+    big = b"word " * (6 * MB // 5)
+    r = submit(client, key, clip, transcript=("t.txt", big, "text/plain"))
+    assert error_code(r, 413) == "payload_too_large"
+    r = client.post("/invocations", files={"video": ("v.mp4", clip, "video/mp4"), "transcript": ("t.txt", big, "text/plain")})
+    assert error_code(r, 413) == "payload_too_large"
+
+
+def test_the_analyzer_cache_is_bounded(engine):
+    from emofusion.serve.engine import ANALYZERS_PER_THREAD
+
+    for k in range(10):
+        engine.analyzer({"window": 1.0 + k / 100})
+    assert len(engine._local.analyzers) == ANALYZERS_PER_THREAD
 
 
 # -- 6. keys are managed from a session only ---------------------------------------------------------
@@ -440,6 +499,8 @@ def test_pages_and_answers_carry_security_headers(client):
 
 
 def test_the_sqlite_file_is_private(client, tmp_path):
+    signup(client)  # some writes, so the write-ahead log exists too
+    assert (tmp_path / "home" / "emofusion.db").exists()
     for name in ("emofusion.db", "emofusion.db-wal", "emofusion.db-shm"):
         path = tmp_path / "home" / name
         if path.exists():

@@ -27,7 +27,8 @@ import torch
 from .faces import FaceDetector, FaceDetectorError, FaceTracker
 from .features import crop_face, log_mel, normalize_faces, speech_fraction
 from .labels import EMOTION_TO_SENTIMENT
-from .limits import AnalysisError, InvalidOptions, check_options, check_window_count
+from .limits import (DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, AnalysisError,
+                     InvalidOptions, check_options, check_window_count)
 from .media import AudioWindowReader, MediaError, MediaInfo, Source, iter_frames, probe
 from .models import MODALITIES, EmotionModel, load_model
 from .results import Analysis, FaceResult, Segment, Summary, TextResult, Verdict, VoiceResult, probs_dict
@@ -230,10 +231,10 @@ class Analyzer:
         self,
         model: str | os.PathLike | EmotionModel = "default",
         *,
-        window: float = 2.0,
-        hop: float = 1.0,
+        window: float = DEFAULT_WINDOW_SECONDS,
+        hop: float = DEFAULT_HOP_SECONDS,
         modalities: list[str] | tuple[str, ...] | None = None,
-        frames_per_second: float = 2.0,
+        frames_per_second: float = DEFAULT_FRAMES_PER_SECOND,
         face_detector: str = "haar",
         detect_max_side: int = 640,
         detect_side: int = 320,

@@ -112,7 +112,8 @@ def _scan_end(container, streams, origin: float, stated: float | None) -> float 
     not content.
     """
     far = 30 * 24 * 3600.0  # past the end of any real file
-    target = max(min(stated, far) - 1.0, 0.0) if stated is not None else far
+    # the jump is in the container's own time, whose 0 may lie `origin` before the streams' start
+    target = max(origin + min(stated, far) - 1.0, 0.0) if stated is not None else far
     try:
         container.seek(int(target * av.time_base), backward=True, any_frame=False)
         end = _packets_end(container, streams, origin, None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Callable, Iterator
 
 import anyio
-from fastapi import Depends, FastAPI, File, Request, Response, UploadFile
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -24,14 +24,14 @@ from sqlalchemy import delete, func, select
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
 from .. import __version__
-from ..limits import TooManyWindows, check_window_count
+from ..limits import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, TooManyWindows, check_window_count
 from ..media import MediaError, probe
 from . import auth
 from .config import Settings
 from .db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, Database, new_id
 from .body_limit import BodyLimit
 from .callbacks import CallbackRefused, check_callback_url
-from .engine import DEFAULT_HOP, DEFAULT_WINDOW, Engine, InputError, parse_options, parse_transcript
+from .engine import Engine, InputError, parse_options, parse_transcript
 from .errors import ApiError, error_response, install_error_handlers
 from .jobs import JobRunner
 from .login_guard import HashSlots, LoginThrottle
@@ -42,6 +42,7 @@ from .storage import Storage, StorageError, storage_from_url
 log = logging.getLogger("emofusion.serve")
 WEB = Path(__file__).with_name("web")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MAX_TRANSCRIPT_BYTES = 5 * 1024 * 1024  # ~100 hours of subtitles; read into memory whole
 MAX_OFFSET = 2**31 - 1  # beyond what any database binds as an integer, and any user's list
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 # the web page loads its own script, style and the timelines it fetches; the recording preview
@@ -50,7 +51,8 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DEN
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
                "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-               "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+               "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+               "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; worker-src 'self' blob:; "
                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
@@ -64,7 +66,11 @@ def _content_policy(path: str) -> str:
 
 
 UPLOAD_PATHS = frozenset({"/invocations", "/predict", "/v1/analyses"})
-# /v1/analyses reads its form itself (after authenticating the caller), so its schema is declared here
+# /predict and /v1/analyses read their forms themselves (after authenticating the caller), so
+# their schemas are declared here
+PREDICT_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary", "description": "a video or audio file"}}}}}}}
 ANALYSIS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary", "description": "the video or audio file to analyse"},
@@ -163,7 +169,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value else None
 
 
-def _display_name(upload: UploadFile | None) -> str | None:
+def _display_name(upload: FormFile | None) -> str | None:
     """The client's file name, for display only: base name, printable, at most 255 characters."""
     if upload is None or not upload.filename:
         return None
@@ -187,9 +193,16 @@ def _check_window_count(seconds: float, options: dict[str, Any]) -> None:
     """422 `too_many_windows` before anything is stored or charged, when the input's length
     with these options makes more windows than one analysis may have."""
     try:
-        check_window_count(seconds, options.get("window", DEFAULT_WINDOW), options.get("hop", DEFAULT_HOP))
+        check_window_count(seconds, options.get("window", DEFAULT_WINDOW_SECONDS), options.get("hop", DEFAULT_HOP_SECONDS))
     except TooManyWindows as exc:
         raise ApiError(422, exc.code, str(exc)) from None
+
+
+def _bounded_transcript(content: bytes) -> bytes:
+    """A transcript's bytes, or 413 when it is longer than any transcript of real speech."""
+    if len(content) > MAX_TRANSCRIPT_BYTES:
+        raise ApiError(413, "payload_too_large", f"the transcript is larger than {MAX_TRANSCRIPT_BYTES // 1024 // 1024} MB")
+    return content
 
 
 def _check_upload_type(upload: FormFile, what: str) -> None:
@@ -235,7 +248,7 @@ def optional_key(request: Request, services: ServicesDep) -> auth.Principal | No
     return _authenticate(request, services, allow_session=False)
 
 
-def session_principal(request: Request, services: ServicesDep) -> auth.Principal:
+def require_session(request: Request, services: ServicesDep) -> auth.Principal:
     """Key management: the logged-in web session only. An API key cannot mint or revoke keys, so
     revoking a leaked key locks its holder out."""
     principal = _authenticate(request, services)
@@ -245,7 +258,7 @@ def session_principal(request: Request, services: ServicesDep) -> auth.Principal
 
 
 Principal = Annotated[auth.Principal, Depends(api_principal)]
-SessionPrincipal = Annotated[auth.Principal, Depends(session_principal)]
+SessionPrincipal = Annotated[auth.Principal, Depends(require_session)]
 
 
 def _same_origin(request: Request) -> None:
@@ -409,7 +422,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             if video is None and audio is None:
                 raise ApiError(422, "invalid_request", "missing field 'video' or 'audio'")
             if isinstance(tx, FormFile):
-                transcript = await tx.read()
+                transcript = _bounded_transcript(await tx.read(MAX_TRANSCRIPT_BYTES + 1))
             elif isinstance(tx, str) and tx.strip():
                 transcript = tx.encode()
             main, extra = (video, audio) if video is not None else (audio, None)
@@ -431,11 +444,19 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"status": "ok", "version": __version__, "model": services.engine.info,
                 "database": services.db.dialect, "queue": services.metrics.queue_depth()}
 
-    @app.post("/predict", tags=["mvp"], dependencies=[Depends(require_multipart)])
-    async def predict(services: ServicesDep, principal: Annotated[auth.Principal | None, Depends(optional_key)],
-                      file: Annotated[UploadFile, File(description="a video or audio file")]) -> dict:
-        """One file in; the summary's probabilities in percent and the top label."""
-        result = await _analyze_now(services, principal, file, None, None)
+    @app.post("/predict", tags=["mvp"], openapi_extra=PREDICT_FORM)
+    async def predict(request: Request, services: ServicesDep,
+                      principal: Annotated[auth.Principal | None, Depends(optional_key)]) -> dict:
+        """One multipart `file` in; the summary's probabilities in percent and the top label.
+        When a key is required, it is checked before the body is read."""
+        require_multipart(request)
+        async with request.form(max_files=1, max_fields=4) as form:
+            file = form.get("file")
+            if file is None:
+                raise ApiError(422, "invalid_request", "missing field 'file'")
+            if not isinstance(file, FormFile):
+                raise ApiError(422, "invalid_request", "'file' must be a file part")
+            result = await _analyze_now(services, principal, file, None, None)
         emotions = _emotions(result)
         if not emotions:
             raise ApiError(422, "no_signal", "no face, speech or text was found in the file")
@@ -482,7 +503,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if not services.settings.signup_enabled:
             raise ApiError(403, "signup_disabled", "sign-up is disabled on this server")
         creds = await _credentials(request)
-        services.login_throttle.check(creds.email.strip().lower(), _client_address(request))
+        services.login_throttle.attempt(creds.email, _client_address(request))  # sign-ups count as attempts
         await services.hash_slots.run(auth.sign_up, services.db, creds.email, creds.password)
         return JSONResponse({"status": "accepted", "message": SIGNED_UP}, status_code=202)
 
@@ -492,14 +513,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         for the account or from the client's address."""
         _same_origin(request)
         creds = await _credentials(request)
-        account, address = creds.email.strip().lower(), _client_address(request)
-        services.login_throttle.check(account, address)
-        try:
-            user = await services.hash_slots.run(auth.authenticate, services.db, creds.email, creds.password)
-        except auth.AuthError:
-            services.login_throttle.failed(account, address)
-            raise
-        services.login_throttle.succeeded(account)
+        attempt = services.login_throttle.attempt(creds.email, _client_address(request))
+        user = await services.hash_slots.run(auth.authenticate, services.db, creds.email, creds.password)
+        services.login_throttle.succeeded(attempt)
         return _session_response(request, services, user, 200)
 
     @app.post("/auth/logout", tags=["web"], status_code=204)
@@ -523,18 +539,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
         The caller is authenticated before a byte of the body is read."""
         require_multipart(request)
-        form = await request.form(max_files=3, max_fields=8)
-        parts = {name: form.get(name) for name in ("file", "audio", "transcript")}
-        fields = {name: form.get(name) for name in ("text", "options", "callback_url")}
-        if parts["file"] is None:
-            raise ApiError(422, "invalid_request", "missing field 'file'")
-        for name, part in parts.items():
-            if part is not None and not isinstance(part, FormFile):
-                raise ApiError(422, "invalid_request", f"'{name}' must be a file part")
-        for name, value in fields.items():
-            if value is not None and not isinstance(value, str):
-                raise ApiError(422, "invalid_request", f"'{name}' must be a text field, not a file")
-        return await anyio.to_thread.run_sync(lambda: _queue_analysis(services, principal, **parts, **fields))
+        async with request.form(max_files=3, max_fields=8) as form:
+            parts = {name: form.get(name) for name in ("file", "audio", "transcript")}
+            fields = {name: form.get(name) for name in ("text", "options", "callback_url")}
+            if parts["file"] is None:
+                raise ApiError(422, "invalid_request", "missing field 'file'")
+            for name, part in parts.items():
+                if part is not None and not isinstance(part, FormFile):
+                    raise ApiError(422, "invalid_request", f"'{name}' must be a file part")
+            for name, value in fields.items():
+                if value is not None and not isinstance(value, str):
+                    raise ApiError(422, "invalid_request", f"'{name}' must be a text field, not a file")
+            return await anyio.to_thread.run_sync(lambda: _queue_analysis(services, principal, **parts, **fields))
 
     def _queue_analysis(services: Services, principal: auth.Principal, file: FormFile, audio: FormFile | None,
                         transcript: FormFile | None, text: str | None, options: str | None,
@@ -545,7 +561,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if parsed.get("modalities"):
             services.engine.analyzer(parsed)  # reject unknown modalities now, not in the job
         if transcript is not None:
-            parse_transcript(transcript.file.read())
+            parse_transcript(_bounded_transcript(transcript.file.read(MAX_TRANSCRIPT_BYTES + 1)))
         if transcript is not None and text:
             raise ApiError(422, "invalid_request", "give a transcript or a text, not both")
         if text and "\x00" in text:  # no database stores a NUL in text, and no one says one
@@ -569,7 +585,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                         seconds = max(seconds, _probe_media(audio_path, "audio"))
                         _check_window_count(seconds, parsed)
                         keys.append(_store(services, f"uploads/{job_id}/audio", audio_path))
-                _check_window_count(seconds, parsed)
+                else:
+                    _check_window_count(seconds, parsed)
                 if transcript is not None:
                     transcript.file.seek(0)
                     keys.append(_store(services, f"uploads/{job_id}/transcript", transcript.file))
@@ -584,10 +601,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                     charged_day=charge.day, charged_month=charge.month,
                 ))
         except BaseException:
-            if charge is not None:
-                services.quotas.refund(charge)
             for key in keys:
                 services.jobs.delete_upload(key)
+            if charge is not None:
+                try:
+                    services.quotas.refund(charge)
+                except Exception as exc:  # the database is down too: the original error is the one to raise
+                    log.error("could not refund a failed submission: %s", type(exc).__name__)
             raise
         services.jobs.submit(job_id)
         return {"id": job_id, "status": QUEUED}

@@ -26,6 +26,14 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than the limit ({_size(limit)})", {"Connection": "close"})
 
 
+def _route_path(scope: Scope) -> str:
+    """The path the router matches (below any root_path a proxy adds), without a trailing slash."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path.rstrip("/")
+
+
 def _size(limit: int) -> str:
     return f"{limit / 1024 / 1024:g} MB" if limit >= 1024 * 1024 else f"{limit / 1024:g} KB"
 
@@ -51,7 +59,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, stated = self.limits_for(scope.get("path", ""))
+        limit, stated = self.limits_for(_route_path(scope))
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from typing import Any, Callable
 
-from ..limits import AnalysisError, InvalidOptions, check_options
+from ..limits import (DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, AnalysisError,
+                      InvalidOptions, check_options)
 from ..media import MediaError
 from ..models import MODALITIES, EmotionModel
 from ..models.onnx_backend import load_model_backend
@@ -15,8 +17,8 @@ from ..pipeline import Analyzer
 from ..transcript import TranscriptError, TranscriptSegment, from_text, parse_subtitles
 from .batching import BatchedModel
 
+ANALYZERS_PER_THREAD = 4
 OPTION_KEYS = {"window": float, "hop": float, "frames_per_second": float, "modalities": list}
-DEFAULT_WINDOW, DEFAULT_HOP, DEFAULT_FPS = 2.0, 1.0, 2.0  # the Analyzer's defaults
 
 
 class InputError(ValueError):
@@ -51,8 +53,9 @@ def parse_options(raw: str | dict | None) -> dict[str, Any]:
                              f"({', '.join(MODALITIES)})")
         options[key] = value
     try:
-        window, hop, fps = check_options(options.get("window", DEFAULT_WINDOW), options.get("hop", DEFAULT_HOP),
-                                         options.get("frames_per_second", DEFAULT_FPS))
+        window, hop, fps = check_options(options.get("window", DEFAULT_WINDOW_SECONDS),
+                                         options.get("hop", DEFAULT_HOP_SECONDS),
+                                         options.get("frames_per_second", DEFAULT_FRAMES_PER_SECOND))
     except InvalidOptions as exc:
         raise InputError(exc.code, str(exc)) from None
     for key, value in (("window", window), ("hop", hop), ("frames_per_second", fps)):
@@ -97,13 +100,18 @@ class Engine:
                 "modalities": list(self.model.modalities), "labels": list(self.model.labels)}
 
     def analyzer(self, options: dict[str, Any]) -> Analyzer:
-        cache: dict[str, Analyzer] = self._local.__dict__.setdefault("analyzers", {})
+        """This thread's Analyzer for these options; the ANALYZERS_PER_THREAD most recently used
+        option sets are kept, so clients sending ever new numbers cannot grow memory."""
+        cache: OrderedDict[str, Analyzer] = self._local.__dict__.setdefault("analyzers", OrderedDict())
         key = json.dumps(options, sort_keys=True)
         if key not in cache:
             try:
                 cache[key] = Analyzer(self.batched or self.model, **options)
             except AnalysisError as exc:
                 raise InputError("invalid_options", str(exc)) from None
+            while len(cache) > ANALYZERS_PER_THREAD:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
         return cache[key]
 
     def analyze(
