@@ -5,6 +5,7 @@
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     PIP_NO_CACHE_DIR=1 \
     EMOFUSION_HOME=/var/lib/emofusion \
     EMOFUSION_HOST=0.0.0.0

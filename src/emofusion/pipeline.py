@@ -41,6 +41,19 @@ class ExternalAudioError(MediaError):
     """The separate audio file given beside the input cannot be read (one-line reason)."""
 
 
+def choose_modalities(model: EmotionModel, modalities: list[str] | tuple[str, ...] | None) -> list[str]:
+    """The modalities an analysis with `model` reads: the ones asked for (all the model has when
+    None), or InvalidOptions naming one that does not exist or that the model lacks."""
+    wanted = list(modalities) if modalities else list(model.modalities)
+    unknown = [m for m in wanted if m not in MODALITIES]
+    if unknown:
+        raise InvalidOptions(f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
+    missing = [m for m in wanted if m not in model.modalities]
+    if missing:
+        raise InvalidOptions(f"model {model.config.name!r} has no {missing[0]} net (it has: {', '.join(model.modalities)})")
+    return wanted
+
+
 @dataclass(frozen=True)
 class Window:
     start: float
@@ -249,16 +262,7 @@ class Analyzer:
         # a seed checkpoint (models.seed_backend) is one fused network: each window's media goes to
         # its predict_windows instead of through face / voice / text nets and their fusion
         self.joint = bool(getattr(self.model, "joint", False))
-        wanted = list(modalities) if modalities else list(self.model.modalities)
-        unknown = [m for m in wanted if m not in MODALITIES]
-        if unknown:
-            raise InvalidOptions(f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
-        missing = [m for m in wanted if m not in self.model.modalities]
-        if missing:
-            raise InvalidOptions(
-                f"model {self.model.config.name!r} has no {missing[0]} net (it has: {', '.join(self.model.modalities)})"
-            )
-        self.modalities = wanted
+        self.modalities = choose_modalities(self.model, modalities)
         self.window, self.hop = float(window), float(hop)
         self.frames_per_second = float(frames_per_second)
         self.detect_max_side = detect_max_side  # frames are sampled at most this large (face crops come from them)

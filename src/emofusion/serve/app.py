@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -102,7 +104,9 @@ class Services:
                               max_attempts=settings.max_attempts, heartbeat_seconds=settings.heartbeat_seconds,
                               poll_seconds=settings.poll_seconds, retain_uploads=settings.retain_uploads,
                               callback_private=settings.callback_private)
-        self.sync_limiter = anyio.CapacityLimiter(settings.sync_concurrency)
+        # /invocations and /predict analyse on these threads only: each thread keeps its own
+        # Analyzers (Engine.analyzer), so their number stays bounded whatever else runs
+        self.analysis_pool = ThreadPoolExecutor(settings.sync_concurrency, thread_name_prefix="emofusion-analysis")
         self.login_throttle = LoginThrottle(settings.login_failures_per_account, settings.login_failures_per_address)
         self.hash_slots = HashSlots(settings.password_hash_concurrency)
         self.metrics = Metrics(self)
@@ -364,6 +368,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 drained = await anyio.to_thread.run_sync(lambda: services.jobs.stop(settings.drain_seconds))
                 if not drained:
                     log.warning("analyses still running at shutdown are re-queued at the next start")
+            services.analysis_pool.shutdown(wait=False)
             services.db.dispose()
 
     app = FastAPI(title="emofusion", version=__version__, lifespan=lifespan,
@@ -492,7 +497,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                     return charged(seconds, lambda: services.engine.analyze(str(path), audio=str(audio_path),
                                                                             transcript=segments))
 
-        return await anyio.to_thread.run_sync(work, limiter=services.sync_limiter)
+        return await asyncio.wrap_future(services.analysis_pool.submit(work))
 
     # -- web sessions --------------------------------------------------------------------------
     @app.post("/auth/signup", tags=["web"], status_code=202)
@@ -558,8 +563,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         """Check, store and charge one analysis, then queue it; nothing stays stored or charged
         when any step fails."""
         parsed = parse_options(options)
-        if parsed.get("modalities"):
-            services.engine.analyzer(parsed)  # reject unknown modalities now, not in the job
+        services.engine.check_modalities(parsed.get("modalities"))  # now, not in the job
         if transcript is not None:
             parse_transcript(_bounded_transcript(transcript.file.read(MAX_TRANSCRIPT_BYTES + 1)))
         if transcript is not None and text:

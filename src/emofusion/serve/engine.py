@@ -13,7 +13,7 @@ from ..limits import (DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WI
 from ..media import MediaError
 from ..models import MODALITIES, EmotionModel
 from ..models.onnx_backend import load_model_backend
-from ..pipeline import Analyzer
+from ..pipeline import Analyzer, choose_modalities
 from ..transcript import TranscriptError, TranscriptSegment, from_text, parse_subtitles
 from .batching import BatchedModel
 
@@ -98,6 +98,13 @@ class Engine:
         cfg = self.model.config
         return {"name": cfg.name, "version": cfg.version, "trained": self.model.is_trained,
                 "modalities": list(self.model.modalities), "labels": list(self.model.labels)}
+
+    def check_modalities(self, modalities: list[str] | None) -> None:
+        """InputError `invalid_options` for a modality that does not exist or the model lacks."""
+        try:
+            choose_modalities(self.model, modalities)
+        except InvalidOptions as exc:
+            raise InputError(exc.code, str(exc)) from None
 
     def analyzer(self, options: dict[str, Any]) -> Analyzer:
         """This thread's Analyzer for these options; the ANALYZERS_PER_THREAD most recently used
