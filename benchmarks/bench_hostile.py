@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import select
 import shutil
 import socket
@@ -57,6 +56,7 @@ from typing import Any, Callable
 
 import httpx
 
+from bench_serve import free_port, machine, percentile
 from emofusion.media.synth import make_clip, make_face_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -77,21 +77,6 @@ NESTED_OPTIONS = '{"a":' * 2000 + "1" + "}" * 2000
 INFINITE_HOP = '{"hop": 1e999}'
 HUGE_OFFSET = "9" * 30
 NO_ANSWER = "no answer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 # -- the server process, seen from /proc ----------------------------------------------------------------

@@ -23,6 +23,29 @@ def make_settings(home: Path, model_dir: Path, database_url: str | None = None, 
     return replace(base, **overrides)
 
 
+def client_factory(base_home: Path, model_dir: Path, engine, *, start_jobs: bool = True):
+    """(make, close): make(database_url=None, start_jobs=..., home=None, **settings) gives a started
+    TestClient of a service in `home` (default `base_home`); close() stops every client made."""
+    from fastapi.testclient import TestClient
+
+    from emofusion.serve.app import create_app
+
+    clients = []
+
+    def make(database_url: str | None = None, start_jobs: bool = start_jobs, home: Path | None = None, **overrides):
+        settings = make_settings(home or base_home, model_dir, database_url, **overrides)
+        client = TestClient(create_app(settings, engine=engine, start_jobs=start_jobs), base_url="https://testserver")
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    def close() -> None:
+        for c in clients:
+            c.__exit__(None, None, None)
+
+    return make, close
+
+
 def clip_bytes(tmp: Path, name: str = "clip.mp4", duration: float = 3.0, **kwargs) -> bytes:
     kwargs.setdefault("face", make_face_image(80))
     kwargs.setdefault("modulate", True)

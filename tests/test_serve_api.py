@@ -13,9 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import assert_contract_v1
-from serve_support import STRONG_PASSWORD, clip_bytes, make_settings, new_key, signup, submit, wait_for
+from serve_support import STRONG_PASSWORD, client_factory, clip_bytes, new_key, signup, submit, wait_for
 
-from emofusion.serve.app import create_app
 from emofusion.serve.db import QUEUED, RUNNING, AnalysisJob, Database, utcnow
 from emofusion.serve.engine import Engine
 from emofusion.serve.errors import ApiError
@@ -34,18 +33,9 @@ def clip(tmp_path_factory) -> bytes:
 @pytest.fixture
 def make_client(tmp_path, tiny_model_dir, engine):
     """make_client(**settings) -> a started TestClient on a fresh home folder."""
-    clients = []
-
-    def make(start_jobs: bool = True, home=None, **overrides):
-        settings = make_settings(home or tmp_path / "home", tiny_model_dir, **overrides)
-        client = TestClient(create_app(settings, engine=engine, start_jobs=start_jobs), base_url="https://testserver")
-        client.__enter__()
-        clients.append(client)
-        return client
-
+    make, close = client_factory(tmp_path / "home", tiny_model_dir, engine)
     yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    close()
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from media_factory import make_long_claim_mp4
 from pg_fixtures import fresh_postgres_url, postgres_url  # noqa: F401
-from serve_support import STRONG_PASSWORD, clip_bytes, free_port, make_settings, new_key, signup, submit, wait_ready
+from serve_support import (STRONG_PASSWORD, client_factory, clip_bytes, free_port, make_settings, new_key, signup, submit,
+                           wait_ready)
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,18 +52,10 @@ def clip(tmp_path_factory) -> bytes:
 
 @pytest.fixture
 def make_client(tmp_path, tiny_model_dir, engine):
-    clients = []
-
-    def make(database_url: str | None = None, start_jobs: bool = False, **overrides) -> TestClient:
-        settings_ = make_settings(tmp_path / "home", tiny_model_dir, database_url, **overrides)
-        client = TestClient(create_app(settings_, engine=engine, start_jobs=start_jobs), base_url="https://testserver")
-        client.__enter__()
-        clients.append(client)
-        return client
-
+    """make_client(database_url=None, start_jobs=False, **settings) -> a started TestClient."""
+    make, close = client_factory(tmp_path / "home", tiny_model_dir, engine, start_jobs=False)
     yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    close()
 
 
 @pytest.fixture
