@@ -49,7 +49,7 @@ class TooManyWindows(AnalysisError):
     code = "too_many_windows"
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """A short rendering of a user's value for an error message."""
     try:
         text = repr(value)
@@ -60,16 +60,16 @@ def _shown(value: object) -> str:
 
 def _bounded(name: str, value: object, low: float, high: float, unit: str, *, low_inclusive: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidOptions(f"{name} must be a number (got {_shown(value)})", name)
+        raise InvalidOptions(f"{name} must be a number (got {shown(value)})", name)
     try:
         number = float(value)
     except OverflowError:  # an integer beyond float's range
         number = math.inf
     if not math.isfinite(number):
-        raise InvalidOptions(f"{name} must be a finite number (got {_shown(value)})", name)
+        raise InvalidOptions(f"{name} must be a finite number (got {shown(value)})", name)
     if number < low or (number == low and not low_inclusive) or number > high:
         low_text = f">= {low:g}" if low_inclusive else f"> {low:g}"
-        raise InvalidOptions(f"{name} must be {low_text} and <= {high:g}{unit} (got {_shown(value)})", name)
+        raise InvalidOptions(f"{name} must be {low_text} and <= {high:g}{unit} (got {shown(value)})", name)
     return number
 
 

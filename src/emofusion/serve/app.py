@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Callable, Iterator
@@ -111,15 +111,24 @@ class Services:
         self.hash_slots = HashSlots(settings.password_hash_concurrency)
         self.metrics = Metrics(self)
 
-    @contextmanager
-    def spooled(self, upload: FormFile, what: str) -> Iterator[Path]:
-        """The upload in a private temporary file (the client's file name is never used as a path);
-        503 `storage_unavailable` when the server cannot write it."""
+    def private_file(self) -> tuple[int, Path]:
+        """A new empty file for an upload in the server's temporary folder (the client's file name
+        is never used as a path); 503 `storage_unavailable` when the server cannot write there."""
         try:
             fd, name = tempfile.mkstemp(dir=self.tmp, prefix="upload-")
         except OSError as exc:
             raise _cannot_store(exc) from None
-        path = Path(name)
+        return fd, Path(name)
+
+    @contextmanager
+    def spooled(self, upload: FormFile | Path, what: str) -> Iterator[Path]:
+        """The upload as a private file, checked for size: a form part is copied to one (deleted
+        afterwards); a Path is a body already written to one (`_spool_body`, its caller deletes it)."""
+        if isinstance(upload, Path):
+            self._check_size(upload, what)
+            yield upload
+            return
+        fd, path = self.private_file()
         try:
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -127,15 +136,19 @@ class Services:
                     shutil.copyfileobj(upload.file, out, 1024 * 1024)
             except OSError as exc:
                 raise _cannot_store(exc) from None
-            size = path.stat().st_size
-            if size == 0:
-                raise ApiError(422, "empty_file", f"the {what} upload is empty")
-            if size > self.settings.max_upload_bytes:
-                raise ApiError(413, "payload_too_large", f"the {what} upload is larger than the limit "
-                               f"({self.settings.max_upload_bytes / 1024 / 1024:g} MB)")
+            self._check_size(path, what)
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+    def _check_size(self, path: Path, what: str) -> None:
+        """422 `empty_file` or 413 `payload_too_large` for an upload of the wrong size."""
+        size = path.stat().st_size
+        if size == 0:
+            raise ApiError(422, "empty_file", f"the {what} upload is empty")
+        if size > self.settings.max_upload_bytes:
+            raise ApiError(413, "payload_too_large", f"the {what} upload is larger than the limit "
+                           f"({self.settings.max_upload_bytes / 1024 / 1024:g} MB)")
 
 
 def _cannot_store(exc: Exception) -> ApiError:
@@ -146,20 +159,21 @@ def _cannot_store(exc: Exception) -> ApiError:
                     {"Retry-After": "60"})
 
 
-async def _spool_body(request: Request, services: Services) -> FormFile:
-    """A raw upload body as a file (in memory up to 1 MB, then in the server's temporary folder),
+async def _spool_body(request: Request, services: Services) -> Path:
+    """A raw upload body written once, as it arrives, to a private file (the caller deletes it),
     so concurrent large bodies do not each sit in memory whole."""
-    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=services.tmp)
+    fd, path = services.private_file()
     try:
-        async for chunk in request.stream():
-            spool.write(chunk)
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                out.write(chunk)
     except OSError as exc:
-        spool.close()
+        path.unlink(missing_ok=True)
         raise _cannot_store(exc) from None
     except BaseException:
-        spool.close()
+        path.unlink(missing_ok=True)
         raise
-    return FormFile(spool)
+    return path
 
 
 def _services(request: Request) -> Services:
@@ -439,7 +453,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         try:
             result = await _analyze_now(services, principal, main, extra, transcript)
         finally:
-            await main.close()
+            if isinstance(main, Path):
+                main.unlink(missing_ok=True)
+            else:
+                await main.close()
         return {"emotions": _emotions(result), "segments": result["segments"], "summary": result["summary"],
                 "model": result["model"], "media": result["media"]}
 
@@ -468,11 +485,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return {"labels": [e["label"] for e in emotions], "probs": [round(100 * e["score"], 2) for e in emotions],
                 "top1": {"label": emotions[0]["label"], "prob": round(100 * emotions[0]["score"], 2)}}
 
-    async def _analyze_now(services: Services, principal: auth.Principal | None, main: FormFile,
+    async def _analyze_now(services: Services, principal: auth.Principal | None, main: FormFile | Path,
                            extra: FormFile | None, transcript: bytes | None) -> dict[str, Any]:
-        """Analyse now, in a worker thread; with a principal (EMOFUSION_REQUIRE_KEY), under its quotas."""
+        """Analyse now, in a worker thread; with a principal (EMOFUSION_REQUIRE_KEY), under its quotas.
+        `main` is a form part, or a raw body already in a file."""
         for upload, what in ((main, "media"), (extra, "audio")):
-            if upload is not None:
+            if isinstance(upload, FormFile):
                 _check_upload_type(upload, what)
 
         def charged(seconds: float, analyze: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -582,15 +600,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         keys: list[str] = []
         charge: Charge | None = None
         try:
-            with services.spooled(file, "file") as path:
+            with ExitStack() as files:
+                path = files.enter_context(services.spooled(file, "file"))
                 seconds = _probe_media(path, "file")
-                if audio is not None:
-                    with services.spooled(audio, "audio") as audio_path:
-                        seconds = max(seconds, _probe_media(audio_path, "audio"))
-                        _check_window_count(seconds, parsed)
-                        keys.append(_store(services, f"uploads/{job_id}/audio", audio_path))
-                else:
-                    _check_window_count(seconds, parsed)
+                audio_path = files.enter_context(services.spooled(audio, "audio")) if audio is not None else None
+                if audio_path is not None:
+                    seconds = max(seconds, _probe_media(audio_path, "audio"))
+                _check_window_count(seconds, parsed)
+                if audio_path is not None:
+                    keys.append(_store(services, f"uploads/{job_id}/audio", audio_path))
                 if transcript is not None:
                     transcript.file.seek(0)
                     keys.append(_store(services, f"uploads/{job_id}/transcript", transcript.file))
@@ -645,9 +663,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             s.execute(delete(AnalysisJob).where(AnalysisJob.id == job.id))
         if job.status == QUEUED and job.charged_day and job.charged_month:
             services.quotas.refund(Charge(job.user_id, job.charged_day, job.charged_month, job.media_seconds))
-        for key in (job.media_key, job.audio_key, job.transcript_key):
-            if key:
-                services.jobs.delete_upload(key)
+        for key in job.upload_keys:
+            services.jobs.delete_upload(key)
         return Response(status_code=204)
 
     @app.get("/v1/analyses/{job_id}/timeline.png", tags=["v1"], response_class=Response)

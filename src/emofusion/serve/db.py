@@ -114,6 +114,11 @@ class AnalysisJob(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
 
+    @property
+    def upload_keys(self) -> list[str]:
+        """The storage keys of this analysis' uploads (media, and audio and transcript if given)."""
+        return [k for k in (self.media_key, self.audio_key, self.transcript_key) if k]
+
     __table_args__ = (
         Index("ix_analyses_user_created", "user_id", "created_at"),
         Index("ix_analyses_status", "status"),

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from ..limits import (DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, AnalysisError,
-                      InvalidOptions, check_options)
+                      InvalidOptions, check_options, shown)
 from ..media import MediaError
 from ..models import MODALITIES, EmotionModel
 from ..models.onnx_backend import load_model_backend
@@ -45,8 +45,7 @@ def parse_options(raw: str | dict | None) -> dict[str, Any]:
     for key, value in raw.items():
         kind = OPTION_KEYS.get(key)
         if kind is None:
-            shown = key if len(key) <= 40 else key[:37] + "..."
-            raise InputError("invalid_options", f"unknown option {shown!r} (known: {', '.join(OPTION_KEYS)})")
+            raise InputError("invalid_options", f"unknown option {shown(key)} (known: {', '.join(OPTION_KEYS)})")
         if kind is list and (not isinstance(value, list) or not value or len(value) > len(MODALITIES)
                              or not all(isinstance(v, str) for v in value)):
             raise InputError("invalid_options", f"option {key!r} must be a non-empty list of names "

@@ -92,7 +92,7 @@ class JobRunner:
                     job.error_message = f"the server stopped while analysing this file ({job.attempts} attempts)"
                     log.warning("analysis %s failed after %d interrupted attempts", job.id, job.attempts)
                     self._after_failure(job)
-                    given_up += [k for k in (job.media_key, job.audio_key, job.transcript_key) if k]
+                    given_up += job.upload_keys
                 else:
                     job.status, job.progress, job.worker, job.heartbeat_at = QUEUED, 0.0, None, None
                     log.warning("analysis %s re-queued after an interrupted attempt", job.id)
@@ -202,7 +202,7 @@ class JobRunner:
                 payload["result"] = result
             else:
                 payload["error"] = {"code": error[0], "message": error[1]}
-            keys = [k for k in (job.media_key, job.audio_key, job.transcript_key) if k]
+            keys = job.upload_keys
         if not self.retain_uploads:
             for key in keys:
                 self.delete_upload(key)
