@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FaceDetectorError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
-
-
-class FaceDetectorError(RuntimeError):
-    """The detector could not be created (missing cascade or model file)."""
 
 
 @dataclass

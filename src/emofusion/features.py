@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .cores import usable_cores
+from .errors import AcousticFeaturesUnavailable  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
 
 SAMPLE_RATE = 16_000
 
@@ -227,10 +228,6 @@ def _functionals_executor() -> Any:
             n = len(usable_cores())
             _functionals_pool.append(ThreadPoolExecutor(max_workers=n, thread_name_prefix="emofusion-smile") if n > 1 else None)
         return _functionals_pool[0]
-
-
-class AcousticFeaturesUnavailable(RuntimeError):
-    """openSMILE (the `opensmile` package) is missing or cannot run here."""
 
 
 def acoustic_functionals(wavs: list[np.ndarray], feature_set: str = "ComParE_2016",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .errors import UnknownLabelError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
+
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 SENTIMENTS: tuple[str, ...] = ("negative", "neutral", "positive")
 
@@ -72,10 +75,6 @@ EMOTION_TO_SENTIMENT: dict[str, str] = {
     "disgust": "negative",
     "surprised": "neutral",
 }
-
-
-class UnknownLabelError(ValueError):
-    """A label that is neither canonical nor a known synonym."""
 
 
 def canonical_emotion(name: str) -> str | None:

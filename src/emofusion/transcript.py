@@ -7,9 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class TranscriptError(ValueError):
-    """A transcript that cannot be read; str(exc) is one line saying why."""
+from .errors import TranscriptError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
 
 
 @dataclass(frozen=True)

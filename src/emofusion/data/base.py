@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-class DatasetLayoutError(ValueError):
-    """The folder or file does not have the layout the reader expects (the message says which)."""
+from ..errors import DatasetLayoutError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
 
 
 @dataclass(frozen=True)

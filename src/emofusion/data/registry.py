@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..errors import UnknownDatasetError
 from .base import DatasetScan
 from .faces import IMAGEFOLDER_LAYOUT, image_splits, scan_fer2013, scan_imagefolder
 from .manifest import MANIFEST_LAYOUT, scan_manifest
@@ -70,5 +71,5 @@ def get_dataset(name: str) -> DatasetSpec:
     aliases = {"fer": "fer2013", "crema": "cremad", "emodb": "emodb", "berlin": "emodb"}
     key = aliases.get(key, key)
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[key]

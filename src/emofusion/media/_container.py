@@ -9,6 +9,8 @@ import stat
 import av
 import av.error
 
+from ..errors import MediaError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
 __all__ = ["Source", "MediaError", "open_container", "MAX_FRAME_SECONDS"]
 
 Source = str | os.PathLike | bytes
@@ -27,17 +29,6 @@ _OPEN_OPTIONS = {"probesize": str(5 * 1024 * 1024), "analyzeduration": str(5_000
 #: The longest one packet or frame is taken to last (seconds): a longer stated duration -- a last
 #: sample stretched over hours, a still picture said to stay for a day -- is a claim, not content.
 MAX_FRAME_SECONDS = 10.0
-
-
-class MediaError(Exception):
-    """Input media that cannot be used.
-
-    ``str(exc)`` is one human-readable line giving the reason (no path, no traceback).
-    """
-
-    def __init__(self, reason: str):
-        reason = " ".join(str(reason).split())  # always one line
-        super().__init__(reason)
 
 
 def _check_path(path: str) -> None:

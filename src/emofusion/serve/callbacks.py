@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from ..errors import CallbackRefused  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
 log = logging.getLogger("emofusion.serve.callbacks")
 
 MAX_URL_LENGTH = 2048  # the width of analysis_jobs.callback_url
 _MAX_RESPONSE_BYTES = 4096  # of a callback's answer body, read and dropped
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class CallbackRefused(ValueError):
-    """A callback URL the server will not post to; the message suits a 422 `invalid_callback`."""
 
 
 @dataclass(frozen=True)

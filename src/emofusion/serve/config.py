@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from ..errors import SettingsError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
-
-
-class SettingsError(ValueError):
-    """An environment variable with a value the service cannot use."""
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

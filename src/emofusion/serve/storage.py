@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO, ContextManager
 from urllib.parse import unquote, urlsplit
 
+from ..errors import StorageError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
 # How often LocalStorage.put retries when a concurrent delete prunes the folder it just made.
 _PUT_ATTEMPTS = 3
 
@@ -24,10 +26,6 @@ _PUT_ATTEMPTS = 3
 _MISSING_BUCKET_CODES = ("NoSuchBucket",)
 _MISSING_KEY_CODES = ("404", "NoSuchKey", "NotFound")
 _ACCESS_DENIED_CODES = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken")
-
-
-class StorageError(RuntimeError):
-    """A storage operation failed, or a storage URL or key is invalid."""
 
 
 def check_key(key: str) -> str:

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data import default_data_root
+from ..errors import RecipeError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
 
 
 TASK_NAMES = ("face", "voice", "text", "multimodal")
-
-
-class RecipeError(ValueError):
-    """A recipe file that is missing, malformed or names unknown settings."""
 
 
 @dataclass

@@ -1,0 +1,203 @@
+"""What one analysis may ask for: `AnalysisOptions` (window, hop, frame rate, modalities), its
+bounds, and the rules on what text an input may come with.
+
+The Python API (`Analyzer`), the CLI, batch and the service all build their options here, from
+keyword arguments, CLI flags, a manifest row or the service's `options` JSON, so the same bad
+input gets the same answer everywhere. Why these bounds:
+
+- window 0.5-60 s: the voice path reads nothing from less than 0.5 s of audio, and a window
+  longer than a minute is no longer a moment of emotion but a summary (use the summary).
+- hop 0.1-60 s: finer hops only repeat neighbouring windows (at 0.1 s a 2 s window is already
+  analysed 20 times over) and multiply the work and the result's size.
+- frames per second above 0 and at most 30: beyond a video's own frame rate the same frames are
+  sampled again.
+- at most 20,000 windows per analysis (5.5 hours at the default 1 s hop): each window is a segment
+  of the result, kept in memory and stored, so the count bounds memory and result size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from .errors import AnalysisError, InvalidOptions, TooManyWindows
+
+DEFAULT_WINDOW_SECONDS, DEFAULT_HOP_SECONDS, DEFAULT_FRAMES_PER_SECOND = 2.0, 1.0, 2.0
+MIN_WINDOW_SECONDS = 0.5
+MAX_WINDOW_SECONDS = 60.0
+MIN_HOP_SECONDS = 0.1
+MAX_HOP_SECONDS = 60.0
+MAX_FRAMES_PER_SECOND = 30.0
+MAX_WINDOWS = 20_000
+
+MODALITIES: tuple[str, ...] = ("face", "voice", "text")
+
+
+def shown(value: object) -> str:
+    """A short rendering of a user's value for an error message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return "a number too large to print"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _bounded(name: str, value: object, low: float, high: float, unit: str, *, low_inclusive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidOptions(f"{name} must be a number (got {shown(value)})", name)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidOptions(f"{name} must be a finite number (got {shown(value)})", name)
+    if number < low or (number == low and not low_inclusive) or number > high:
+        low_text = f">= {low:g}" if low_inclusive else f"> {low:g}"
+        raise InvalidOptions(f"{name} must be {low_text} and <= {high:g}{unit} (got {shown(value)})", name)
+    return number
+
+
+def check_options(window: object, hop: object, frames_per_second: object) -> tuple[float, float, float]:
+    """The three numbers as floats, or InvalidOptions naming the first one out of bounds."""
+    return (
+        _bounded("window", window, MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS, " seconds"),
+        _bounded("hop", hop, MIN_HOP_SECONDS, MAX_HOP_SECONDS, " seconds"),
+        _bounded("frames_per_second", frames_per_second, 0.0, MAX_FRAMES_PER_SECOND, "", low_inclusive=False),
+    )
+
+
+def window_count(duration: float, window: float, hop: float) -> int:
+    """How many windows [k*hop, k*hop + window) cover [0, duration) (0 for no duration)."""
+    if duration <= 0:
+        return 0
+    return max(1, math.ceil(max(0.0, duration - window) / hop - 1e-9) + 1)
+
+
+def check_window_count(duration: float, window: float, hop: float) -> int:
+    """The window count, or TooManyWindows when it is over MAX_WINDOWS."""
+    count = window_count(duration, window, hop)
+    if count > MAX_WINDOWS:
+        raise TooManyWindows(
+            f"{duration:.0f} s with hop {hop:g} s makes {count} windows; at most {MAX_WINDOWS} are allowed "
+            f"per analysis (raise the hop, or split the input)")
+    return count
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How one analysis cuts and reads its input; validated when made (InvalidOptions otherwise).
+
+    `modalities` None means every modality the model has; a model-independent check (known
+    names, no repeats) happens here, the model's own (`for_model`) when the model is known.
+    """
+
+    window: float = DEFAULT_WINDOW_SECONDS
+    hop: float = DEFAULT_HOP_SECONDS
+    frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
+    modalities: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        window, hop, fps = check_options(self.window, self.hop, self.frames_per_second)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "hop", hop)
+        object.__setattr__(self, "frames_per_second", fps)
+        object.__setattr__(self, "modalities", _checked_modalities(self.modalities))
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | str | None) -> "AnalysisOptions":
+        """Options from the service's `options` JSON (text or a parsed object) or a manifest row's:
+        only the field names, their kinds and bounds are accepted."""
+        raw = options_mapping(raw)
+        for key in raw:
+            if key not in OPTION_NAMES:
+                raise InvalidOptions(f"unknown option {shown(key)} (known: {', '.join(OPTION_NAMES)})")
+        modalities = raw.get("modalities")
+        if modalities is not None and (not isinstance(modalities, (list, tuple)) or not modalities
+                                       or not all(isinstance(m, str) for m in modalities)):
+            raise InvalidOptions(f"option 'modalities' must be a non-empty list of names ({', '.join(MODALITIES)})",
+                                 "modalities")
+        return cls(window=raw.get("window", DEFAULT_WINDOW_SECONDS), hop=raw.get("hop", DEFAULT_HOP_SECONDS),
+                   frames_per_second=raw.get("frames_per_second", DEFAULT_FRAMES_PER_SECOND),
+                   modalities=tuple(modalities) if modalities is not None else None)
+
+    @classmethod
+    def from_flags(cls, window: float, hop: float, frames_per_second: float,
+                   modalities: str | None) -> "AnalysisOptions":
+        """Options from command-line flags (`--modalities` is comma-separated)."""
+        return cls(window=window, hop=hop, frames_per_second=frames_per_second,
+                   modalities=parse_modalities(modalities))
+
+    def for_model(self, model_modalities: "list[str] | tuple[str, ...]", model_name: str) -> tuple[str, ...]:
+        """The modalities an analysis with this model reads: the ones asked for (all the model
+        has when None), or InvalidOptions naming one the model lacks."""
+        if self.modalities is None:
+            return tuple(model_modalities)
+        missing = [m for m in self.modalities if m not in model_modalities]
+        if missing:
+            raise InvalidOptions(f"model {model_name!r} has no {missing[0]} net "
+                                 f"(it has: {', '.join(model_modalities)})", "modalities")
+        return self.modalities
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (modalities a list, or None for every one the model has)."""
+        d = asdict(self)
+        d["modalities"] = list(self.modalities) if self.modalities is not None else None
+        return d
+
+
+OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities")
+
+
+def options_mapping(raw: Mapping[str, Any] | str | None) -> Mapping[str, Any]:
+    """The options a caller gave as a mapping: JSON text parsed, None or "" empty; InvalidOptions
+    for anything that is not a JSON object."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):  # not JSON, an integer too long to read, nested too deep
+            raise InvalidOptions('options must be a JSON object, e.g. {"window": 2, "hop": 1}') from None
+    if not isinstance(raw, Mapping):
+        raise InvalidOptions("options must be a JSON object")
+    return raw
+
+
+def given_options(raw: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Only the options a caller gave, checked and normalised as AnalysisOptions does (the
+    service stores and shows these with a job)."""
+    raw = options_mapping(raw)
+    full = AnalysisOptions.from_mapping(raw).to_dict()
+    return {key: full[key] for key in raw}
+
+
+def parse_modalities(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list of modalities (None or blank: every one the model has)."""
+    if text is None:
+        return None
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    return names or None
+
+
+def _checked_modalities(modalities: object) -> tuple[str, ...] | None:
+    if modalities is None:
+        return None
+    if isinstance(modalities, str) or not all(isinstance(m, str) for m in modalities):  # type: ignore[union-attr]
+        raise InvalidOptions(f"modalities must be a list of names ({', '.join(MODALITIES)})", "modalities")
+    names = tuple(modalities)  # type: ignore[arg-type]
+    if not names:
+        raise InvalidOptions("modalities must name at least one of " + ", ".join(MODALITIES), "modalities")
+    for name in names:
+        if name not in MODALITIES:
+            raise InvalidOptions(f"unknown modality {shown(name)}; choose from {', '.join(MODALITIES)}", "modalities")
+    if len(set(names)) != len(names):
+        raise InvalidOptions("modalities must not repeat a name", "modalities")
+    return names
+
+
+def check_text_inputs(transcript: object, text: object) -> None:
+    """AnalysisError when an input comes with both a transcript and a text (one source of words)."""
+    if transcript is not None and text is not None:
+        raise AnalysisError("give a transcript or a text, not both")
