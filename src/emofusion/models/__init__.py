@@ -1,21 +1,33 @@
-"""Face, voice and text nets, their fusion, and the one way to save and load them."""
+"""Models: the one loader (`load_model`), the interfaces every backend implements, the face,
+voice and text nets, their fusion, and the seed architectures.
 
-from .bundle import EmotionModel, ModelConfig, bundled_models, load_model
-from .face import FaceNet
-from .fusion import MODALITIES, fuse
-from .text import ModelLoadError, SentenceEncoder, TextHeads
-from .voice import VoiceNet
+Names are imported on first use, so that `emofusion.models.interfaces` or the export-folder
+constants can be read without importing torch.
+"""
 
-__all__ = [
-    "EmotionModel",
-    "FaceNet",
-    "MODALITIES",
-    "ModelConfig",
-    "ModelLoadError",
-    "SentenceEncoder",
-    "TextHeads",
-    "VoiceNet",
-    "bundled_models",
-    "fuse",
-    "load_model",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "EmotionModel": "bundle", "ModelConfig": "bundle", "bundled_models": "bundle",
+    "FaceNet": "face", "VoiceNet": "voice",
+    "MODALITIES": "fusion", "fuse": "fusion",
+    "InferenceModel": "interfaces", "JointModel": "interfaces", "LateFusionModel": "interfaces", "is_joint": "interfaces",
+    "BACKENDS": "loading", "load_model": "loading",
+    "SentenceEncoder": "text", "TextHeads": "text",
+}
+
+__all__ = [*_HOMES, "ModelLoadError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelLoadError":
+        from ..errors import ModelLoadError
+
+        return ModelLoadError
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{home}", __name__), name)

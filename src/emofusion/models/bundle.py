@@ -1,7 +1,5 @@
-"""A model is a folder: `config.json` (architecture, labels, preprocessing) + `model.safetensors`.
-
-`load_model(name_or_path)` takes a bundled name (`default`), a local folder, or a Hugging
-Face hub id (downloaded with huggingface_hub; a local folder never touches the network).
+"""A model is a folder: `config.json` (architecture, labels, preprocessing) + `model.safetensors`;
+`EmotionModel` holds its face, voice and text nets. `models.loading.load_model` loads one.
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,9 +20,6 @@ from ..labels import EMOTIONS, SENTIMENTS
 from .face import FaceNet
 from .fusion import MODALITIES, fuse
 from .text import ModelLoadError, SentenceEncoder, TextHeads
-
-if TYPE_CHECKING:
-    from .seed_backend import SeedBackend
 
 FORMAT = "emofusion"
 FORMAT_VERSION = 1
@@ -218,6 +213,8 @@ class ModelParts:
 class EmotionModel(ModelParts, torch.nn.Module):
     """The face, voice and text nets of one checkpoint and how their outputs are fused."""
 
+    backend = "torch"
+
     def __init__(self, config: ModelConfig, load_text_encoder: bool = True):
         super().__init__()
         self.config = config
@@ -383,46 +380,3 @@ class EmotionModel(ModelParts, torch.nn.Module):
             model._load_encoder()
         return model
 
-
-def load_folder(directory: str | os.PathLike, load_text_encoder: bool = True) -> "EmotionModel | SeedBackend":
-    """Load a model folder by its config's `format`: "emofusion" (face / voice / text nets,
-    an EmotionModel) or "emofusion-seed/1" (one multimodal SeedModel, run through a
-    SeedBackend); any other format is a ModelLoadError naming the ones understood."""
-    from .seed.model import FORMAT as SEED_FORMAT
-
-    folder = Path(directory)
-    try:
-        fmt = json.loads((folder / CONFIG_NAME).read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        fmt = FORMAT  # a missing or unreadable config: EmotionModel.from_pretrained says what is wrong
-    if fmt == SEED_FORMAT:
-        from .seed_backend import SeedBackend
-
-        return SeedBackend.from_pretrained(folder)
-    if fmt != FORMAT:
-        raise ModelLoadError(f"{folder / CONFIG_NAME}: not an emofusion config (unknown format {fmt!r}; "
-                             f"this emofusion reads {FORMAT!r} and {SEED_FORMAT!r} model folders)")
-    return EmotionModel.from_pretrained(folder, load_text_encoder=load_text_encoder)
-
-
-def load_model(name_or_path: str | os.PathLike = "default", load_text_encoder: bool = True) -> "EmotionModel | SeedBackend":
-    """Load a bundled model by name, a local model folder, or a hub id (`owner/name`): an
-    EmotionModel, or a SeedBackend for a seed checkpoint (see `load_folder`)."""
-    text = str(name_or_path)
-    bundled = bundled_models()
-    if text in bundled:
-        return load_folder(bundled[text], load_text_encoder=load_text_encoder)
-    path = Path(os.path.expanduser(text))
-    if path.exists():
-        return load_folder(path, load_text_encoder=load_text_encoder)
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~"))
-    if not looks_like_hub_id:
-        names = ", ".join(bundled) or "none"
-        raise ModelLoadError(f"no model {text!r}: not a bundled name ({names}), a folder, or a hub id")
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, "*.md", "tokenizer_*/*"])
-    except Exception as exc:  # offline, unknown repo, ...
-        raise ModelLoadError(f"cannot fetch model {text!r} from the Hugging Face hub: {exc}") from exc
-    return load_folder(folder, load_text_encoder=load_text_encoder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MODALITIES: tuple[str, ...] = ("face", "voice", "text")
+from ..options import MODALITIES  # noqa: F401  (the modality names live with the analysis options)
 
 
 def fuse(probs: dict[str, np.ndarray | None], weights: dict[str, float]) -> np.ndarray | None:

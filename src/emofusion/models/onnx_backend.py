@@ -16,7 +16,7 @@ service use (`face_probs`, `voice_probs`, `clip_voice_probs`, `text_probs`, `fus
 `text`, which are None when the model has no such net). Outputs match PyTorch (FP32: within
 float rounding; the face net's flip test-time augmentation is applied the same way).
 
-`load_model_backend(name_or_path, backend="auto"|"torch"|"onnx")` picks the backend: `auto`
+`emofusion.load_model(name_or_path, backend="auto"|"torch"|"onnx")` picks the backend: `auto`
 uses ONNX Runtime for an export folder (one with `export.json`) and PyTorch otherwise.
 """
 
@@ -29,13 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..export import ENCODER_DELTA_NAME, MANIFEST_FORMAT, VOICE_FUNCTIONALS_NAME, MANIFEST_NAME, MANIFEST_VERSION
+from ..errors import ModelLoadError
 from .bundle import CONFIG_NAME, EncoderDelta, ModelConfig, ModelParts
 from .fusion import MODALITIES
-from .text import ModelLoadError
-
-PRECISIONS = ("fp32", "int8")
-BACKENDS = ("auto", "torch", "onnx")
+from .export_folder import (ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, PRECISIONS,
+                            VOICE_FUNCTIONALS_NAME)
 
 
 def _import_ort():
@@ -125,9 +123,6 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         )
     return manifest
 
-
-def is_export_folder(path: str | os.PathLike) -> bool:
-    return (Path(os.path.expanduser(str(path))) / MANIFEST_NAME).is_file()
 
 
 class OnnxModel(ModelParts):
@@ -283,32 +278,3 @@ class OnnxModel(ModelParts):
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.directory)!r}, precision={self.precision!r}, nets={self.modalities})"
 
-
-def load_model_backend(name_or_path: str | os.PathLike = "default", backend: str = "auto", *,
-                       load_text_encoder: bool = False, precision: str | None = None,
-                       threads: int | None = None):
-    """Load a model for inference with the chosen backend.
-
-    backend "torch": `load_model` (a bundled name, a model folder or a hub id);
-    "onnx": an export folder (`emofusion export --format onnx`) run by ONNX Runtime;
-    "auto": ONNX for an export folder, PyTorch otherwise. `precision` and `threads` apply to
-    ONNX only (for PyTorch, threads are torch.set_num_threads, a process-wide setting).
-    """
-    if backend not in BACKENDS:
-        raise ModelLoadError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    export = is_export_folder(name_or_path)
-    if backend == "onnx" or (backend == "auto" and export):
-        if not export:
-            raise ModelLoadError(
-                f"{name_or_path}: not an ONNX export folder (no {MANIFEST_NAME}); create one with "
-                f"`emofusion export --format onnx --model {name_or_path} --out DIR`"
-            )
-        return OnnxModel(Path(os.path.expanduser(str(name_or_path))), precision=precision, threads=threads,
-                         load_text_encoder=load_text_encoder)
-    if export:
-        raise ModelLoadError(f"{name_or_path}: an ONNX export folder holds no PyTorch weights; use the onnx backend")
-    if precision not in (None, "fp32"):
-        raise ModelLoadError("precision 'int8' needs the onnx backend")
-    from .bundle import load_model
-
-    return load_model(name_or_path, load_text_encoder=load_text_encoder)
