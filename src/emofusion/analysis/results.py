@@ -1,71 +1,90 @@
-"""Typed results of an analysis, and their JSON form (contract v1)."""
+"""Typed results of an analysis and their JSON form (contract v1).
+
+Probabilities are float arrays over their labels; they are rounded (6 decimals) only when
+serialised (`to_dict`), never before fusion or the summary read them.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 SCHEMA_VERSION = "1.0"
+DECIMALS = 6
 
 
-def probs_dict(labels: list[str], probs) -> dict[str, float]:
-    """{label: probability} rounded for JSON (6 decimals)."""
-    return {label: round(float(p), 6) for label, p in zip(labels, probs)}
-
-
-@dataclass
-class FaceResult:
-    """What the face net saw in a window: mean probabilities over the sampled frames with a face."""
-
-    probs: dict[str, float]
-    faces: int  # most faces seen in one sampled frame of the window
-    box: list[int]  # x, y, width, height of the analysed (largest) face, in displayed-frame pixels
-    frames: int  # sampled frames of the window in which a face was analysed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"probs": self.probs, "faces": self.faces, "box": self.box, "frames": self.frames}
+def probs_dict(labels: Sequence[str], probs: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """{label: probability} rounded for JSON."""
+    return {label: round(float(p), DECIMALS) for label, p in zip(labels, probs)}
 
 
 @dataclass
-class VoiceResult:
-    """What the voice net heard in a window (only windows with speech-like energy)."""
+class Distribution:
+    """Probabilities over `labels` (in their order)."""
 
-    probs: dict[str, float]
-    speech_fraction: float
+    labels: Sequence[str]
+    probs: np.ndarray
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"probs": self.probs, "speech_fraction": round(self.speech_fraction, 4)}
+    @property
+    def top(self) -> str:
+        """The most likely label."""
+        return self.labels[int(np.argmax(self.probs))]
 
+    @property
+    def score(self) -> float:
+        """The top label's probability."""
+        return float(np.max(self.probs))
 
-@dataclass
-class TextResult:
-    """What the text net read in the transcript overlapping a window."""
-
-    probs: dict[str, float]
-    text: str
-    sentiment: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"probs": self.probs, "text": self.text, "sentiment": self.sentiment}
+    def probs_dict(self) -> dict[str, float]:
+        return probs_dict(self.labels, self.probs)
 
 
 @dataclass
-class Verdict:
-    """A distribution over the labels with its most likely label."""
+class FaceResult(Distribution):
+    """What the face path saw in a window: mean probabilities over the sampled frames with a face."""
 
-    probs: dict[str, float]
-    top: str
-    score: float
-
-    @classmethod
-    def from_probs(cls, labels: list[str], probs) -> "Verdict":
-        d = probs_dict(labels, probs)
-        top = max(d, key=d.__getitem__)
-        return cls(d, top, d[top])
+    faces: int = 0  # most faces seen in one sampled frame of the window
+    box: list[int] = field(default_factory=list)  # x, y, width, height of the analysed face, displayed-frame pixels
+    frames: int = 0  # sampled frames of the window in which a face was analysed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"probs": self.probs, "top": self.top, "score": self.score}
+        return {"probs": self.probs_dict(), "faces": self.faces, "box": self.box, "frames": self.frames}
+
+
+@dataclass
+class VoiceResult(Distribution):
+    """What the voice path heard in a window (only windows with speech-like energy)."""
+
+    speech_fraction: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probs": self.probs_dict(), "speech_fraction": round(self.speech_fraction, 4)}
+
+
+@dataclass
+class TextResult(Distribution):
+    """What the text path read in the transcript overlapping a window."""
+
+    text: str = ""
+    sentiment: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sentiment_labels: Sequence[str] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probs": self.probs_dict(), "text": self.text,
+                "sentiment": probs_dict(self.sentiment_labels, self.sentiment)}
+
+
+@dataclass
+class Verdict(Distribution):
+    """A fused distribution over the labels."""
+
+    def to_dict(self) -> dict[str, Any]:
+        probs = self.probs_dict()
+        top = max(probs, key=probs.__getitem__)
+        return {"probs": probs, "top": top, "score": probs[top]}
 
 
 @dataclass
@@ -92,21 +111,18 @@ class Segment:
 
 @dataclass
 class Summary:
-    """The whole input: mean fused distribution over windows, and sentiment."""
+    """The whole input: the mean fused distribution over windows, and sentiment."""
 
-    probs: dict[str, float] | None
-    top: str | None
-    score: float | None
-    sentiment: dict[str, float] | None
+    verdict: Verdict | None
+    sentiment: Distribution | None
     sentiment_source: str | None  # "text" (text net) or "emotion" (mapped from the fused emotions)
     windows: dict[str, int] = field(default_factory=dict)  # windows in which each modality was present
 
     def to_dict(self) -> dict[str, Any]:
+        verdict = self.verdict.to_dict() if self.verdict is not None else {"probs": None, "top": None, "score": None}
         return {
-            "probs": self.probs,
-            "top": self.top,
-            "score": self.score,
-            "sentiment": self.sentiment,
+            **verdict,
+            "sentiment": self.sentiment.probs_dict() if self.sentiment is not None else None,
             "sentiment_source": self.sentiment_source,
             "windows": self.windows,
         }

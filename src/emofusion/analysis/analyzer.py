@@ -1,0 +1,244 @@
+"""The Analyzer: media -> windows -> the model's runner (late fusion, or one joint network) ->
+segments -> Analysis.
+
+Long inputs are processed as a stream: windows are handled in blocks, frames are sampled on a
+fixed grid and decoded in one forward pass (seeking over long gaps), audio is read once through a
+bounded buffer. Memory does not grow with the input's length (beyond the small per-window results,
+which `iter_segments` hands out instead of keeping).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from ..errors import AnalysisError, ExternalAudioError, MediaError
+from ..media import AudioWindowReader, MediaInfo, Source, probe
+from ..models.interfaces import InferenceModel, is_joint
+from ..models.loading import ModelSource, load_model
+from ..options import AnalysisOptions, check_text_inputs
+from ..transcript import TranscriptSegment, from_text, read_transcript, transcribe
+from .face import FaceObservation
+from .fusion import summarise
+from .joint import JointRunner
+from .late import LateFusionRunner
+from .results import Analysis, Segment
+from .windows import make_windows
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class _Input:
+    """One input as probed: its media, where its audio comes from (None: none), its words."""
+
+    source: Source
+    info: MediaInfo
+    audio: Source | None
+    external_audio: bool
+    duration: float
+    transcript: list[TranscriptSegment] | None
+
+
+class Analyzer:
+    """Analyse a video or audio file (a path or its bytes) into a timeline of emotions.
+
+    >>> Analyzer("default").analyze("clip.mp4").to_dict()
+    >>> for segment in Analyzer("default").iter_segments("long.mp4"): ...
+
+    `model`: a name, a folder (model, seed checkpoint or ONNX export) or a loaded model.
+    `options`: an AnalysisOptions, or its fields as keywords (window, hop, modalities,
+    frames_per_second); not both.
+    """
+
+    def __init__(
+        self,
+        model: ModelSource = "default",
+        *,
+        options: AnalysisOptions | None = None,
+        face_detector: str = "haar",
+        detect_max_side: int = 640,
+        detect_side: int = 320,
+        min_speech_fraction: float = 0.2,
+        block_windows: int = 64,
+        **option_fields: Any,
+    ):
+        if options is not None and option_fields:
+            raise AnalysisError(f"give options or {', '.join(option_fields)}, not both")
+        self.options = options if options is not None else AnalysisOptions(**_known_fields(option_fields))
+        self.model: InferenceModel = load_model(model, load_text_encoder=False)
+        self.model.prepare_inference()
+        self.modalities = list(self.options.for_model(self.model.modalities, self.model.config.name))
+        self.labels = self.model.labels
+        self.block_windows = max(1, block_windows)
+        self.joint = is_joint(self.model)
+        self.runner: JointRunner | LateFusionRunner
+        if self.joint:
+            self.runner = JointRunner(self.model, min_speech_fraction=min_speech_fraction)  # type: ignore[arg-type]
+        else:
+            self.runner = LateFusionRunner(self.model, self.modalities, face_detector=face_detector,  # type: ignore[arg-type]
+                                           frames_per_second=self.options.frames_per_second,
+                                           detect_max_side=detect_max_side, detect_side=detect_side,
+                                           min_speech_fraction=min_speech_fraction)
+
+    @property
+    def window(self) -> float:
+        return self.options.window
+
+    @property
+    def hop(self) -> float:
+        return self.options.hop
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.options.frames_per_second
+
+    # ------------------------------------------------------------------------------------
+    def analyze(self, source: Source, *, audio: Source | None = None,
+                transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
+                transcribe_audio: bool = False, progress: ProgressCallback | None = None,
+                face_observations: list[FaceObservation] | None = None) -> Analysis:
+        """Analyse one input. `audio` replaces the input's own audio track; `transcript` is a
+        .txt/.srt/.vtt path or segments; `text` a plain string for the whole input.
+        `face_observations` (from `observe_faces` on the same input, possibly in another
+        process) replace decoding and face detection here; the result is the same.
+
+        Raises MediaError (unreadable media), TranscriptError, or AnalysisError (all EmofusionErrors).
+        """
+        given = self._prepare(source, audio, transcript, text, transcribe_audio)
+        ended: dict[str, float] = {}
+        segments = list(self._segments(given, progress, face_observations, ended))
+        duration = ended.get("duration", given.duration)
+        return Analysis(
+            model={
+                "name": self.model.config.name,
+                "version": self.model.config.version,
+                "trained": self.model.is_trained,
+                "parts": {m: bool(self.model.config.trained.get(m, False)) for m in self.model.modalities},
+            },
+            media={
+                **given.info.to_dict(),
+                "duration": round(duration, 3),
+                "has_audio": given.audio is not None,
+                "external_audio": given.external_audio,
+                "has_transcript": bool(given.transcript),
+            },
+            labels=list(self.labels),
+            segments=segments,
+            summary=summarise(segments, self.labels, self.model.config.sentiment_labels,
+                              getattr(self.model, "text_sentiment", True) if self.joint else True),
+            options={"window": self.window, "hop": self.hop, "modalities": list(self.modalities),
+                     "frames_per_second": self.frames_per_second},
+        )
+
+    def iter_segments(self, source: Source, *, audio: Source | None = None,
+                      transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
+                      transcribe_audio: bool = False, progress: ProgressCallback | None = None) -> Iterator[Segment]:
+        """The input's segments in time order, each as soon as its block of windows is done
+        (the same segments `analyze` returns, without keeping them)."""
+        given = self._prepare(source, audio, transcript, text, transcribe_audio)
+        yield from self._segments(given, progress, None, {})
+
+    def observe_faces(self, source: Source, *, audio: Source | None = None) -> list[FaceObservation]:
+        """The CPU stage of the face path on its own: decode the sampled frames of `source`, find
+        and crop the faces, in time order (no net runs). Empty when faces are not analysed (no
+        face modality, no video, a seed model). Raises MediaError as `analyze` does."""
+        info, _, duration = self._probe(source, audio)
+        face = None if self.joint else self.runner.face  # type: ignore[union-attr]
+        if face is None or not info.has_video:
+            return []
+        return list(face.observe(face.sampled_frames(source, duration), info))
+
+    # ------------------------------------------------------------------------------------
+    def _prepare(self, source: Source, audio: Source | None, transcript: Any, text: str | None,
+                 transcribe_audio: bool) -> _Input:
+        info, audio_source, duration = self._probe(source, audio)
+        check_text_inputs(transcript, text)
+        segments: list[TranscriptSegment] | None = None
+        if isinstance(transcript, list):
+            segments = transcript
+        elif transcript is not None:
+            segments = read_transcript(transcript)
+        elif text is not None:
+            segments = from_text(text)
+        elif transcribe_audio and "text" in self.modalities:
+            if audio_source is None:
+                raise AnalysisError("cannot transcribe: the input has no audio")
+            if isinstance(audio_source, bytes):
+                raise AnalysisError("transcription needs a file path, not bytes")
+            segments = transcribe(audio_source)
+        return _Input(source, info, audio_source, audio is not None, duration, segments)
+
+    def _segments(self, given: _Input, progress: ProgressCallback | None,
+                  face_observations: list[FaceObservation] | None, ended: dict[str, float]) -> Iterator[Segment]:
+        """Segments block by block. When every stream read has ended before the duration the
+        headers claimed, the windows past that end are dropped and `ended["duration"]` says where."""
+        use_face = "face" in self.modalities and given.info.has_video
+        use_voice = "voice" in self.modalities and given.audio is not None
+        use_text = "text" in self.modalities and bool(given.transcript)
+        windows = make_windows(given.duration, self.window, self.hop)
+        reader = AudioWindowReader(given.audio) if use_voice else None
+        run = None
+        try:
+            run = self.runner.start(given.source, given.info, given.duration, windows, use_face=use_face, reader=reader,
+                                    transcript=given.transcript if use_text else None,
+                                    face_observations=face_observations)
+            if progress:
+                progress(0, len(windows))
+            for block_start in range(0, len(windows), self.block_windows):
+                block = windows[block_start : block_start + self.block_windows]
+                out = run.segments_for(block)
+                done = block_start + len(block)
+                end = _decoded_end([*run.stream_ends, *([reader.end] if reader is not None else [])])
+                if end is not None and done < len(windows) and windows[done].start >= end:
+                    # every stream read has ended (the headers claimed more): later windows would be empty
+                    windows = [w for w in windows[:done] if w.start < end]
+                    out = out[: max(0, len(windows) - block_start)]
+                    ended["duration"] = windows[-1].end if windows else 0.0
+                yield from out
+                if progress:
+                    progress(min(len(windows), done), len(windows))
+                if done >= len(windows):
+                    break
+        finally:
+            if reader is not None:
+                reader.close()
+            if run is not None:
+                run.close()
+
+    def _probe(self, source: Source, audio: Source | None) -> tuple[MediaInfo, Source | None, float]:
+        """The input's media info, where its audio comes from (None: no audio) and the duration analysed."""
+        info = probe(source)
+        audio_source: Source | None = source if info.has_audio else None
+        audio_info: MediaInfo | None = info if info.has_audio else None
+        if audio is not None:
+            try:
+                audio_info = probe(audio)
+            except MediaError as exc:
+                raise ExternalAudioError(str(exc)) from None
+            if not audio_info.has_audio:
+                raise MediaError("the --audio file has no audio stream")
+            audio_source = audio
+        return info, audio_source, max(info.duration, audio_info.duration if audio_info else 0.0)
+
+
+def _known_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options as AnalysisOptions fields (None: the default); AnalysisError for others."""
+    from ..options import OPTION_NAMES
+
+    unknown = [k for k in fields if k not in OPTION_NAMES]
+    if unknown:
+        raise TypeError(f"Analyzer() got an unexpected keyword argument {unknown[0]!r}")
+    chosen = {k: v for k, v in fields.items() if v is not None}
+    if "modalities" in chosen and not isinstance(chosen["modalities"], str):
+        chosen["modalities"] = tuple(chosen["modalities"])
+    return chosen
+
+
+def _decoded_end(ends: list[float | None]) -> float | None:
+    """Where the media read ended (seconds) once every stream read has reached its end; None
+    while one has not, or when none is read (text alone)."""
+    if not ends or None in ends:
+        return None
+    return max(e for e in ends if e is not None)

@@ -1,0 +1,55 @@
+"""Windows of time over an input, the instants at which frames are sampled, and the transcript
+text that overlaps each window."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..errors import AnalysisError
+from ..options import check_window_count
+from ..transcript import TranscriptSegment
+
+
+@dataclass(frozen=True)
+class Window:
+    """[start, end) in seconds."""
+
+    start: float
+    end: float
+
+
+def make_windows(duration: float, window: float, hop: float) -> list[Window]:
+    """Windows [k*hop, k*hop + window) covering [0, duration); the last is cut at the end.
+    TooManyWindows (an AnalysisError) when there would be more than `options.MAX_WINDOWS`."""
+    if window <= 0 or hop <= 0:
+        raise AnalysisError("window and hop must be positive")
+    count = check_window_count(duration, window, hop)
+    return [Window(k * hop, min(k * hop + window, duration)) for k in range(count)]
+
+
+def frame_times(duration: float, fps: float) -> list[float]:
+    """The grid of instants at which frames are sampled: the middle of each 1/fps interval."""
+    step = 1.0 / fps
+    return [(k + 0.5) * step for k in range(max(1, int(math.floor(duration * fps + 1e-9))))]
+
+
+def window_texts(block: list[Window], segments: list[TranscriptSegment], duration: float,
+                 turns: int = 0) -> tuple[list[str | None], list[str]]:
+    """Per window: the transcript text overlapping it (None: none) and the `turns` segments
+    before that text as context ("" without)."""
+    texts: list[str | None] = []
+    contexts: list[str] = []
+    for w in block:
+        overlapping = [
+            k for k, s in enumerate(segments)
+            if s.start < w.end and (s.end if s.end is not None else duration + 1) > w.start
+        ]
+        if not overlapping:
+            texts.append(None)
+            contexts.append("")
+            continue
+        texts.append(" ".join(segments[k].text for k in overlapping))
+        first = overlapping[0]
+        contexts.append(" ".join(s.text for s in segments[max(0, first - turns) : first]) if turns else "")
+    return texts, contexts
