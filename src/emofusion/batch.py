@@ -47,14 +47,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-import typer
-
 from .cores import usable_cores
+from .errors import BatchError, EmofusionError, ExternalAudioError, InvalidOptions, ManifestError, RayConnectError
+from .models.loading import load_model
+from .options import AnalysisOptions
 
 logger = logging.getLogger("emofusion.batch")
 
 ENGINES = ("local", "ray")
-ANALYZER_OPTION_KEYS = ("window", "hop", "modalities", "frames_per_second")
 MANIFEST_COLUMNS = ("path", "audio", "transcript", "text")
 IN_FLIGHT_PER_WORKER = 2  # one running, one waiting: at most 2*N inputs in flight
 RAY_CONNECT_TIMEOUT = 25.0  # seconds to decide that a --ray-address does not answer
@@ -65,23 +65,6 @@ ProgressCallback = Callable[[int, int, int], None]  # (finished, failed, total t
 
 # --------------------------------------------------------------------------------------
 # Errors and results
-
-
-class BatchError(Exception):
-    """The run cannot start or cannot go on. `subject` names what is at fault (an option,
-    a file); str(exc) is a one-line reason."""
-
-    def __init__(self, subject: str, reason: str):
-        super().__init__(" ".join(str(reason).split()))
-        self.subject = subject
-
-
-class ManifestError(BatchError):
-    """The manifest as a whole cannot be read (missing, not text, no `path` column)."""
-
-
-class RayConnectError(BatchError):
-    """The Ray cluster at --ray-address does not answer."""
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -263,7 +246,7 @@ def _read_jsonl_manifest(name: str, content: str, base: Path) -> list[BatchItem]
     return items
 
 
-def _as_items(inputs: Iterable[str | os.PathLike | BatchItem]) -> list[BatchItem]:
+def as_items(inputs: Iterable[str | os.PathLike | BatchItem]) -> list[BatchItem]:
     items = []
     for x in inputs:
         items.append(x if isinstance(x, BatchItem) else BatchItem(str(x), str(x)))
@@ -350,22 +333,13 @@ def error_line(key: str, code: str, message: str) -> str:
 # One input (the same code in this process, in a worker process, in a Ray actor)
 
 
-def load_backend_model(model: Any, backend: str = "auto", precision: Optional[str] = None,
-                       threads: Optional[int] = None):
-    """A loaded model for `model` (a name, folder or hub id; an ONNX export folder runs on ONNX
-    Runtime with `threads` intra-op threads per net), or `model` itself when already loaded."""
-    if not isinstance(model, (str, os.PathLike)):
-        return model
-    from .models.onnx_backend import load_model_backend
-
-    return load_model_backend(model, backend, precision=precision, threads=threads)
-
-
 def make_analyzer(model: Any, options: dict[str, Any], backend: str = "auto", precision: Optional[str] = None,
                   threads: Optional[int] = None):
-    from .pipeline import Analyzer
+    """An Analyzer for `model` (a name, folder or loaded model) with options (`AnalysisOptions.to_dict()`)."""
+    from .analysis import Analyzer
 
-    return Analyzer(load_backend_model(model, backend, precision, threads), **options)
+    return Analyzer(load_model(model, backend, precision=precision, threads=threads, load_text_encoder=False),
+                    options=AnalysisOptions.from_mapping(options))
 
 
 def observe_task(analyzer, task: dict[str, Any]) -> Optional[list]:
@@ -382,10 +356,6 @@ def observe_task(analyzer, task: dict[str, Any]) -> Optional[list]:
 
 def analyze_task(analyzer, task: dict[str, Any], face_observations: Optional[list] = None) -> tuple[bool, str]:
     """Analyse one task (BatchItem.task()) -> (ok, the JSON line). Never raises for a bad input."""
-    from .media import MediaError
-    from .pipeline import AnalysisError, ExternalAudioError
-    from .transcript import TranscriptError
-
     key = task["input"]
     path, audio, transcript = task.get("path"), task.get("audio"), task.get("transcript")
     try:
@@ -398,12 +368,8 @@ def analyze_task(analyzer, task: dict[str, Any], face_observations: Optional[lis
         analysis = analyzer.analyze(path, audio=audio or None, transcript=transcript or None,
                                     text=task.get("text") or None, face_observations=face_observations)
     except ExternalAudioError as exc:
-        return False, error_line(key, "invalid_audio", f"audio file {audio}: {exc}")
-    except MediaError as exc:
-        return False, error_line(key, "invalid_media", str(exc))
-    except TranscriptError as exc:
-        return False, error_line(key, "invalid_transcript", str(exc))
-    except AnalysisError as exc:
+        return False, error_line(key, exc.code, f"audio file {audio}: {exc}")
+    except EmofusionError as exc:
         return False, error_line(key, exc.code, str(exc))
     except Exception as exc:  # one input must never stop the run
         return False, error_line(key, "internal_error", f"{type(exc).__name__}: {exc}")
@@ -846,7 +812,7 @@ def _run_ray(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, w
                 raise
             except Exception as exc:
                 reason = " ".join(str(exc).split())[:300]
-                raise BatchError("--engine ray", f"the Ray job failed: {type(exc).__name__}: {reason} "
+                raise BatchError("--engine ray", code="batch_failed", reason=f"the Ray job failed: {type(exc).__name__}: {reason} "
                                                  "(what was done is in the output; run again to resume)") from None
         finally:
             ctx.enable_progress_bars = saved[0]
@@ -858,7 +824,7 @@ def _run_ray(todo: list[BatchItem], emit: Callable[[str, bool, str], None], *, w
 # The run
 
 
-def _check_options(workers: Optional[int], engine: str, ray_address: Optional[str], out: Path) -> None:
+def check_run_options(workers: Optional[int], engine: str, ray_address: Optional[str], out: Path) -> None:
     if engine not in ENGINES:
         raise BatchError("--engine", f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     if workers is not None and workers < 1:
@@ -896,17 +862,10 @@ def _plan(items: list[BatchItem], done: dict[str, bool], retry_failed: bool, sum
 def _load_checked(model: str, options: dict[str, Any], backend: str = "auto", precision: Optional[str] = None):
     """Load the model and build an Analyzer here, so that a bad model or option is one usage
     error before any worker starts."""
-    from .models import ModelLoadError
-    from .pipeline import AnalysisError
-
     try:
-        loaded = load_backend_model(model, backend, precision)
-    except ModelLoadError as exc:
-        raise BatchError(str(model), str(exc)) from None
-    try:
-        return make_analyzer(loaded, options)
-    except AnalysisError as exc:
-        raise BatchError(str(model), str(exc)) from None
+        return make_analyzer(model, options, backend, precision)
+    except EmofusionError as exc:
+        raise BatchError(str(model), str(exc), code=exc.code) from None
 
 
 def run_batch(
@@ -919,7 +878,7 @@ def run_batch(
     model: str | os.PathLike = "default",
     backend: str = "auto",
     precision: Optional[str] = None,
-    analyzer_options: Optional[dict[str, Any]] = None,
+    analyzer_options: Optional[dict[str, Any] | AnalysisOptions] = None,
     retry_failed: bool = False,
     progress: Optional[ProgressCallback] = None,
     on_start: Optional[Callable[[Any], None]] = None,
@@ -928,8 +887,8 @@ def run_batch(
 
     Inputs are paths or BatchItems (see read_manifest); duplicates are analysed once (a
     warning is logged). Inputs whose last line in `out` is a result are skipped, and those
-    whose last line is an error too unless `retry_failed`. `analyzer_options` are Analyzer
-    keywords (window, hop, modalities, frames_per_second); `backend` / `precision` choose how the
+    whose last line is an error too unless `retry_failed`. `analyzer_options` are an
+    AnalysisOptions or its fields as a dict (window, hop, modalities, frames_per_second); `backend` / `precision` choose how the
     model runs (auto: ONNX Runtime for an `emofusion export` folder, PyTorch otherwise). `progress(finished, failed, total)`
     is called after each input. `on_start(analyzer)` is called once the model is checked
     (before any input). Raises BatchError (bad options, model, Ray address) before anything is
@@ -938,11 +897,13 @@ def run_batch(
     out_path = Path(os.path.expanduser(str(out)))
     if workers is None:
         workers = default_workers() if engine == "local" else 1
-    _check_options(workers, engine, ray_address, out_path)
-    options = dict(analyzer_options or {})
-    unknown = sorted(set(options) - set(ANALYZER_OPTION_KEYS))
-    if unknown:
-        raise BatchError("analyzer_options", f"unknown option {unknown[0]!r} (known: {', '.join(ANALYZER_OPTION_KEYS)})")
+    check_run_options(workers, engine, ray_address, out_path)
+    try:
+        chosen = (analyzer_options if isinstance(analyzer_options, AnalysisOptions)
+                  else AnalysisOptions.from_mapping(analyzer_options or {}))
+    except InvalidOptions as exc:
+        raise BatchError("analyzer_options", str(exc), code=exc.code) from None
+    options = chosen.to_dict()  # plain data: it travels to worker processes and Ray actors
     if engine == "ray":
         ray = _import_ray()
         if ray_address and not ray.is_initialized():
@@ -952,7 +913,7 @@ def run_batch(
     if model_path.exists():  # a folder: absolute, for processes with another cwd
         model_name = str(model_path.resolve())
 
-    items, dupes = _dedupe(_as_items(inputs))
+    items, dupes = _dedupe(as_items(inputs))
     summary = BatchSummary(out=str(out_path), total=len(items), duplicates=dupes, engine=engine, workers=workers)
     seen = _stat(out_path)
     todo = _plan(items, read_done(out_path), retry_failed, summary)
@@ -1007,113 +968,3 @@ def run_batch(
         output.close()
     summary.seconds = time.monotonic() - t0
     return summary
-
-
-# --------------------------------------------------------------------------------------
-# The command
-
-
-class _Progress:
-    """A progress bar with ETA on stderr, only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._bar = None
-        self._task = None
-
-    def update(self, finished: int, failed: int, total: int) -> None:
-        if not self.enabled or total == 0:
-            return
-        if self._bar is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._bar = Progress(TextColumn("analysing"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("inputs, {task.fields[failed]} failed"), TimeElapsedColumn(),
-                                 TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self._task = self._bar.add_task("batch", total=total, failed=0)
-            self._bar.start()
-        self._bar.update(self._task, completed=finished, total=total, failed=failed)
-
-    def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-def batch_command(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Video or audio files to analyse.", show_default=False),
-    manifest: Optional[Path] = typer.Option(
-        None, "--manifest", help="CSV (header with path[,audio,transcript,text]) or JSON-lines file listing the inputs; "
-                                 "relative paths are resolved against its folder."),
-    out: Path = typer.Option(..., "--out", help="JSON-lines output, appended to: one line per input (resumable)."),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", help="Inputs analysed at once: local worker processes, one core each (default: one per "
-                                "usable core), or Ray actors (default 1)."),
-    engine: str = typer.Option("local", "--engine", help="local (processes on this machine) or ray (Ray Data)."),
-    ray_address: Optional[str] = typer.Option(
-        None, "--ray-address", help="Ray cluster to use (host:port on a cluster node, or ray://head:10001); "
-                                    "default: a local Ray instance with --workers CPUs."),
-    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
-    backend: str = typer.Option("auto", "--backend", help="torch, onnx (an `emofusion export` folder), or auto (onnx for an export folder)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="ONNX only: fp32 or int8 (default: what the export was made with)."),
-    window: float = typer.Option(2.0, "--window", help="Window length in seconds."),
-    hop: float = typer.Option(1.0, "--hop", help="Seconds between window starts."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
-    fps: float = typer.Option(2.0, "--fps", help="Video frames sampled per second for the face net."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse again the inputs whose line in the output is an error."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the summary line is still printed)."),
-) -> None:
-    """Analyse many files into one JSON-lines file (one analysis or error per line), resumably.
-
-    Inputs already in the output are skipped, so running the same command again after a stop
-    goes on where it was. Exit status: 0 when every input has a result, 1 when some inputs
-    failed (their lines hold the error), 2 for usage errors.
-    """
-    from .cli import fail
-
-    if inputs and manifest is not None:
-        fail("--manifest", "give input files or --manifest, not both")
-    if not inputs and manifest is None:
-        fail("batch", "no inputs: give input files or --manifest FILE")
-    from .limits import InvalidOptions, check_options
-
-    try:
-        check_options(window, hop, fps)
-    except InvalidOptions as exc:
-        fail({"window": "--window", "hop": "--hop"}.get(exc.option or "", "--fps"), str(exc))
-    options: dict[str, Any] = {"window": window, "hop": hop, "frames_per_second": fps}
-    if modalities:
-        options["modalities"] = [m.strip() for m in modalities.split(",") if m.strip()]
-    try:
-        _check_options(workers, engine, ray_address, Path(os.path.expanduser(str(out))))
-        items: list[BatchItem] = read_manifest(manifest) if manifest is not None else _as_items(inputs or [])
-    except BatchError as exc:
-        fail(exc.subject, str(exc))
-
-    bar = _Progress(enabled=not quiet and sys.stderr.isatty())
-
-    def warn_untrained(analyzer) -> None:
-        loaded = getattr(analyzer, "model", None)
-        if loaded is not None and not loaded.is_trained:
-            untrained = [m for m in loaded.modalities if not loaded.config.trained.get(m, False)]
-            typer.echo(f"warning: model {loaded.config.name!r} has untrained parts ({', '.join(untrained)}): "
-                       "their output is random, not a prediction", err=True)
-
-    try:
-        try:
-            summary = run_batch(items, out, workers=workers, engine=engine, ray_address=ray_address, model=model,
-                                backend=backend, precision=precision, analyzer_options=options, retry_failed=retry_failed, progress=bar.update,
-                                on_start=warn_untrained)
-        finally:
-            bar.stop()
-    except BatchInterrupted as exc:
-        s = exc.summary
-        typer.echo(f"interrupted: {s.analysed} analysed, {s.failed} failed, {s.skipped} skipped in {s.seconds:.1f} s; "
-                   "run the same command again to go on", err=True)
-        raise typer.Exit(130)
-    except BatchError as exc:
-        # a Ray job that fails midway is not a usage error: what was done is in the output
-        fail(exc.subject, str(exc), code=1 if exc.subject == "--engine ray" else 2)
-    typer.echo(summary.line(), err=True)
-    raise typer.Exit(summary.exit_code)

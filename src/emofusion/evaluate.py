@@ -16,18 +16,18 @@ weighted_f1, per_class, confusion_matrix, roc_auc_ovr, ece, n, ...) plus `datase
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import typer
 
-from .data import DATASETS, DatasetLayoutError, DatasetSpec, Item, get_dataset
+from .data import DatasetLayoutError, DatasetSpec, Item, get_dataset
+from .errors import EvaluationError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+from .models.interfaces import is_joint
+from .models.loading import load_model
 
 if TYPE_CHECKING:
     from .models import EmotionModel
@@ -36,10 +36,6 @@ ALL = "all"
 FACE_BATCH = 256
 MIN_CLIP_SECONDS = 0.5
 DEFAULT_SPLITS = {"fer2013": "val", "meld": "dev"}
-
-
-class EvaluationError(ValueError):
-    """Evaluation cannot give honest numbers (no items left, wrong model, bad folds)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -65,11 +61,12 @@ def _summarise_skips(skipped: Counter) -> str:
     return "; ".join(f"{reason}: {count}" for reason, count in skipped.most_common())
 
 
-def _require_net(model: "EmotionModel", modality: str, dataset: str | None = None) -> None:
-    if getattr(model, "joint", False):
+def require_net(model: "EmotionModel", modality: str, dataset: str | None = None) -> None:
+    """EvaluationError unless `model` has its own `modality` net (a seed model has none)."""
+    if is_joint(model):
         raise EvaluationError(f"model {model.config.name!r} is a multimodal seed model: evaluate scores face, voice "
                               "or text nets (a seed model's validation is in its training run's metrics.json)")
-    if getattr(model, modality, None) is None:
+    if modality not in model.modalities:
         has = ", ".join(model.modalities) or "none"
         need = f"; dataset {dataset!r} needs one" if dataset else ""
         raise EvaluationError(f"model {model.config.name!r} has no {modality} net (it has: {has}){need}")
@@ -148,7 +145,7 @@ def predict_items(
     no sentiment truth). `contexts` (text only) defaults to the dialogue history of
     `items` with the model's `context_turns`. Raises EvaluationError when nothing is left.
     """
-    _require_net(model, modality)
+    require_net(model, modality)
     labels = list(model.config.labels)
     index = {name: k for k, name in enumerate(labels)}
     skipped: Counter = Counter()
@@ -264,13 +261,6 @@ def _select_speakers(data: _Data, speakers: list[str] | None, what: str = "--spe
     return data.subset([i for i, item in enumerate(data.items) if item.speaker in wanted])
 
 
-def load_for(name_or_path: str | Path, modality: str) -> "EmotionModel":
-    """Load a model for evaluating `modality` (PyTorch, or ONNX Runtime for an export folder);
-    for text, its sentence encoder is loaded now (a missing encoder is an error before any data is read)."""
-    from .models.onnx_backend import load_model_backend
-
-    return load_model_backend(name_or_path, "auto", load_text_encoder=modality == "text")
-
 
 def _model_info(model: "EmotionModel", modality: str) -> dict[str, Any]:
     cfg = model.config
@@ -330,7 +320,7 @@ def evaluate_dataset(
     """
     spec = _spec(dataset)
     root = Path(root).expanduser()
-    _require_net(model, spec.modality, spec.name)
+    require_net(model, spec.modality, spec.name)
     turns = int((model.config.text or {}).get("context_turns", 0))
     data = _select_speakers(_read(spec, root, split, turns), speakers)
     if not data.items:
@@ -393,8 +383,8 @@ def evaluate_cross_validation(
     folds: list[tuple[str, Any, list[str], Path]] = []
     for d in dirs:
         name = d.parent.name
-        model = load_for(d, spec.modality)
-        _require_net(model, spec.modality, spec.name)
+        model = load_model(d, load_text_encoder=spec.modality == "text")
+        require_net(model, spec.modality, spec.name)
         held = (model.config.extra or {}).get("data", {}).get("val_speakers")
         if held is None:
             raise EvaluationError(
@@ -537,11 +527,11 @@ def print_summary(report: dict[str, Any], file=None) -> None:
         console.print("skipped: none")
 
 
-def _to_jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, np.generic):
@@ -549,88 +539,3 @@ def _to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def evaluate_command(
-    dataset: str = typer.Option(..., "--dataset", help=f"Dataset reader: {', '.join(DATASETS)}."),
-    root: Path = typer.Option(..., "--root", help="Dataset folder (or the manifest file for --dataset manifest)."),
-    split: Optional[str] = typer.Option(
-        None, "--split", help="Split to evaluate, or 'all' (default: val for fer2013, dev for meld, all otherwise)."
-    ),
-    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
-    speakers: Optional[str] = typer.Option(
-        None, "--speakers", help="Comma-separated speaker ids to keep (e.g. ravdess_17,ravdess_18): held-out-speaker evaluation."
-    ),
-    cv_dir: Optional[Path] = typer.Option(
-        None, "--cv-dir", help="Folder of fold models (fold*/last/): each predicts its own held-out speakers, pooled. Ignores --model."
-    ),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to PATH, or '-' for stdout (JSON only)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the confusion matrix to this PNG file."),
-) -> None:
-    """Evaluate a model on a labelled dataset: accuracy, UAR, F1, per-class scores, confusion matrix, ROC-AUC, ECE."""
-    from .cli import fail
-    from .models import ModelLoadError
-
-    try:
-        spec = get_dataset(dataset)
-    except ValueError as exc:
-        fail(dataset, str(exc))
-    if not root.exists():
-        fail(str(root), f"no such file or folder; expected {spec.layout}")
-    if json_out not in (None, "-") and not Path(json_out).expanduser().parent.exists():
-        fail(json_out, "the folder for --json does not exist")
-    if plot is not None and not plot.expanduser().parent.exists():
-        fail(str(plot), "the folder for --plot does not exist")
-    if cv_dir is not None and speakers is not None:
-        fail(str(cv_dir), "give --cv-dir or --speakers, not both (each fold model evaluates its own held-out speakers)")
-    split_name = split if split is not None else DEFAULT_SPLITS.get(spec.name, ALL)
-    speaker_list = [s.strip() for s in speakers.split(",") if s.strip()] if speakers is not None else None
-    if speakers is not None and not speaker_list:
-        fail("--speakers", "no speaker ids given")
-
-    def reason(subject: str, exc: Exception) -> str:
-        text = str(exc)
-        return text.removeprefix(f"{subject}: ") or text  # readers start their messages with the path
-
-    subject = str(root)
-    try:
-        if cv_dir is not None:
-            subject = str(cv_dir)
-            report = evaluate_cross_validation(cv_dir, spec, root, split=split_name)
-        else:
-            subject = model
-            loaded = load_for(model, spec.modality)
-            _require_net(loaded, spec.modality, spec.name)
-            subject = str(root)
-            report = evaluate_dataset(loaded, spec, root, split=split_name, speakers=speaker_list)
-    except ModelLoadError as exc:
-        fail(subject, reason(subject, exc))
-    except (DatasetLayoutError, ValueError) as exc:  # EvaluationError is a ValueError
-        fail(subject, reason(subject, exc))
-
-    if not report["model"].get("trained", False):
-        typer.echo(
-            f"warning: model {report['model']['name']!r} has no trained {spec.modality} weights: "
-            "its output is random, these metrics are chance",
-            err=True,
-        )
-    if plot is not None:
-        from .metrics import plot_confusion_matrix
-
-        try:
-            plot_confusion_matrix(
-                report["confusion_matrix"], report["labels"], plot.expanduser(),
-                title=f"{report['model']['name']} on {spec.name} ({split_name}), n={report['n']}",
-            )
-        except OSError as exc:
-            fail(str(plot), str(exc))
-    text = json.dumps(_to_jsonable(report), indent=2) + "\n"
-    if json_out == "-":
-        sys.stdout.write(text)
-        return
-    if json_out is not None:
-        try:
-            Path(json_out).expanduser().write_text(text)
-        except OSError as exc:
-            fail(json_out, str(exc))
-    print_summary(report)

@@ -55,14 +55,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
-# (no torch or onnx import at module level: the CLI imports this module at start)
-MANIFEST_NAME = "export.json"
-MANIFEST_FORMAT = "emofusion-onnx"
-MANIFEST_VERSION = 1
-ENCODER_DELTA_NAME = "text_encoder_delta.safetensors"
-VOICE_FUNCTIONALS_NAME = "voice_functionals.safetensors"
+from .errors import ExportError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+
+from .models.export_folder import (ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION,
+                                   VOICE_FUNCTIONALS_NAME)
+
+# (no torch or onnx import at module level: the CLI reads this module's defaults at start)
 FORMATS = ("onnx",)
 DEFAULT_OPSET = 17
 NET_FILES = {"face": "face", "voice": "voice", "text": "text_heads"}
@@ -82,11 +81,8 @@ KEPT_FP32_REASON = {
 FP32_CHECK_ATOL = 1e-3  # max |logit difference| ONNX vs PyTorch accepted at export (it is ~1e-6)
 
 
-class ExportError(RuntimeError):
-    """The export cannot be done (one-line reason)."""
-
-
-def _require_onnx():
+def require_onnx() -> None:
+    """ExportError unless onnx and onnxruntime (with quantization) are installed."""
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -301,24 +297,26 @@ def export_onnx(
     docstring); the others are listed under INT8 with their FP32 file. Returns the manifest.
     Raises ExportError, or ModelLoadError for a model that cannot be loaded.
     """
-    _require_onnx()
+    require_onnx()
     import onnx
     import onnxruntime
     import torch
     from safetensors.torch import save as save_tensors
 
     from . import __version__
-    from .models import EmotionModel, load_model
+    from .models import EmotionModel, is_joint, load_model
     from .models.onnx_backend import OnnxNet
 
     out = Path(os.path.expanduser(str(out)))
     check_out(out, force)
-    if not isinstance(model, EmotionModel) and not getattr(model, "joint", False):  # not yet loaded
+    if isinstance(model, (str, os.PathLike)):
         source = source or str(model)
-        model = load_model(model, load_text_encoder=False)
-    if not isinstance(model, EmotionModel):
+        model = load_model(model, "torch", load_text_encoder=False)
+    if is_joint(model):
         raise ExportError(f"model {model.config.name!r} is a multimodal seed model: only face / voice / text "
                           "models export to ONNX")
+    if not isinstance(model, EmotionModel):
+        raise ExportError(f"model {model.config.name!r} runs on {model.backend}: only PyTorch models export to ONNX")
     source = source or model.config.name
     model.prepare_inference()
     if not model.modalities:
@@ -476,54 +474,3 @@ def export_onnx(
 
 # --------------------------------------------------------------------------------------
 # Command line
-
-
-def export_command(
-    fmt: str = typer.Option(..., "--format", help="Export format: onnx."),
-    out: Path = typer.Option(..., "--out", help="Output folder (created; must be empty unless --force)."),
-    model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
-    int8: bool = typer.Option(False, "--int8", help="Also write INT8 nets (face.int8.onnx, text_heads.int8.onnx; the voice net stays FP32) and make INT8 the export's default precision."),
-    opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset version."),
-    force: bool = typer.Option(False, "--force", help="Replace an export in a non-empty --out folder (other files are kept)."),
-) -> None:
-    """Export a model's face and voice nets and text heads to ONNX (FP32, optionally INT8) for ONNX Runtime."""
-    from .cli import fail
-    from .models import ModelLoadError
-
-    if fmt.lower() not in FORMATS:
-        fail(fmt, f"unknown export format; supported: {', '.join(FORMATS)}")
-    out_dir = out.expanduser()
-    try:
-        _require_onnx()
-    except ExportError as exc:
-        fail("export", str(exc))
-    try:
-        check_out(out_dir, force)
-    except ExportError as exc:
-        fail(str(out), str(exc))
-    from .models import load_model
-
-    try:
-        loaded = load_model(model, load_text_encoder=False)
-    except ModelLoadError as exc:
-        fail(model, str(exc).removeprefix(f"{model}: "))
-    try:
-        manifest = export_onnx(loaded, out_dir, int8=int8, opset=opset, force=force, source=model)
-    except ExportError as exc:
-        fail(str(out), str(exc))
-    except OSError as exc:  # no space, no permission, ...
-        fail(str(out), exc.strerror or str(exc))
-    if not loaded.is_trained:
-        untrained = [m for m in loaded.modalities if not loaded.config.trained.get(m, False)]
-        typer.echo(f"warning: model {loaded.config.name!r} has untrained parts ({', '.join(untrained)}): "
-                   "the export carries their random weights", err=True)
-    for name, info in manifest["files"].items():
-        typer.echo(f"{out_dir / name}  {info['bytes'] / 1e6:.2f} MB")
-    typer.echo(f"{out_dir / MANIFEST_NAME}")
-    parts = ", ".join(manifest["nets"])
-    typer.echo(
-        f"exported {manifest['source']['name']} {manifest['source']['version']} ({parts}) to ONNX opset {opset}"
-        + (", FP32 + INT8 (default INT8)" if int8 else ", FP32")
-        + "; the text encoder stays PyTorch (only its heads are exported)" * ("text" in manifest["nets"]),
-        err=True,
-    )

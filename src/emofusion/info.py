@@ -4,10 +4,7 @@ readers, bundled models, backends, batch engines, optional extras)."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from typing import Any
-
-import typer
 
 EXTRAS = {"train": "lightning", "postgres": "psycopg", "s3": "boto3", "ray": "ray", "onnx": "onnxruntime",
           "asr": "faster_whisper"}
@@ -18,7 +15,7 @@ def collect() -> dict[str, Any]:
     from . import __version__
     from .data.registry import DATASETS
     from .models import bundled_models, load_model
-    from .models.onnx_backend import BACKENDS
+    from .models.loading import BACKENDS
     from .models.seed import ENCODERS, FUSIONS, MODALITY_OF
 
     models = {}
@@ -39,22 +36,3 @@ def collect() -> dict[str, Any]:
         "batch_engines": ["local", "ray"],
         "extras": {extra: importlib.util.find_spec(module) is not None for extra, module in EXTRAS.items()},
     }
-
-
-def info_command(as_json: bool = typer.Option(False, "--json", help="JSON on stdout instead of text.")) -> None:
-    """List the encoders, fusion types, heads, dataset readers, bundled models and backends available."""
-    data = collect()
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    typer.echo(f"emofusion {data['version']}")
-    for modality, names in data["encoders"].items():
-        typer.echo(f"{modality} encoders: {', '.join(names)}")
-    typer.echo(f"fusion: {', '.join(data['fusion'])}")
-    typer.echo(f"heads: {', '.join(data['heads'])}")
-    typer.echo("datasets: " + ", ".join(f"{n} ({m})" for n, m in data["datasets"].items()))
-    for name, m in data["bundled_models"].items():
-        parts = ", ".join(f"{p}{'' if trained else ' (untrained)'}" for p, trained in m["parts"].items())
-        typer.echo(f"bundled model: {name} {m['version']} ({parts}; {len(m['labels'])} labels)")
-    typer.echo(f"backends: {', '.join(data['backends'])}; batch engines: {', '.join(data['batch_engines'])}")
-    typer.echo("extras: " + ", ".join(f"{e} {'yes' if ok else 'no'}" for e, ok in data["extras"].items()))

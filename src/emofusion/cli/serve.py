@@ -11,14 +11,9 @@ from typing import Optional
 
 import typer
 
+from .common import fail, fail_with
+
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (operators).")
-
-
-def fail(subject: str, reason: str) -> None:
-    """The CLI's one-line error and exit 2 (imported late: emofusion.cli imports this module)."""
-    from ..cli import fail as cli_fail
-
-    cli_fail(subject, reason)
 
 
 def _cap_malloc_arenas(default: int = 2) -> None:
@@ -49,7 +44,7 @@ def serve(
     """
     import uvicorn
 
-    from .config import Settings, SettingsError
+    from ..serve.config import Settings, SettingsError
 
     host = host or os.environ.get("EMOFUSION_HOST") or "127.0.0.1"
     if port is None:
@@ -60,7 +55,7 @@ def serve(
     try:
         Settings.from_env()  # report a bad setting here, in one line, not from inside uvicorn
     except SettingsError as exc:
-        fail("settings", str(exc))
+        fail_with(exc, "settings")
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("--log-level", f"{log_level!r} is not one of debug, info, warning, error")
@@ -75,13 +70,13 @@ def serve(
 
 
 def _db():
-    from .config import Settings, SettingsError
-    from .db import Database
+    from ..serve.config import Settings, SettingsError
+    from ..serve.db import Database
 
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        fail("settings", str(exc))
+        fail_with(exc, "settings")
     db = Database(settings.database_url)
     db.upgrade()
     return db
@@ -93,7 +88,7 @@ def keys_create(
     user: str = typer.Option("operator@emofusion.local", "--user", help="Owner's email (created when new, keys only)."),
 ) -> None:
     """Print a new API key on stdout (shown once; only its hash is stored)."""
-    from . import auth
+    from ..serve import auth
 
     db = _db()
     try:
@@ -112,8 +107,8 @@ def keys_list(
     """List keys (prefix, owner, name, created, last used, revoked); never the keys themselves."""
     from sqlalchemy import select
 
-    from . import auth
-    from .db import User
+    from ..serve import auth
+    from ..serve.db import User
 
     db = _db()
     user_id = None
@@ -135,7 +130,7 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `keys list`).")) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    from . import auth
+    from ..serve import auth
 
     if not auth.revoke_key(_db(), key_id):
         fail(key_id, "no such API key")

@@ -26,14 +26,15 @@ from sqlalchemy import delete, func, select
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
 from .. import __version__
-from ..limits import DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS, TooManyWindows, check_window_count
+from ..errors import EmofusionError, http_status
+from ..options import AnalysisOptions, check_window_count, given_options
 from ..media import MediaError, probe
 from . import auth
 from .config import Settings
 from .db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, Database, new_id
 from .body_limit import BodyLimit
 from .callbacks import CallbackRefused, check_callback_url
-from .engine import Engine, InputError, parse_options, parse_transcript
+from .engine import Engine, parse_transcript
 from .errors import ApiError, error_response, install_error_handlers
 from .jobs import JobRunner
 from .login_guard import HashSlots, LoginThrottle
@@ -208,12 +209,10 @@ def _probe_media(path: Path, what: str) -> float:
 
 
 def _check_window_count(seconds: float, options: dict[str, Any]) -> None:
-    """422 `too_many_windows` before anything is stored or charged, when the input's length
-    with these options makes more windows than one analysis may have."""
-    try:
-        check_window_count(seconds, options.get("window", DEFAULT_WINDOW_SECONDS), options.get("hop", DEFAULT_HOP_SECONDS))
-    except TooManyWindows as exc:
-        raise ApiError(422, exc.code, str(exc)) from None
+    """422 `too_many_windows` (TooManyWindows) before anything is stored or charged, when the
+    input's length with these options makes more windows than one analysis may have."""
+    chosen = AnalysisOptions.from_mapping(options)
+    check_window_count(seconds, chosen.window, chosen.hop)
 
 
 def _bounded_transcript(content: bytes) -> bytes:
@@ -394,9 +393,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return error_response(exc.status, exc.code, exc.message,
                               {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
 
-    @app.exception_handler(InputError)
-    async def _input_error(_: Request, exc: InputError):
-        return error_response(422, exc.code, exc.message)
+    @app.exception_handler(EmofusionError)
+    async def _emofusion_error(_: Request, exc: EmofusionError):
+        return error_response(http_status(exc.code), exc.code, exc.message)
 
     @app.exception_handler(QuotaExceeded)
     async def _quota(_: Request, exc: QuotaExceeded):
@@ -580,8 +579,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                         callback_url: str | None) -> dict:
         """Check, store and charge one analysis, then queue it; nothing stays stored or charged
         when any step fails."""
-        parsed = parse_options(options)
-        services.engine.check_modalities(parsed.get("modalities"))  # now, not in the job
+        parsed = given_options(options)
+        services.engine.check_options(AnalysisOptions.from_mapping(parsed))  # now, not in the job
         if transcript is not None:
             parse_transcript(_bounded_transcript(transcript.file.read(MAX_TRANSCRIPT_BYTES + 1)))
         if transcript is not None and text:

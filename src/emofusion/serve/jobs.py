@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 
 from .callbacks import post_callback
 from .db import FAILED, QUEUED, RUNNING, SUCCEEDED, AnalysisJob, Database, utcnow
-from .engine import Engine, InputError, parse_transcript
+from ..errors import EmofusionError
+from .engine import Engine, parse_transcript
 from .quotas import Charge, Quotas
 from .storage import Storage
 
@@ -180,7 +181,7 @@ class JobRunner:
                 result = self.engine.analyze(str(media), audio=str(audio) if audio else None, transcript=transcript,
                                              text=job.text, options=job.options or {}, progress=progress)
             self._finish(job_id, result=result)
-        except InputError as exc:
+        except EmofusionError as exc:
             self._finish(job_id, error=(exc.code, exc.message))
         finally:
             beat.set()

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from ..data import default_data_root, get_dataset
-    from ..evaluate import evaluate_cross_validation, load_for, predict_items
+    from ..evaluate import evaluate_cross_validation, predict_items
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--face", required=True, help="face model folder (trained on FER-2013 train)")
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     data = Path(args.data)
 
-    face_model = load_for(args.face, "face")
+    face_model = load_model(args.face, load_text_encoder=False)
     scan = get_dataset("fer2013").scan(data / "fer2013", "val")
     face_y, face_p, _, _ = predict_items(face_model, "face", scan.items)
 
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         voice_p_parts.append(np.asarray(report["predictions"]["probs"]))
     voice_y, voice_p = np.concatenate(voice_y_parts), np.concatenate(voice_p_parts)
 
-    text_model = load_for(args.text, "text")
+    text_model = load_model(args.text)
     scan = get_dataset("meld").scan(data / "meld", "dev")
     text_y, text_p, _, _ = predict_items(text_model, "text", scan.items)
 
