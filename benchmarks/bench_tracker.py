@@ -39,7 +39,7 @@ import torch
 from emofusion.data import default_data_root, get_dataset
 from emofusion.faces import FaceTracker
 from emofusion.features import crop_face, normalize_faces
-from emofusion.pipeline import Analyzer
+from emofusion.analysis import Analyzer
 
 FRAMES_PER_CLIP = 20
 HEIGHT, WIDTH = 360, 640

@@ -20,8 +20,8 @@ from emofusion.export import export_onnx, synthetic_faces, synthetic_speech  # n
 from emofusion.features import log_mel, normalize_faces  # noqa: E402
 from emofusion.media.synth import make_clip, make_face_image  # noqa: E402
 from emofusion.models import ModelLoadError, load_model  # noqa: E402
-from emofusion.models.onnx_backend import OnnxModel, load_model_backend  # noqa: E402
-from emofusion.pipeline import Analyzer  # noqa: E402
+from emofusion.models.onnx_backend import OnnxModel  # noqa: E402
+from emofusion.analysis import Analyzer  # noqa: E402
 
 FP32_ATOL = 1e-5
 # INT8 nets (7-bit per-channel weights, uint8 activations calibrated on synthetic inputs) move
@@ -270,17 +270,17 @@ def test_fine_tuned_encoder_tensors_travel_with_the_export(tmp_path, tiny_encode
         np.testing.assert_allclose(got, want, atol=FP32_ATOL, rtol=0)
 
 
-def test_load_model_backend(export_dir, tiny_model_dir, tmp_path):
-    assert isinstance(load_model_backend(export_dir), OnnxModel)  # auto: an export folder
-    assert isinstance(load_model_backend(export_dir, "onnx", precision="fp32", threads=1), OnnxModel)
-    assert not isinstance(load_model_backend(tiny_model_dir), OnnxModel)  # auto: a PyTorch model folder
-    assert not isinstance(load_model_backend(tiny_model_dir, "torch"), OnnxModel)
+def test_load_model_picks_the_backend(export_dir, tiny_model_dir, tmp_path):
+    assert isinstance(load_model(export_dir), OnnxModel)  # auto: an export folder
+    assert isinstance(load_model(export_dir, "onnx", precision="fp32", threads=1), OnnxModel)
+    assert not isinstance(load_model(tiny_model_dir), OnnxModel)  # auto: a PyTorch model folder
+    assert not isinstance(load_model(tiny_model_dir, "torch"), OnnxModel)
     with pytest.raises(ModelLoadError, match="not an ONNX export folder"):
-        load_model_backend(tiny_model_dir, "onnx")
+        load_model(tiny_model_dir, "onnx")
     with pytest.raises(ModelLoadError, match="holds no PyTorch weights"):
-        load_model_backend(export_dir, "torch")
+        load_model(export_dir, "torch")
     with pytest.raises(ModelLoadError, match="unknown backend"):
-        load_model_backend(export_dir, "tensorrt")
+        load_model(export_dir, "tensorrt")
     with pytest.raises(ModelLoadError, match="unknown precision"):
         OnnxModel(export_dir, precision="fp16")
     with pytest.raises(ModelLoadError, match="not an ONNX export"):

@@ -10,10 +10,10 @@ import av
 import pytest
 from media_factory import make_clip, make_long_claim_mp4
 
-from emofusion import pipeline
+from emofusion.analysis import analyzer as pipeline
 from emofusion.media import AudioWindowReader, FrameStats, MediaError, iter_frames, probe
 from emofusion.media._container import MAX_FRAME_SECONDS
-from emofusion.pipeline import Analyzer
+from emofusion.analysis import Analyzer
 
 probe_module = importlib.import_module("emofusion.media.probe")  # the package's `probe` is the function
 

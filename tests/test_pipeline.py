@@ -13,7 +13,8 @@ from emofusion.features import crop_face, log_mel, normalize_faces, speech_fract
 from emofusion.labels import EMOTION_TO_SENTIMENT
 from emofusion.media import iter_frames, read_audio
 from emofusion.models import fuse, load_model
-from emofusion.pipeline import AnalysisError, Analyzer, Window, frame_times, make_windows
+from emofusion.analysis import Analyzer, Window, frame_times, make_windows
+from emofusion.errors import AnalysisError
 
 W, H = 160, 120
 FACE_SIZE = 90  # the synthetic face Haar finds in a 160x120 frame
@@ -397,7 +398,7 @@ def test_face_workers_stop_when_the_analysis_fails(tiny_model_dir, clips, monkey
     def broken(*args, **kwargs):
         raise RuntimeError("voice failed")
 
-    monkeypatch.setattr(analyzer, "_voices_for", broken)
+    monkeypatch.setattr(analyzer.runner.voice, "results_for", broken)
     with pytest.raises(RuntimeError, match="voice failed"):
         analyzer.analyze(clips["face"])
     assert not _face_workers()

@@ -24,7 +24,7 @@ from emofusion.models import ModelLoadError, load_model
 from emofusion.models.seed import SeedModel
 from emofusion.models.seed.preprocess import audio_samples, clip_frames, fit_audio, normalize_video
 from emofusion.models.seed_backend import SeedBackend
-from emofusion.pipeline import Analyzer, make_windows
+from emofusion.analysis import Analyzer, make_windows
 from emofusion.serve.app import create_app
 from emofusion.serve.config import _default_model
 

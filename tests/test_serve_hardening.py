@@ -29,11 +29,13 @@ from serve_support import (STRONG_PASSWORD, client_factory, clip_bytes, free_por
 
 from concurrent.futures import ThreadPoolExecutor
 
-from emofusion import limits
+from emofusion import errors, options as limits
 from emofusion.serve.login_guard import LoginThrottle
 from emofusion.serve.quotas import QuotaExceeded
 from emofusion.serve.app import create_app
-from emofusion.serve.engine import Engine, InputError, parse_options
+from emofusion.errors import InvalidOptions
+from emofusion.options import given_options
+from emofusion.serve.engine import Engine
 
 EMOFUSION = str(Path(sys.executable).with_name("emofusion"))
 MB = 1024 * 1024
@@ -272,7 +274,7 @@ def test_tiny_windows_are_refused_by_the_cli_batch_and_python_api(tmp_path, tiny
 
     from emofusion.batch import BatchError, run_batch
     from emofusion.cli import app
-    from emofusion.pipeline import Analyzer
+    from emofusion.analysis import Analyzer
 
     path = tmp_path / "clip.mp4"
     path.write_bytes(clip)
@@ -281,7 +283,7 @@ def test_tiny_windows_are_refused_by_the_cli_batch_and_python_api(tmp_path, tiny
     r = CliRunner().invoke(app, ["batch", str(path), "--out", str(tmp_path / "out.jsonl"), "--hop", "0.000001",
                                  "--model", str(tiny_model_dir)])
     assert r.exit_code == 2 and r.output.startswith("error: --hop: hop must be >= 0.1")
-    with pytest.raises(limits.InvalidOptions, match="window"):
+    with pytest.raises(errors.InvalidOptions, match="window"):
         Analyzer(str(tiny_model_dir), **TINY_WINDOWS)
     with pytest.raises(BatchError, match="window must be >= 0.5"):
         run_batch([str(path)], tmp_path / "b.jsonl", model=str(tiny_model_dir), analyzer_options=TINY_WINDOWS)
@@ -291,7 +293,7 @@ def test_too_many_windows_is_one_code_everywhere(monkeypatch, make_client, tmp_p
     """Long input over the window cap: 422 `too_many_windows` before anything is stored or charged
     in the service, the same code in a batch row, TooManyWindows from the Python API."""
     from emofusion.batch import analyze_task
-    from emofusion.pipeline import Analyzer
+    from emofusion.analysis import Analyzer
 
     monkeypatch.setattr(limits, "MAX_WINDOWS", 3)  # a 2 s clip at hop 0.1 makes 16 windows
     client = make_client()
@@ -305,7 +307,7 @@ def test_too_many_windows_is_one_code_everywhere(monkeypatch, make_client, tmp_p
     analyzer = Analyzer(str(tiny_model_dir), window=0.5, hop=0.1)
     ok, line = analyze_task(analyzer, {"input": "clip.mp4", "path": str(path)})
     assert not ok and json.loads(line)["error"]["code"] == "too_many_windows"
-    with pytest.raises(limits.TooManyWindows):
+    with pytest.raises(errors.TooManyWindows):
         analyzer.analyze(str(path))
     r = client.post("/invocations", content=clip, headers={"Content-Type": "video/mp4"})
     assert r.status_code == 200, "the default options stay under the cap"
@@ -514,8 +516,8 @@ OPTION_LIKE = st.dictionaries(st.sampled_from(["window", "hop", "frames_per_seco
 def test_parse_options_accepts_or_refuses_any_json(value):
     for raw in (value, json.dumps(value)):
         try:
-            options = parse_options(raw)
-        except InputError as exc:
+            options = given_options(raw)
+        except InvalidOptions as exc:
             assert exc.code == "invalid_options" and exc.message
             continue
         assert isinstance(options, dict) and set(options) <= {"window", "hop", "frames_per_second", "modalities"}

@@ -16,7 +16,7 @@ from emofusion.media import read_audio
 from emofusion.media.synth import make_clip
 from emofusion.models import load_model
 from emofusion.models.voice import Z_LIMIT, VoiceFunctionalsHead, combine_voice
-from emofusion.pipeline import Analyzer
+from emofusion.analysis import Analyzer
 from emofusion.train.voice_functionals import attach
 
 runner = CliRunner()
