@@ -176,8 +176,9 @@ class Timers:
 @contextmanager
 def instrumented(analyzer):
     """Wrap the Analyzer's internal calls with timers for the duration of the block."""
+    import emofusion.analysis.face as face_path
+    import emofusion.analysis.voice as voice_path
     import emofusion.models.bundle as bundle
-    import emofusion.pipeline as pipeline
     from emofusion.faces import FaceDetector, FaceTracker
     from emofusion.media import AudioWindowReader
 
@@ -190,15 +191,15 @@ def instrumented(analyzer):
         saved.append((obj, name, own, vars(obj).get(name)))
         setattr(obj, name, new)
 
-    patch(pipeline, "iter_frames", timers.wrap_iter("decode_sample", pipeline.iter_frames))
+    patch(face_path, "iter_frames", timers.wrap_iter("decode_sample", face_path.iter_frames))
     patch(FaceTracker, "find", timers.wrap("face_detect", FaceTracker.find))
-    patch(pipeline, "crop_face", timers.wrap("face_detect", pipeline.crop_face))
+    patch(face_path, "crop_face", timers.wrap("face_detect", face_path.crop_face))
     patch(FaceDetector, "detect", timers.wrap("face_detect_full", FaceDetector.detect))
-    patch(pipeline, "normalize_faces", timers.wrap("face_net", pipeline.normalize_faces))
+    patch(face_path, "normalize_faces", timers.wrap("face_net", face_path.normalize_faces))
     patch(model, "face_probs", timers.wrap("face_net", model.face_probs))
     patch(AudioWindowReader, "read", timers.wrap("voice_read", AudioWindowReader.read))
-    patch(pipeline, "speech_fraction", timers.wrap("voice_vad", pipeline.speech_fraction))
-    patch(pipeline, "log_mel", timers.wrap("voice_mel", pipeline.log_mel))
+    patch(voice_path, "speech_fraction", timers.wrap("voice_vad", voice_path.speech_fraction))
+    patch(voice_path, "log_mel", timers.wrap("voice_mel", voice_path.log_mel))
     patch(model, "voice_probs", timers.wrap("voice_net", model.voice_probs))
     patch(model, "with_voice_functionals", timers.wrap("voice_functionals", model.with_voice_functionals))
     patch(model, "text_probs", timers.wrap("text", model.text_probs))

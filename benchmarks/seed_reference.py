@@ -253,7 +253,7 @@ def via_temp_wav(wav: np.ndarray, folder: str) -> np.ndarray:
 
 
 def windows(duration: float, window: float, hop: float) -> list[tuple[float, float]]:
-    """Same windows as emofusion.pipeline.make_windows."""
+    """Same windows as emofusion.analysis.make_windows."""
     from emofusion.analysis import make_windows
 
     return [(w.start, w.end) for w in make_windows(duration, window, hop)]

@@ -126,8 +126,7 @@ class Analyzer:
             },
             labels=list(self.labels),
             segments=segments,
-            summary=summarise(segments, self.labels, self.model.config.sentiment_labels,
-                              getattr(self.model, "text_sentiment", True) if self.joint else True),
+            summary=summarise(segments, self.labels, self.model.config.sentiment_labels, self.runner.text_sentiment),
             options={"window": self.window, "hop": self.hop, "modalities": list(self.modalities),
                      "frames_per_second": self.frames_per_second},
         )
@@ -145,7 +144,7 @@ class Analyzer:
         and crop the faces, in time order (no net runs). Empty when faces are not analysed (no
         face modality, no video, a seed model). Raises MediaError as `analyze` does."""
         info, _, duration = self._probe(source, audio)
-        face = None if self.joint else self.runner.face  # type: ignore[union-attr]
+        face = self.runner.face
         if face is None or not info.has_video:
             return []
         return list(face.observe(face.sampled_frames(source, duration), info))

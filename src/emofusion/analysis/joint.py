@@ -79,8 +79,15 @@ class WindowFrames:
 class JointRunner:
     """Runs a JointModel over the windows of an input."""
 
+    face = None  # no separate face path: the video encoder reads whole frames (see the module docstring)
+
     def __init__(self, model: JointModel, *, min_speech_fraction: float):
         self.model, self.min_speech_fraction = model, min_speech_fraction
+
+    @property
+    def text_sentiment(self) -> bool:
+        """Whether text results carry a sentiment head's answer (else emotions mapped to valence)."""
+        return self.model.text_sentiment
 
     def start(self, source: Source, info: MediaInfo, duration: float, windows: list[Window], *, use_face: bool,
               reader: AudioWindowReader | None, transcript: list[TranscriptSegment] | None,

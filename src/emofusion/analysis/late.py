@@ -18,6 +18,8 @@ from .windows import Window
 class LateFusionRunner:
     """Runs a LateFusionModel's paths over the windows of an input."""
 
+    text_sentiment = True  # the text heads always include sentiment
+
     def __init__(self, model: LateFusionModel, modalities: list[str], *, face_detector: str, frames_per_second: float,
                  detect_max_side: int, detect_side: int, min_speech_fraction: float):
         self.model = model
