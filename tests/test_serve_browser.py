@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python
 expect = sync_api.expect
 
 from media_factory import make_clip, make_face_image  # noqa: E402
+from support import free_port  # noqa: E402
 
 PASSWORD = "correct horse 42"
 ANALYSIS_TIMEOUT_MS = 180_000  # a tiny model, but a busy 2-core machine
@@ -36,12 +36,6 @@ UI_TIMEOUT_MS = 15_000
 
 
 # ------------------------------------------------------------------ the real server
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _emofusion_command() -> list[str]:
@@ -88,7 +82,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):
     home = tmp_path_factory.mktemp("serve_home")
-    port = _free_port()
+    port = free_port()
     log = home / "server.log"
     env = {
         **os.environ,

@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from media_factory import make_long_claim_mp4
 from pg_fixtures import fresh_postgres_url, postgres_url  # noqa: F401
-from serve_support import (STRONG_PASSWORD, client_factory, clip_bytes, free_port, make_settings, new_key, signup, submit,
+from serve_support import (STRONG_PASSWORD, client_factory, clip_bytes, make_settings, new_key, signup, submit,
                            wait_ready)
+from support import free_port
 
 from concurrent.futures import ThreadPoolExecutor
 

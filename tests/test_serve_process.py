@@ -13,7 +13,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from serve_support import clip_bytes, free_port, wait_ready
+from serve_support import clip_bytes, wait_ready
+from support import free_port
 
 from emofusion.cli import app as cli_app
 from emofusion.serve.config import Settings, SettingsError
