@@ -89,7 +89,7 @@ def summary_line(result) -> str:
 # ------------------------------------------------------------------------ local engine
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: a worker pool
 def test_local_workers_match_direct_analysis(media, tiny_model_dir, analyzer, tmp_path, workers):
     out = tmp_path / "results.jsonl"
     inputs = [media["a"], media["b"], media["speech"]]
@@ -156,6 +156,7 @@ def test_model_on_device_wrapper_keeps_results(media, tiny_model_dir, analyzer):
     assert expected(moved, media["a"], text="i am so happy") == expected(analyzer, media["a"], text="i am so happy")
 
 
+@pytest.mark.slow  # a pool of 2 worker processes
 def test_onnx_export_folder_as_model(media, tiny_model_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     from emofusion.export import export_onnx
@@ -174,6 +175,7 @@ def test_onnx_export_folder_as_model(media, tiny_model_dir, tmp_path):
                        str(folder), "onnx")
 
 
+@pytest.mark.slow  # a pool of 2 worker processes
 def test_failures_become_error_lines_and_the_run_goes_on(media, tiny_model_dir, analyzer, tmp_path):
     out = tmp_path / "results.jsonl"
     bad = [media["missing"], media["corrupt"], media["notes"], media["folder"]]
@@ -191,6 +193,7 @@ def test_failures_become_error_lines_and_the_run_goes_on(media, tiny_model_dir, 
         assert errors[name]["message"] and "\n" not in errors[name]["message"]
 
 
+@pytest.mark.slow  # worker processes, killed and replaced
 def test_a_worker_that_dies_costs_only_its_input(media, tiny_model_dir, analyzer, tmp_path):
     import multiprocessing
     import signal
@@ -283,6 +286,7 @@ def dataset(media, tmp_path):
     return root
 
 
+@pytest.mark.slow  # a pool of 2 worker processes
 def test_manifest_csv(dataset, tiny_model_dir, analyzer, tmp_path):
     manifest = dataset / "list.csv"
     manifest.write_text(
@@ -415,6 +419,7 @@ def cli_env() -> dict:
     return env
 
 
+@pytest.mark.slow  # the CLI in a subprocess, importing Ray
 def test_dead_ray_address_fails_in_bounded_time(media, tiny_model_dir, tmp_path):
     pytest.importorskip("ray")
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
@@ -430,6 +435,7 @@ def test_dead_ray_address_fails_in_bounded_time(media, tiny_model_dir, tmp_path)
     assert not (tmp_path / "r.jsonl").exists()
 
 
+@pytest.mark.slow  # waits out the 8 s Ray probe
 def test_ray_address_that_is_not_ray_fails_in_bounded_time():
     pytest.importorskip("ray")
     server = socket.socket()
@@ -501,6 +507,7 @@ def ray_local():
         ray.shutdown()
 
 
+@pytest.mark.slow  # a local Ray instance
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own
 def test_ray_engine_matches_local(ray_local, media, tiny_model_dir, analyzer, tmp_path):
     out = tmp_path / "results.jsonl"
@@ -519,6 +526,7 @@ def test_ray_engine_matches_local(ray_local, media, tiny_model_dir, analyzer, tm
     assert again.exit_code == 0 and summary_line(again).startswith("done: 0 analysed, 0 failed, 2 skipped ")
 
 
+@pytest.mark.slow  # a local Ray instance and a CLI subprocess
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own
 def test_ray_address_of_a_live_cluster(ray_local, media, tiny_model_dir, analyzer, tmp_path):
     address = ray_local.get_runtime_context().gcs_address

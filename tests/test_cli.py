@@ -209,6 +209,7 @@ def _console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "emofusion.cli"]
 
 
+@pytest.mark.slow  # the console script in two subprocesses
 def test_console_script_json_stdout_and_exit_codes(media, untrained_model_dir):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     base = _console_script()

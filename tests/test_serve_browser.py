@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real server process and headless Chromium
+
 CHROMIUM = os.environ.get("EMOFUSION_CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (install the distribution's chromium package)", allow_module_level=True)

@@ -95,6 +95,7 @@ def test_class_weights_are_inverse_frequency():
     assert w.tolist() == pytest.approx([4 / 6, 2.0, 0.0])
 
 
+@pytest.mark.slow  # two trainings through the real loop
 def test_face_one_epoch_then_resume(tmp_path):
     data = _image_folder(tmp_path / "faces")
     recipe = _recipe(tmp_path / "face.toml", f"""
