@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_tiny_encoder
 from support import invoke_cli, noise, write_meld_csv, write_ravdess_wavs
 from typer.testing import Result
 
@@ -63,18 +64,8 @@ WORDS = ["oh", "my", "god", "i", "am", "so", "happy", "sad", "what", "no", "yes"
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-    import torch
-
-    folder = tmp_path_factory.mktemp("encoder")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(folder)
-    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(folder)
-    return folder
+    """A random 16-d BERT encoder whose vocabulary is WORDS."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("encoder"), WORDS)
 
 
 def text_model(folder: Path, encoder: Path, labels=EMOTIONS) -> Path:
