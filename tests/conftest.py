@@ -18,14 +18,14 @@ TINY_WORDS = (
 ).split()
 
 
-def build_tiny_encoder(directory: Path) -> Path:
-    """A random 16-d BERT encoder with its tokenizer, saved as a transformers folder."""
+def build_tiny_encoder(directory: Path, words: list[str] = TINY_WORDS) -> Path:
+    """A random 16-d BERT encoder with its tokenizer (vocabulary: `words`), saved as a transformers folder."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(TINY_WORDS)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(words)]
     vocab_file = directory / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n")
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from dataclasses import replace
@@ -86,12 +85,6 @@ def wait_for(client, key: str, job_id: str, timeout: float = 60.0) -> dict:
             return body
         time.sleep(0.1)
     raise AssertionError(f"analysis {job_id} did not finish in {timeout} s: {body}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 90.0) -> None:

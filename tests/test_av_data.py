@@ -13,9 +13,9 @@ from emofusion.data.av import multimodal_items
 from emofusion.train.multimodal import MultimodalTask
 from emofusion.train.recipe import Recipe
 from media_factory import make_clip as _make_clip
+from support import MeldRow, ravdess_path, write_meld_csv
 
 CLIP = dict(duration=0.5, width=32, height=32, fps=8, sample_rate=16000)
-MELD_HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
 
 
 def make_clip(path: Path, **kw) -> Path:
@@ -47,13 +47,11 @@ def _energy(audio: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ravdess(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ravdess")
-    for actor in ("01", "02"):
-        folder = root / f"Actor_{actor}"
+    for actor in (1, 2):
         for emotion in ("03", "04"):  # happy, sad
-            rest = f"01-{emotion}-01-01-01-{actor}"
-            make_clip(folder / f"01-{rest}.mp4", **CLIP)  # audio-visual: picture + sound
-            make_clip(folder / f"02-{rest}.mp4", with_audio=False, **CLIP)  # video-only
-            make_clip(folder / f"03-{rest}.wav", container="wav", **CLIP)  # audio-only
+            make_clip(ravdess_path(root, actor, emotion, modality="01"), **CLIP)  # audio-visual: picture + sound
+            make_clip(ravdess_path(root, actor, emotion, modality="02"), with_audio=False, **CLIP)  # video-only
+            make_clip(ravdess_path(root, actor, emotion, modality="03"), container="wav", **CLIP)  # audio-only
     make_clip(root / "Actor_01" / "03-01-05-01-01-01-01.wav", container="wav", **CLIP)  # angry, audio only
     return root
 
@@ -134,10 +132,9 @@ def test_cremad_without_videos(tmp_path):
 # MELD: the utterance clips, validated on the dev split
 
 
-def _meld_csv(path: Path, rows: list[tuple[str, str, str, str, int, int]]) -> None:
-    lines = [MELD_HEADER] + [f'{k},"{utt}",{spk},{emo},{sent},{d},{u},8,21,"00:00:01,000","00:00:02,000"\n'
-                             for k, (utt, spk, emo, sent, d, u) in enumerate(rows, start=1)]
-    path.write_text("".join(lines))
+def _meld_csv(path: Path, rows: list[MeldRow]) -> None:
+    """A MELD csv of `rows`, from season 8 episode 21."""
+    write_meld_csv(path, rows, season=8, episode=21)
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from conftest import assert_contract_v1
 from media_factory import make_clip, make_face_image
-from serve_support import free_port
-from typer.testing import CliRunner
+from support import assert_no_crash, assert_one_error_line, free_port, invoke_cli
+from typer.testing import Result
 
 from emofusion.batch import (BatchItem, RayConnectError, check_ray_address, default_workers, least_used_core, read_manifest,
                              run_batch, usable_cores, use_device)
-from emofusion.cli import app
 from emofusion.analysis import Analyzer
 
 SRT = "1\n00:00:00,500 --> 00:00:01,500\ni am so happy today\n"
@@ -59,12 +57,10 @@ def expected(analyzer, path, **kw) -> dict:
     return json.loads(json.dumps(analyzer.analyze(str(path), **kw).to_dict()))
 
 
-def invoke(*args):
-    t0 = time.monotonic()
-    result = CliRunner().invoke(app, ["batch", *map(str, args)])
-    result.elapsed = time.monotonic() - t0
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
+def invoke(*args: object) -> Result:
+    """`emofusion batch ARGS...`, which must not crash (whatever its exit code)."""
+    result = invoke_cli("batch", *args)
+    assert_no_crash(result)
     return result
 
 
@@ -93,7 +89,7 @@ def summary_line(result) -> str:
 # ------------------------------------------------------------------------ local engine
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: a worker pool
 def test_local_workers_match_direct_analysis(media, tiny_model_dir, analyzer, tmp_path, workers):
     out = tmp_path / "results.jsonl"
     inputs = [media["a"], media["b"], media["speech"]]
@@ -160,6 +156,7 @@ def test_model_on_device_wrapper_keeps_results(media, tiny_model_dir, analyzer):
     assert expected(moved, media["a"], text="i am so happy") == expected(analyzer, media["a"], text="i am so happy")
 
 
+@pytest.mark.slow  # a pool of 2 worker processes
 def test_onnx_export_folder_as_model(media, tiny_model_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     from emofusion.export import export_onnx
@@ -178,6 +175,7 @@ def test_onnx_export_folder_as_model(media, tiny_model_dir, tmp_path):
                        str(folder), "onnx")
 
 
+@pytest.mark.slow  # a pool of 2 worker processes
 def test_failures_become_error_lines_and_the_run_goes_on(media, tiny_model_dir, analyzer, tmp_path):
     out = tmp_path / "results.jsonl"
     bad = [media["missing"], media["corrupt"], media["notes"], media["folder"]]
@@ -195,6 +193,7 @@ def test_failures_become_error_lines_and_the_run_goes_on(media, tiny_model_dir, 
         assert errors[name]["message"] and "\n" not in errors[name]["message"]
 
 
+@pytest.mark.slow  # worker processes, killed and replaced
 def test_a_worker_that_dies_costs_only_its_input(media, tiny_model_dir, analyzer, tmp_path):
     import multiprocessing
     import signal
@@ -287,6 +286,7 @@ def dataset(media, tmp_path):
     return root
 
 
+@pytest.mark.slow  # a pool of 2 worker processes
 def test_manifest_csv(dataset, tiny_model_dir, analyzer, tmp_path):
     manifest = dataset / "list.csv"
     manifest.write_text(
@@ -350,16 +350,12 @@ def test_manifest_jsonl(dataset, tiny_model_dir, analyzer, tmp_path):
 # ------------------------------------------------------------------------ usage errors
 
 
-def assert_usage_error(result, subject: str, *words: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines_ = result.stderr.splitlines()
-    assert len(lines_) == 1, result.stderr
-    assert lines_[0].startswith(f"error: {subject}: "), lines_[0]
+def assert_usage_error(result: Result, subject: str, *words: str) -> str:
+    """One `error: SUBJECT: ...` line (exit 2, nothing on stdout) that holds each of `words`."""
+    line = assert_one_error_line(result, subject)
     for word in words:
-        assert word in lines_[0], lines_[0]
-    assert result.stdout == ""
-    assert result.elapsed < 10, result.elapsed
-    return lines_[0]
+        assert word in line, line
+    return line
 
 
 def test_usage_errors(media, tiny_model_dir, tmp_path):
@@ -423,24 +419,23 @@ def cli_env() -> dict:
     return env
 
 
+@pytest.mark.slow  # the CLI in a subprocess, importing Ray
 def test_dead_ray_address_fails_in_bounded_time(media, tiny_model_dir, tmp_path):
     pytest.importorskip("ray")
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
-    t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "emofusion.cli", "batch", str(media["a"]), "--out", str(tmp_path / "r.jsonl"),
          "--engine", "ray", "--ray-address", address, "--model", str(tiny_model_dir)],
         capture_output=True, text=True, timeout=120, env=cli_env(),
     )
-    elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stderr
-    lines_ = proc.stderr.splitlines()
-    assert len(lines_) == 1 and lines_[0].startswith(
-        f"error: --ray-address: cannot connect to the Ray cluster at {address}: "), proc.stderr
-    assert elapsed < 30, elapsed
+    # refused by the TCP check before ray.init (which would retry a dead address for minutes) is tried
+    assert proc.stderr.splitlines() == [
+        f"error: --ray-address: cannot connect to the Ray cluster at {address}: Connection refused"], proc.stderr
     assert not (tmp_path / "r.jsonl").exists()
 
 
+@pytest.mark.slow  # waits out the 8 s Ray probe
 def test_ray_address_that_is_not_ray_fails_in_bounded_time():
     pytest.importorskip("ray")
     server = socket.socket()
@@ -460,7 +455,6 @@ def test_ray_address_that_is_not_ray_fails_in_bounded_time():
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     address = f"127.0.0.1:{server.getsockname()[1]}"
-    t0 = time.monotonic()
     try:
         with pytest.raises(RayConnectError) as info:
             check_ray_address(address, timeout=8)
@@ -470,8 +464,9 @@ def test_ray_address_that_is_not_ray_fails_in_bounded_time():
         for c in accepted:
             c.close()
         server.close()
-    assert time.monotonic() - t0 < 20
-    assert str(info.value).startswith(f"cannot connect to the Ray cluster at {address}: ")
+    # the probe driver was given up at the timeout: the bound comes from check_ray_address itself
+    assert str(info.value) == (f"cannot connect to the Ray cluster at {address}: something listens on {address} "
+                               "but no Ray cluster answered within 8 s")
 
 
 def test_ray_stages_split_decoding_from_the_nets(media, tiny_model_dir, analyzer):
@@ -512,6 +507,7 @@ def ray_local():
         ray.shutdown()
 
 
+@pytest.mark.slow  # a local Ray instance
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own
 def test_ray_engine_matches_local(ray_local, media, tiny_model_dir, analyzer, tmp_path):
     out = tmp_path / "results.jsonl"
@@ -530,6 +526,7 @@ def test_ray_engine_matches_local(ray_local, media, tiny_model_dir, analyzer, tm
     assert again.exit_code == 0 and summary_line(again).startswith("done: 0 analysed, 0 failed, 2 skipped ")
 
 
+@pytest.mark.slow  # a local Ray instance and a CLI subprocess
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own
 def test_ray_address_of_a_live_cluster(ray_local, media, tiny_model_dir, analyzer, tmp_path):
     address = ray_local.get_runtime_context().gcs_address

@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import assert_contract_v1
 from media_factory import make_clip, make_face_image
-from typer.testing import CliRunner
+from support import assert_no_crash, assert_one_error_line, invoke_cli
+from typer.testing import Result
 
-from emofusion.cli import app
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -47,30 +46,9 @@ def media(tmp_path_factory):
     return files
 
 
-def run(*args: str):
-    runner = CliRunner()
-    t0 = time.monotonic()
-    result = runner.invoke(app, ["analyze", *map(str, args)])
-    result.elapsed = time.monotonic() - t0
-    return result
-
-
-def assert_no_crash(result) -> None:
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-
-
-def assert_one_error_line(result, subject) -> str:
-    assert_no_crash(result)
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith(f"error: {subject}: "), line
-    assert len(line) > len(f"error: {subject}: ") + 3  # a reason follows
-    assert result.stdout == ""
-    assert result.elapsed < 10, result.elapsed
-    return line
+def run(*args: object) -> Result:
+    """`emofusion analyze ARGS...`."""
+    return invoke_cli("analyze", *args)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -231,6 +209,7 @@ def _console_script() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "emofusion.cli"]
 
 
+@pytest.mark.slow  # the console script in two subprocesses
 def test_console_script_json_stdout_and_exit_codes(media, untrained_model_dir):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     base = _console_script()

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import build_tiny_encoder
+from support import invoke_cli, noise, write_meld_csv, write_ravdess_wavs
+from typer.testing import Result
 
-from emofusion.cli import app
 from emofusion.evaluate import EvaluationError, evaluate_cross_validation, evaluate_dataset, predict_items
 from emofusion.features import log_mel, normalize_faces
 from emofusion.labels import EMOTIONS
@@ -19,15 +20,9 @@ REPORT_KEYS = {"accuracy", "uar", "macro_f1", "weighted_f1", "n", "labels", "con
                "roc_auc_ovr", "ece", "skipped", "dataset", "root", "split", "model"}
 
 
-def _runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()  # click >= 8.2 keeps stderr apart by itself
-
-
-def run(*args: str):
-    return _runner().invoke(app, ["evaluate", *map(str, args)])
+def run(*args: object) -> Result:
+    """`emofusion evaluate ARGS...`."""
+    return invoke_cli("evaluate", *args)
 
 
 def assert_fails(result, *needles: str) -> str:
@@ -69,18 +64,8 @@ WORDS = ["oh", "my", "god", "i", "am", "so", "happy", "sad", "what", "no", "yes"
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory) -> Path:
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-    import torch
-
-    folder = tmp_path_factory.mktemp("encoder")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(folder)
-    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(folder)
-    return folder
+    """A random 16-d BERT encoder whose vocabulary is WORDS."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("encoder"), WORDS)
 
 
 def text_model(folder: Path, encoder: Path, labels=EMOTIONS) -> Path:
@@ -101,26 +86,17 @@ def write_image(path: Path, rng: np.random.Generator) -> Path:
     return path
 
 
-def write_wav(path: Path, seconds: float, rng: np.random.Generator) -> Path:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
-    return path
-
-
 def ravdess(root: Path, rng: np.random.Generator, corrupt: bool = True) -> Path:
     """Actor_01: 3 clips, Actor_02: 3 clips (+ one corrupt one)."""
-    for actor in ("01", "02"):
-        for k, (emotion, seconds) in enumerate([("05", 0.3), ("03", 0.8), ("04", 1.0)]):
-            write_wav(root / f"Actor_{actor}" / f"03-01-{emotion}-01-01-0{k + 1}-{actor}.wav", seconds, rng)
+    seconds = {"05": 0.3, "03": 0.8, "04": 1.0}
+    grid = [(actor, emotion, rep) for actor in (1, 2) for rep, emotion in enumerate(seconds, start=1)]
+    write_ravdess_wavs(root, grid, lambda actor, emotion, rep: noise(seconds[emotion], rng))
     if corrupt:
         bad = root / "Actor_02" / "03-01-06-01-02-01-02.wav"
         bad.write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
     return root
 
 
-MELD_HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
 MELD_ROWS = [
     ("oh my god", "Rachel", "surprise", "positive", 0, 0),
     ("i am so happy", "Monica", "joy", "positive", 0, 1),
@@ -133,11 +109,8 @@ MELD_ROWS = [
 
 
 def meld(root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    lines = [MELD_HEADER]
-    for n, (text, speaker, emotion, sentiment, dia, utt) in enumerate(MELD_ROWS, start=1):
-        lines.append(f'{n},"{text}",{speaker},{emotion},{sentiment},{dia},{utt},1,1,"00:00:01,000","00:00:02,000"\n')
-    (root / "dev_sent_emo.csv").write_text("".join(lines))
+    """The dev split only: MELD_ROWS."""
+    write_meld_csv(root / "dev_sent_emo.csv", MELD_ROWS)
     return root
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import numpy as np
 import pytest
 import torch
 from conftest import read_config, save_tiny_model
-from typer.testing import CliRunner
+from support import assert_one_error_line, invoke_cli
+from typer.testing import CliRunner, Result
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -358,22 +358,9 @@ def test_analyze_cli_and_service_take_an_export_folder(export_dir, tiny_model_di
 # ----------------------------------------------------------------------------------- CLI
 
 
-def run(*args):
-    t0 = time.monotonic()
-    result = CliRunner().invoke(app, ["export", *map(str, args)])
-    result.elapsed = time.monotonic() - t0
-    return result
-
-
-def assert_one_error_line(result, subject) -> str:
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: {subject}: ") and len(lines[0]) > len(f"error: {subject}: ") + 3, lines[0]
-    assert result.stdout == ""
-    assert result.elapsed < 10
-    return lines[0]
+def run(*args: object) -> Result:
+    """`emofusion export ARGS...`."""
+    return invoke_cli("export", *args)
 
 
 def test_cli_export(tmp_path, tiny_model_dir):

@@ -178,6 +178,7 @@ def test_unknown_or_broken_model_folders_are_clear_errors(tmp_path, seed_dir, cl
     assert result.exit_code == 2 and "seed model" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow  # trains a checkpoint, then a batch run over it
 def test_a_trained_checkpoint_through_emofusion_batch(tmp_path):
     data = tmp_path / "aligned"
     make_aligned_dataset(data, per_class=2, speakers=2, seed=3, size=16, fps=8, seconds=0.5)

@@ -249,6 +249,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
+@pytest.mark.slow  # two DDP processes and a one-process run
 @pytest.mark.skipif(not EMOFUSION.exists(), reason="needs the installed emofusion console script")
 def test_two_process_ddp_matches_one_process(tmp_path, aligned):
     from lightning.fabric import seed_everything

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real server process and headless Chromium
+
 CHROMIUM = os.environ.get("EMOFUSION_CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (install the distribution's chromium package)", allow_module_level=True)
@@ -29,6 +30,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python
 expect = sync_api.expect
 
 from media_factory import make_clip, make_face_image  # noqa: E402
+from support import free_port  # noqa: E402
 
 PASSWORD = "correct horse 42"
 ANALYSIS_TIMEOUT_MS = 180_000  # a tiny model, but a busy 2-core machine
@@ -36,12 +38,6 @@ UI_TIMEOUT_MS = 15_000
 
 
 # ------------------------------------------------------------------ the real server
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _emofusion_command() -> list[str]:
@@ -88,7 +84,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):
     home = tmp_path_factory.mktemp("serve_home")
-    port = _free_port()
+    port = free_port()
     log = home / "server.log"
     env = {
         **os.environ,

@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from media_factory import make_long_claim_mp4
 from pg_fixtures import fresh_postgres_url, postgres_url  # noqa: F401
-from serve_support import (STRONG_PASSWORD, client_factory, clip_bytes, free_port, make_settings, new_key, signup, submit,
+from serve_support import (STRONG_PASSWORD, client_factory, clip_bytes, make_settings, new_key, signup, submit,
                            wait_ready)
+from support import free_port
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -154,6 +155,7 @@ def send_chunked(server: Server, path: str, total: int, *, prefix: bytes = b"", 
     ("/predict", "multipart/form-data; boundary=B0UND", b'--B0UND\r\nContent-Disposition: form-data; name="file"; '
      b'filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n'),
 ])
+@pytest.mark.slow  # the real server process (module fixture `server`)
 def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(server, path, content_type, prefix):
     rss_before, disk_before = server.rss_mb(), server.disk_bytes()
     sent, answer = send_chunked(server, path, 400 * MB, prefix=prefix, headers={"Content-Type": content_type})
@@ -165,12 +167,14 @@ def test_a_chunked_body_over_the_limit_is_refused_while_it_streams(server, path,
     assert server.disk_bytes() - disk_before < 5 * MB
 
 
+@pytest.mark.slow  # the real server process (module fixture `server`)
 def test_v1_uploads_need_a_key_before_a_byte_is_read(server):
     sent, answer = send_chunked(server, "/v1/analyses", 400 * MB, headers={"Content-Type": "multipart/form-data; boundary=B"})
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     assert sent < 64 * MB
 
 
+@pytest.mark.slow  # the real server process (module fixture `server`)
 def test_small_routes_take_small_bodies(server):
     sent, answer = send_chunked(server, "/auth/login", 100 * MB, headers={"Content-Type": "application/json"})
     assert answer.startswith(b"HTTP/1.1 413") and sent < 64 * MB
@@ -179,6 +183,7 @@ def test_small_routes_take_small_bodies(server):
 
 
 # -- 4. log-ins: throttled, and hashing bounded in memory ---------------------------------------------
+@pytest.mark.slow  # the real server process (module fixture `server`)
 def test_concurrent_wrong_passwords_do_not_grow_memory(server):
     httpx.post(server.url + "/auth/signup", json={"email": "target@example.com", "password": STRONG_PASSWORD})
     before = server.rss_mb()
@@ -328,6 +333,7 @@ def test_a_file_claiming_ten_hours_is_charged_and_analysed_for_what_it_holds(mak
     assert r.json()["media"]["duration"] < 3 and len(r.json()["segments"]) <= 3
 
 
+@pytest.mark.slow  # a second real server process
 def test_predict_with_a_required_key_refuses_before_reading_the_body(tmp_path_factory, tiny_model_dir):
     keyed = Server(tmp_path_factory.mktemp("keyed"), tiny_model_dir, EMOFUSION_MAX_UPLOAD_MB="3",
                    EMOFUSION_REQUIRE_KEY="1")
@@ -513,7 +519,7 @@ OPTION_LIKE = st.dictionaries(st.sampled_from(["window", "hop", "frames_per_seco
 
 @settings(max_examples=300, deadline=None)
 @given(value=JSON | OPTION_LIKE)
-def test_parse_options_accepts_or_refuses_any_json(value):
+def test_given_options_accepts_or_refuses_any_json(value):
     for raw in (value, json.dumps(value)):
         try:
             options = given_options(raw)

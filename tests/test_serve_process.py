@@ -13,7 +13,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from serve_support import clip_bytes, free_port, wait_ready
+from serve_support import clip_bytes, wait_ready
+from support import free_port
 
 from emofusion.cli import app as cli_app
 from emofusion.serve.config import Settings, SettingsError
@@ -34,6 +35,7 @@ def test_settings_follow_sagemaker_conventions(tmp_path, tiny_model_dir):
             Settings.from_env(bad)
 
 
+@pytest.mark.slow  # a real server process
 def test_serve_as_sagemaker_then_drain_on_sigterm(tmp_path, tiny_model_dir):
     port = free_port()
     env = {**os.environ, "EMOFUSION_HOME": str(tmp_path / "home"), "SM_MODEL_DIR": str(tiny_model_dir),

@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
 from conftest import tiny_voice_recipe
+from support import noise, ravdess_grid, write_meld_csv, write_ravdess_wavs
 
 from emofusion.cli import app
 from emofusion.labels import EMOTIONS
@@ -35,34 +35,23 @@ def _image_folder(root: Path, per_class: int = 3) -> Path:
 
 
 def _ravdess(root: Path) -> Path:
+    """4 actors x 3 emotions x 2 takes of 1 s of noise."""
     rng = np.random.default_rng(1)
-    for actor in (1, 2, 3, 4):
-        d = root / f"Actor_{actor:02d}"
-        d.mkdir(parents=True)
-        for emotion in ("01", "03", "05"):
-            for rep in ("01", "02"):
-                wav = (0.1 * rng.standard_normal(16000)).astype(np.float32)
-                sf.write(d / f"03-01-{emotion}-01-01-{rep}-{actor:02d}.wav", wav, 16000)
-    return root
+    return write_ravdess_wavs(root, ravdess_grid(), lambda actor, emotion, rep: noise(1.0, rng))
 
 
 def _meld(root: Path) -> Path:
-    root.mkdir(parents=True)
-    header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
+    """train: 3 dialogues, dev: 1, each the same four of Ross's lines."""
     rows = [
         ("the cat is happy", "joy", "positive"),
         ("the dog is sad", "sadness", "negative"),
         ("i am angry at you", "anger", "negative"),
         ("what a nice day", "neutral", "neutral"),
     ]
+    root.mkdir(parents=True)
     for split, n_dialogues in (("train", 3), ("dev", 1)):
-        lines = [header]
-        k = 0
-        for d in range(n_dialogues):
-            for u, (text, emo, sent) in enumerate(rows):
-                k += 1
-                lines.append(f'{k},"{text}",Ross,{emo},{sent},{d},{u},1,1,"00:00:01,000","00:00:02,000"\n')
-        (root / f"{split}_sent_emo.csv").write_text("".join(lines))
+        write_meld_csv(root / f"{split}_sent_emo.csv",
+                       [(text, "Ross", emo, sent, d, u) for d in range(n_dialogues) for u, (text, emo, sent) in enumerate(rows)])
     return root
 
 
@@ -106,6 +95,7 @@ def test_class_weights_are_inverse_frequency():
     assert w.tolist() == pytest.approx([4 / 6, 2.0, 0.0])
 
 
+@pytest.mark.slow  # two trainings through the real loop
 def test_face_one_epoch_then_resume(tmp_path):
     data = _image_folder(tmp_path / "faces")
     recipe = _recipe(tmp_path / "face.toml", f"""

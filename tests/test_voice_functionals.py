@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import tiny_voice_recipe
+from support import ravdess_grid, write_ravdess_wavs
 from typer.testing import CliRunner
 
 from emofusion.cli import app
@@ -33,14 +34,9 @@ def _speech_like(seconds: float, f0: float, seed: int) -> np.ndarray:
 def _ravdess(root: Path) -> Path:
     """4 actors x 3 emotions x 2 takes; each emotion has its own pitch, so the functionals separate them."""
     pitch = {"01": 110.0, "03": 220.0, "05": 330.0}
-    for actor in (1, 2, 3, 4):
-        d = root / f"Actor_{actor:02d}"
-        d.mkdir(parents=True)
-        for emotion, f0 in pitch.items():
-            for rep in ("01", "02"):
-                wav = _speech_like(1.0, f0 * (1 + 0.03 * actor), seed=actor * 10 + int(rep))
-                sf.write(d / f"03-01-{emotion}-01-01-{rep}-{actor:02d}.wav", wav, 16000)
-    return root
+    return write_ravdess_wavs(root, ravdess_grid(emotions=pitch),
+                              lambda actor, emotion, rep: _speech_like(1.0, pitch[emotion] * (1 + 0.03 * actor),
+                                                                       seed=actor * 10 + rep))
 
 
 def _voice_recipe(tmp_path: Path, data: Path, functionals: str | None) -> Path:
