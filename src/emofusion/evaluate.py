@@ -76,8 +76,7 @@ def _require_net(model: "EmotionModel", modality: str, dataset: str | None = Non
 
 
 def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter, batch: int) -> np.ndarray:
-    from .features import normalize_faces
-    from .train.tasks import load_face_images
+    from .features import load_face_images, normalize_faces
 
     cfg = model.config.face_preprocess
     out: list[np.ndarray] = []
@@ -164,7 +163,7 @@ def predict_items(
     elif modality == "voice":
         probs = _voice_probs(model, items, keep, skipped) if keep else None
     elif modality == "text":
-        from .train.tasks import dialogue_contexts
+        from .features import dialogue_contexts
 
         if contexts is None:
             contexts = dialogue_contexts(items, int((model.config.text or {}).get("context_turns", 0)))
@@ -242,7 +241,7 @@ def _read(spec: DatasetSpec, root: Path, split: str, context_turns: int = 0) -> 
         data.items.extend(scan.items)
         data.split_of.extend([name] * len(scan.items))
         if data.contexts is not None:
-            from .train.tasks import dialogue_contexts
+            from .features import dialogue_contexts
 
             data.contexts.extend(dialogue_contexts(scan.items, context_turns))
     return data

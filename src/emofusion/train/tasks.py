@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DatasetLayoutError, Item
-from ..features import FaceConfig, MelConfig, SAMPLE_RATE, log_mel, normalize_faces
+from ..features import (FaceConfig, MelConfig, SAMPLE_RATE, dialogue_contexts, load_face_images, log_mel,
+                        normalize_faces)
 from ..labels import EMOTIONS, SENTIMENTS
 from ..models import EmotionModel, ModelConfig, TextHeads
 from .augment import augment_faces, augment_waveforms, spec_augment
@@ -124,22 +125,6 @@ class Task:
 
 # --------------------------------------------------------------------------------------
 # Faces
-
-
-def load_face_images(paths: list[Path], cfg: FaceConfig) -> np.ndarray:
-    """Read face-crop images as grayscale uint8 (N, size, size), resized to the net's input."""
-    import cv2
-
-    out = np.empty((len(paths), cfg.size, cfg.size), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise DatasetLayoutError(f"{path}: unreadable image")
-        if img.shape != (cfg.size, cfg.size):
-            interp = cv2.INTER_AREA if img.shape[0] > cfg.size else cv2.INTER_LINEAR
-            img = cv2.resize(img, (cfg.size, cfg.size), interpolation=interp)
-        out[i] = img
-    return out
 
 
 class FaceTask(Task):
@@ -388,18 +373,6 @@ class VoiceTask(Task):
 
 # --------------------------------------------------------------------------------------
 # Text
-
-
-def dialogue_contexts(items: list[Item], turns: int) -> list[str]:
-    """For each utterance, the `turns` previous utterances of the same dialogue, joined ("" for the first)."""
-    out: list[str] = []
-    history: dict[Any, list[str]] = {}
-    for item in items:
-        key = item.meta.get("dialogue_id")
-        past = history.setdefault(key, [])
-        out.append(" ".join(past[-turns:]) if turns > 0 else "")
-        past.append(item.text or "")
-    return out
 
 
 class TextTask(Task):
