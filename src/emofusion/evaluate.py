@@ -104,6 +104,7 @@ def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipp
 
 
 def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter) -> np.ndarray:
+    from .features import fit_length
     from .media import MediaError, read_audio
 
     cfg = model.config.mel
@@ -123,8 +124,7 @@ def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skip
         if wav.size == 0:
             skipped[_unreadable("no audio samples")] += 1
             continue
-        if wav.size < min_len:
-            wav = np.pad(wav, (0, min_len - wav.size))
+        wav = fit_length(wav, min_len, crop=False)  # a clip too short for the voice net is padded, never cut
         wavs.append(wav)
         readable.append(i)
     keep[:] = readable

@@ -1,4 +1,4 @@
-"""Loudness and voice activity of a waveform."""
+"""Loudness, voice activity, and fitting a waveform to a length."""
 
 from __future__ import annotations
 
@@ -29,3 +29,17 @@ def speech_fraction(waveform: np.ndarray, threshold_dbfs: float = -60.0, frame: 
     level = 20.0 * np.log10(np.maximum(rms, 1e-12))
     return float(np.mean(level > threshold_dbfs))
 
+
+def fit_length(wav: np.ndarray, length: int, offset: int | None = None, crop: bool = True) -> np.ndarray:
+    """`wav` made exactly `length` samples long: cut to `length` samples starting at `offset`
+    (clamped so the cut fits; None: centred) when longer, zero-padded at the end when shorter.
+
+    With `crop=False` a longer waveform is returned whole, so the result is at least `length`
+    samples. The dtype is kept; a cut is a view of `wav`.
+    """
+    if len(wav) >= length:
+        if not crop:
+            return wav
+        start = (len(wav) - length) // 2 if offset is None else min(offset, len(wav) - length)
+        return wav[start : start + length]
+    return np.pad(wav, (0, length - len(wav)))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DatasetLayoutError, Item
-from ..features import (FaceConfig, MelConfig, SAMPLE_RATE, dialogue_contexts, load_face_images, log_mel,
+from ..features import (FaceConfig, MelConfig, SAMPLE_RATE, dialogue_contexts, fit_length, load_face_images, log_mel,
                         normalize_faces)
 from ..labels import EMOTIONS, SENTIMENTS
 from ..models import EmotionModel, ModelConfig, TextHeads
@@ -194,14 +194,6 @@ class FaceTask(Task):
 # Voice
 
 
-def fixed_length(wav: np.ndarray, length: int, offset: int | None = None) -> np.ndarray:
-    """Crop (at `offset`, else centred) or zero-pad a waveform to exactly `length` samples."""
-    if len(wav) >= length:
-        start = (len(wav) - length) // 2 if offset is None else min(offset, len(wav) - length)
-        return wav[start : start + length]
-    return np.pad(wav, (0, length - len(wav)))
-
-
 class VoiceTask(Task):
     """Speech clips (RAVDESS, EmoDB, CREMA-D, manifest) -> emotion, validated on held-out speakers."""
 
@@ -358,7 +350,7 @@ class VoiceTask(Task):
                 wav = self.train_wavs[i]
                 room = max(0, len(wav) - self.segment)
                 offset = int(torch.randint(0, room + 1, (1,), generator=generator)) if room else 0  # time shift
-                crops.append(fixed_length(wav, self.segment, offset))
+                crops.append(fit_length(wav, self.segment, offset))
             wavs = augment_waveforms(torch.as_tensor(np.stack(crops)), generator, **aug)
             mels = spec_augment(log_mel(wavs, self.mel_cfg), generator, **spec_cfg)
             yield mels, torch.as_tensor(self.train_y[sel])
