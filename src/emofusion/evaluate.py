@@ -166,7 +166,7 @@ def predict_items(
         from .features import dialogue_contexts
 
         if contexts is None:
-            contexts = dialogue_contexts(items, int((model.config.text or {}).get("context_turns", 0)))
+            contexts = dialogue_contexts(items, model.config.text_net.context_turns)
         if len(contexts) != len(items):
             raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
         with_text = []
@@ -330,7 +330,7 @@ def evaluate_dataset(
     spec = _spec(dataset)
     root = Path(root).expanduser()
     _require_net(model, spec.modality, spec.name)
-    turns = int((model.config.text or {}).get("context_turns", 0))
+    turns = model.config.text_net.context_turns
     data = _select_speakers(_read(spec, root, split, turns), speakers)
     if not data.items:
         raise EvaluationError(f"{root}: no items ({_summarise_skips(data.skipped)}); expected {spec.layout}")
@@ -413,7 +413,7 @@ def evaluate_cross_validation(
         folds.append((name, model, held, d))
 
     first = folds[0][1]
-    turns = int((first.config.text or {}).get("context_turns", 0))
+    turns = first.config.text_net.context_turns
     data = _read(spec, root, split, turns)
     speakers_in_data = {item.speaker for item in data.items if item.speaker}
     if not speakers_in_data:
@@ -430,7 +430,7 @@ def evaluate_cross_validation(
             continue
         part = _select_speakers(data, here, what=f"fold {name} val_speakers")
         contexts = part.contexts
-        fold_turns = int((model.config.text or {}).get("context_turns", 0))
+        fold_turns = model.config.text_net.context_turns
         if contexts is not None and fold_turns != turns:  # this fold's own dialogue-history length
             contexts = _select_speakers(_read(spec, root, split, fold_turns), here).contexts
         try:
