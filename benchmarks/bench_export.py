@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emofusion.features import log_mel, normalize_faces
+from emofusion.features import load_face_images, log_mel, normalize_faces
 from emofusion.models import load_model
 from emofusion.models.onnx_backend import OnnxModel, OnnxNet
 
@@ -91,7 +91,6 @@ def machine() -> dict:
 
 def face_inputs(model, data: Path, n: int) -> tuple[torch.Tensor, str]:
     from emofusion.export import synthetic_faces
-    from emofusion.train.tasks import load_face_images
 
     cfg = model.config.face_preprocess
     paths = sorted(glob.glob(str(data / "fer2013" / "val" / "*" / "*.jpg")))

@@ -10,6 +10,7 @@ from emofusion.features import (
     FaceConfig,
     MelConfig,
     crop_face,
+    fit_length,
     log_mel,
     mel_filterbank,
     normalize_faces,
@@ -180,3 +181,20 @@ def test_rms_dbfs():
     assert rms_dbfs(np.zeros(10, np.float32)) == -np.inf
     assert rms_dbfs(np.ones(10, np.float32)) == pytest.approx(0.0)
     assert rms_dbfs(sine(1000, 1.0, amplitude=1.0)) == pytest.approx(-3.01, abs=0.05)
+
+
+# ----------------------------------------------------------------------------- fitting audio to a length
+
+
+def test_fit_length_cuts_at_the_offset_or_the_centre_and_pads_at_the_end():
+    wav = np.arange(10, dtype=np.float32)
+    np.testing.assert_array_equal(fit_length(wav, 4), [3, 4, 5, 6])  # centred
+    np.testing.assert_array_equal(fit_length(wav, 4, offset=0), [0, 1, 2, 3])  # the start (seed models)
+    np.testing.assert_array_equal(fit_length(wav, 4, offset=2), [2, 3, 4, 5])  # a training time shift
+    np.testing.assert_array_equal(fit_length(wav, 4, offset=99), [6, 7, 8, 9])  # clamped to fit
+    padded = fit_length(wav, 13, offset=0)
+    np.testing.assert_array_equal(padded, [*range(10), 0, 0, 0])
+    assert padded.dtype == np.float32 and fit_length(wav.astype(np.float64), 4).dtype == np.float64
+    assert fit_length(wav, 4, crop=False) is wav  # evaluation: a long clip is kept whole
+    np.testing.assert_array_equal(fit_length(wav, 12, crop=False), [*range(10), 0, 0])
+    np.testing.assert_array_equal(fit_length(np.zeros(0, np.float32), 3), [0, 0, 0])

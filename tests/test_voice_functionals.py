@@ -114,13 +114,13 @@ def test_functionals_equal_the_opensmile_package_public_api(feature_set):
 
 
 def test_without_the_expected_package_layout_the_public_api_gives_the_same_features(monkeypatch):
-    from emofusion import features
+    from emofusion.features import opensmile as smile_driver
 
     def layout_changed(*args, **kwargs):
         raise AttributeError("no OpenSMILE here")
 
-    monkeypatch.setattr(features, "_DirectSmile", layout_changed)
-    monkeypatch.setattr(features, "_smile_local", __import__("threading").local())  # no runner made before
+    monkeypatch.setattr(smile_driver, "_DirectSmile", layout_changed)
+    monkeypatch.setattr(smile_driver, "_smile_local", __import__("threading").local())  # no runner made before
     wavs = _feature_test_waveforms()[:3]
     np.testing.assert_array_equal(acoustic_functionals(wavs), _public_smile_rows(wavs, "ComParE_2016"))
 

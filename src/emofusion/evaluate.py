@@ -73,8 +73,7 @@ def require_net(model: "EmotionModel", modality: str, dataset: str | None = None
 
 
 def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter, batch: int) -> np.ndarray:
-    from .features import normalize_faces
-    from .train.tasks import load_face_images
+    from .features import load_face_images, normalize_faces
 
     cfg = model.config.face_preprocess
     out: list[np.ndarray] = []
@@ -102,6 +101,7 @@ def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipp
 
 
 def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter) -> np.ndarray:
+    from .features import fit_length
     from .media import MediaError, read_audio
 
     cfg = model.config.mel
@@ -121,8 +121,7 @@ def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skip
         if wav.size == 0:
             skipped[_unreadable("no audio samples")] += 1
             continue
-        if wav.size < min_len:
-            wav = np.pad(wav, (0, min_len - wav.size))
+        wav = fit_length(wav, min_len, crop=False)  # a clip too short for the voice net is padded, never cut
         wavs.append(wav)
         readable.append(i)
     keep[:] = readable
@@ -161,10 +160,10 @@ def predict_items(
     elif modality == "voice":
         probs = _voice_probs(model, items, keep, skipped) if keep else None
     elif modality == "text":
-        from .train.tasks import dialogue_contexts
+        from .features import dialogue_contexts
 
         if contexts is None:
-            contexts = dialogue_contexts(items, int((model.config.text or {}).get("context_turns", 0)))
+            contexts = dialogue_contexts(items, model.config.text_net.context_turns)
         if len(contexts) != len(items):
             raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
         with_text = []
@@ -239,7 +238,7 @@ def _read(spec: DatasetSpec, root: Path, split: str, context_turns: int = 0) -> 
         data.items.extend(scan.items)
         data.split_of.extend([name] * len(scan.items))
         if data.contexts is not None:
-            from .train.tasks import dialogue_contexts
+            from .features import dialogue_contexts
 
             data.contexts.extend(dialogue_contexts(scan.items, context_turns))
     return data
@@ -321,7 +320,7 @@ def evaluate_dataset(
     spec = _spec(dataset)
     root = Path(root).expanduser()
     require_net(model, spec.modality, spec.name)
-    turns = int((model.config.text or {}).get("context_turns", 0))
+    turns = model.config.text_net.context_turns
     data = _select_speakers(_read(spec, root, split, turns), speakers)
     if not data.items:
         raise EvaluationError(f"{root}: no items ({_summarise_skips(data.skipped)}); expected {spec.layout}")
@@ -404,7 +403,7 @@ def evaluate_cross_validation(
         folds.append((name, model, held, d))
 
     first = folds[0][1]
-    turns = int((first.config.text or {}).get("context_turns", 0))
+    turns = first.config.text_net.context_turns
     data = _read(spec, root, split, turns)
     speakers_in_data = {item.speaker for item in data.items if item.speaker}
     if not speakers_in_data:
@@ -421,7 +420,7 @@ def evaluate_cross_validation(
             continue
         part = _select_speakers(data, here, what=f"fold {name} val_speakers")
         contexts = part.contexts
-        fold_turns = int((model.config.text or {}).get("context_turns", 0))
+        fold_turns = model.config.text_net.context_turns
         if contexts is not None and fold_turns != turns:  # this fold's own dialogue-history length
             contexts = _select_speakers(_read(spec, root, split, fold_turns), here).contexts
         try:

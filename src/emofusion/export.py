@@ -144,7 +144,7 @@ def calibration_inputs(model, modality: str) -> np.ndarray:
         pre = cfg.face_preprocess
         return normalize_faces(synthetic_faces(CALIBRATION_FACES, pre.size), pre).numpy()
     if modality == "voice":
-        seconds = float((cfg.voice or {}).get("segment_seconds", 2.0))
+        seconds = cfg.voice_net.segment_seconds
         wavs = synthetic_speech(CALIBRATION_CLIPS, seconds, cfg.mel.sample_rate)
         return log_mel(wavs, cfg.mel).numpy()
     raise ValueError(f"no calibration for {modality!r}")
@@ -348,11 +348,11 @@ def export_onnx(
                 "inputs": [{"name": "faces", "shape": ["batch", 1, side, side], "dtype": "float32",
                             "what": "grayscale face crops normalised as config.face.preprocess says"}],
                 "outputs": [{"name": "logits", "shape": ["batch", n_labels], "labels": "config.labels"}],
-                "tta_flip": bool((model.config.face or {}).get("tta_flip", False)),
+                "tta_flip": model.config.face_net.tta_flip,
             }
         if model.voice is not None:
             n_mels = model.config.mel.n_mels
-            seconds = float((model.config.voice or {}).get("segment_seconds", 2.0))
+            seconds = model.config.voice_net.segment_seconds
             frames = _voice_frames(model, seconds)
             path = work / "voice.onnx"
             net = model._net("voice")
@@ -371,7 +371,7 @@ def export_onnx(
                 "inputs": [{"name": "mels", "shape": ["batch", n_mels, "frames"], "dtype": "float32",
                             "what": "per-clip normalised log-mel (emofusion.features.log_mel, config.voice.preprocess)"}],
                 "outputs": [{"name": "logits", "shape": ["batch", n_labels], "labels": "config.labels"}],
-                "min_frames": 2 ** len((model.config.voice or {}).get("channels", (16, 32, 64, 128))),
+                "min_frames": 2 ** len(model.config.voice_net.channels),
                 "functionals": None,
             }
             if model.voice_functionals is not None:

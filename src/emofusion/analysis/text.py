@@ -21,8 +21,8 @@ class TextPath:
 
     def results_for(self, block: list[Window]) -> list[TextResult | None]:
         """Per window: the text heads' emotion and sentiment, or None where no text overlaps."""
-        cfg = self.model.config.text or {}
-        texts, contexts = window_texts(block, self.segments, self.duration, int(cfg.get("context_turns", 0)))
+        turns = self.model.config.text_net.context_turns
+        texts, contexts = window_texts(block, self.segments, self.duration, turns)
         unique = sorted({(t, c) for t, c in zip(texts, contexts) if t is not None})
         todo = [pair for pair in unique if pair not in self._cache]
         if todo:

@@ -12,11 +12,11 @@ from typing import Any
 
 _HOMES = {
     "EmotionModel": "bundle", "ModelConfig": "bundle", "bundled_models": "bundle",
-    "FaceNet": "face", "VoiceNet": "voice",
+    "FaceNet": "face", "FaceNetConfig": "face", "VoiceNet": "voice", "VoiceNetConfig": "voice",
     "MODALITIES": "fusion", "fuse": "fusion",
     "InferenceModel": "interfaces", "JointModel": "interfaces", "LateFusionModel": "interfaces", "is_joint": "interfaces",
     "BACKENDS": "loading", "load_model": "loading",
-    "SentenceEncoder": "text", "TextHeads": "text",
+    "SentenceEncoder": "text", "TextHeads": "text", "TextNetConfig": "text",
 }
 
 __all__ = [*_HOMES, "ModelLoadError"]

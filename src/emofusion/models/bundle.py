@@ -17,9 +17,10 @@ from safetensors.torch import load_file, save_file
 
 from ..features import FaceConfig, MelConfig
 from ..labels import EMOTIONS, SENTIMENTS
-from .face import FaceNet
+from .face import FaceNet, FaceNetConfig
 from .fusion import MODALITIES, fuse
-from .text import ModelLoadError, SentenceEncoder, TextHeads
+from .text import ModelLoadError, SentenceEncoder, TextHeads, TextNetConfig
+from .voice import VoiceNetConfig
 
 FORMAT = "emofusion"
 FORMAT_VERSION = 1
@@ -99,10 +100,10 @@ class ModelConfig:
     sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENTS))
     # which parts hold trained weights; random weights are never presented as predictions
     trained: dict[str, bool] = field(default_factory=dict)
-    face: dict[str, Any] | None = None  # {"channels", "dropout", "tta_flip", "preprocess": FaceConfig}
-    # {"channels", "dropout", "preprocess": MelConfig, optional "functionals": {"feature_set", "dim", "weight", "c"}}
+    face: dict[str, Any] | None = None  # FaceNetConfig's keys + "preprocess": FaceConfig
+    # VoiceNetConfig's keys + "preprocess": MelConfig, optional "functionals": {"feature_set", "dim", "weight", "c"}
     voice: dict[str, Any] | None = None
-    text: dict[str, Any] | None = None  # {"encoder", "max_length", "hidden", "use_context", "context_turns"}
+    text: dict[str, Any] | None = None  # TextNetConfig's keys + "embed_dim", optional "finetuned"
     fusion: dict[str, Any] = field(default_factory=lambda: {"type": "weighted_geometric", "weights": {}})
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: data, metrics, recipe
 
@@ -141,6 +142,21 @@ class ModelConfig:
     @property
     def mel(self) -> MelConfig:
         return MelConfig(**(self.voice or {}).get("preprocess", {}))
+
+    @property
+    def face_net(self) -> FaceNetConfig:
+        """The face net's settings (the defaults where the `face` part leaves them out)."""
+        return FaceNetConfig.from_dict(self.face)
+
+    @property
+    def voice_net(self) -> VoiceNetConfig:
+        """The voice net's settings (the defaults where the `voice` part leaves them out)."""
+        return VoiceNetConfig.from_dict(self.voice)
+
+    @property
+    def text_net(self) -> TextNetConfig:
+        """The text part's settings (the defaults where the `text` part leaves them out)."""
+        return TextNetConfig.from_dict(self.text)
 
 
 class ModelParts:
@@ -190,7 +206,7 @@ class ModelParts:
     def _load_encoder(self) -> SentenceEncoder:
         if self.__dict__.get("_encoder") is None:
             cfg = self.config.text or {}
-            enc = SentenceEncoder(cfg["encoder"], max_length=int(cfg.get("max_length", 128)))
+            enc = SentenceEncoder(cfg["encoder"], max_length=self.config.text_net.max_length)
             if enc.dim != int(cfg["embed_dim"]):
                 raise ModelLoadError(
                     f"text encoder {cfg['encoder']!r} gives {enc.dim}-d embeddings; the heads expect {cfg['embed_dim']}"
@@ -228,29 +244,27 @@ class EmotionModel(ModelParts, torch.nn.Module):
         # (config.text["encoder"]) and its weights never go into model.safetensors.
         object.__setattr__(self, "_encoder", None)
         if config.face is not None:
-            self.face = FaceNet(n, tuple(config.face.get("channels", (32, 64, 128, 256))), config.face.get("dropout", 0.4))
+            face_net = config.face_net
+            self.face = FaceNet(n, face_net.channels, face_net.dropout)
         if config.voice is not None:
             from .voice import VoiceNet
 
-            self.voice = VoiceNet(
-                n,
-                tuple(config.voice.get("channels", (16, 32, 64, 128))),
-                config.voice.get("dropout", 0.3),
-                int(config.voice.get("convs_per_block", 1)),
-            )
+            voice_net = config.voice_net
+            self.voice = VoiceNet(n, voice_net.channels, voice_net.dropout, voice_net.convs_per_block)
             functionals = config.voice.get("functionals")
             if functionals:
                 from .voice import VoiceFunctionalsHead
 
                 self.voice_functionals = VoiceFunctionalsHead(int(functionals["dim"]), n)
         if config.text is not None:
+            text_net = config.text_net
             self.text = TextHeads(
                 int(config.text["embed_dim"]),
                 n,
                 len(config.sentiment_labels),
-                hidden=int(config.text.get("hidden", 256)),
-                dropout=float(config.text.get("dropout", 0.3)),
-                use_context=bool(config.text.get("use_context", False)),
+                hidden=text_net.hidden,
+                dropout=text_net.dropout,
+                use_context=text_net.use_context,
             )
             finetuned = config.text.get("finetuned")
             if finetuned:
@@ -291,7 +305,7 @@ class EmotionModel(ModelParts, torch.nn.Module):
         """(N, 1, S, S) normalised crops -> (N, C) probabilities (flip test-time augmentation if configured)."""
         assert self.face is not None
         net = self._net("face")
-        tta = bool((self.config.face or {}).get("tta_flip", False))
+        tta = self.config.face_net.tta_flip
         batch = torch.cat([faces, torch.flip(faces, dims=[-1])]) if tta else faces
         if net is not self.face:  # the inference copy is channels-last (see prepare_inference)
             batch = batch.contiguous(memory_format=torch.channels_last)

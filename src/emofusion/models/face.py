@@ -2,8 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Mapping
+
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class FaceNetConfig:
+    """The face net's settings and their defaults: the `face` part of a model's config.json
+    (beside `preprocess`, a features.FaceConfig) and of a face recipe's [model] table."""
+
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    dropout: float = 0.4
+    tta_flip: bool = True  # average the prediction with that of the mirrored crop
+
+    @classmethod
+    def from_dict(cls, part: Mapping[str, Any] | None, saved: bool = True) -> "FaceNetConfig":
+        """The settings `part` gives, the defaults for the others. A saved part (config.json)
+        without `tta_flip` predates test-time flipping and runs without it; with saved=False
+        (a recipe) new models flip by default."""
+        part = part or {}
+        return cls(
+            channels=tuple(part.get("channels", cls.channels)),
+            dropout=float(part.get("dropout", cls.dropout)),
+            tta_flip=bool(part.get("tta_flip", cls.tta_flip if not saved else False)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys these settings take in config.json's `face` part."""
+        return {"channels": list(self.channels), "dropout": self.dropout, "tta_flip": self.tta_flip}
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -20,7 +49,8 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class FaceNet(nn.Module):
     """VGG-style CNN: double-conv blocks with pooling, global average pooling, dropout, linear."""
 
-    def __init__(self, num_classes: int, channels: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.4):
+    def __init__(self, num_classes: int, channels: tuple[int, ...] = FaceNetConfig.channels,
+                 dropout: float = FaceNetConfig.dropout):
         super().__init__()
         blocks: list[nn.Module] = []
         c_in = 1

@@ -230,7 +230,7 @@ class OnnxModel(ModelParts):
         x = _as_array(faces)
         if len(x) == 0:
             return np.zeros((0, len(self.config.labels)), dtype=np.float32)
-        if (self.config.face or {}).get("tta_flip", False):
+        if self.config.face_net.tta_flip:
             both = self.face(np.concatenate([x, x[..., ::-1]]))[0]
             logits = (both[: len(x)] + both[len(x):]) / 2
         else:

