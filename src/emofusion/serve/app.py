@@ -110,7 +110,7 @@ class Services:
         self.analysis_pool = ThreadPoolExecutor(settings.sync_concurrency, thread_name_prefix="emofusion-analysis")
         self.login_throttle = LoginThrottle(settings.login_failures_per_account, settings.login_failures_per_address)
         self.hash_slots = HashSlots(settings.password_hash_concurrency)
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(self.db, self.jobs)
 
     def private_file(self) -> tuple[int, Path]:
         """A new empty file for an upload in the server's temporary folder (the client's file name
