@@ -26,7 +26,6 @@ from sqlalchemy import delete, func, select
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
 from .. import __version__
-from ..errors import EmofusionError, http_status
 from ..options import AnalysisOptions, check_window_count, given_options
 from ..media import MediaError, probe
 from . import auth
@@ -35,11 +34,11 @@ from .db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, Database, new_id
 from .body_limit import BodyLimit
 from .callbacks import CallbackRefused, check_callback_url
 from .engine import Engine, parse_transcript
-from .errors import ApiError, error_response, install_error_handlers
+from .errors import ApiError, install_error_handlers
 from .jobs import JobRunner
 from .login_guard import HashSlots, LoginThrottle
 from .metrics import Metrics
-from .quotas import Charge, Limits, QuotaExceeded, Quotas, RateLimiter
+from .quotas import Charge, Limits, Quotas, RateLimiter
 from .storage import Storage, StorageError, storage_from_url
 
 log = logging.getLogger("emofusion.serve")
@@ -387,19 +386,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app = FastAPI(title="emofusion", version=__version__, lifespan=lifespan,
                   description="Emotion in video from the face, the voice and the words.")
     install_error_handlers(app)
-
-    @app.exception_handler(auth.AuthError)
-    async def _auth_error(_: Request, exc: auth.AuthError):
-        return error_response(exc.status, exc.code, exc.message,
-                              {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
-
-    @app.exception_handler(EmofusionError)
-    async def _emofusion_error(_: Request, exc: EmofusionError):
-        return error_response(http_status(exc.code), exc.code, exc.message)
-
-    @app.exception_handler(QuotaExceeded)
-    async def _quota(_: Request, exc: QuotaExceeded):
-        return error_response(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
 
     # a body over its limit is refused before any route (or log-in) reads it; added before the
     # metrics middleware so that it sits inside it (that middleware reads the body in a task of
