@@ -1,4 +1,8 @@
-"""One error shape for every route: `{"error": {"code", "message"}}` with the right status."""
+"""One error shape for every route: `{"error": {"code", "message"}}` with the right status.
+
+`ApiError` is for conditions that exist only over HTTP (a missing form field, a wrong content
+type); the library's `EmofusionError`s are rendered here too, with the status `http_status(code)`
+gives them, so every handler is registered in one place (`install_error_handlers`)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import EmofusionError, http_status
+from .auth import AuthError
+from .quotas import QuotaExceeded
 
 _CODES = {
     400: "bad_request",
@@ -49,6 +57,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_: Request, exc: AuthError):
+        return error_response(exc.status, exc.code, exc.message,
+                              {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+
+    @app.exception_handler(EmofusionError)
+    async def _emofusion_error(_: Request, exc: EmofusionError):
+        return error_response(http_status(exc.code), exc.code, exc.message)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded):
+        return error_response(429, exc.code, exc.message, {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
