@@ -88,6 +88,19 @@ def test_unreadable_media(tiny_model_dir, files, service):
     assert _service_code(submit(client, key, files["not_media"].read_bytes()), code) == code
 
 
+def test_unreadable_separate_audio(tiny_model_dir, files, service):
+    code = "invalid_audio"
+    r = CliRunner().invoke(app, ["analyze", str(files["clip"]), "--audio", str(files["not_media"]),
+                                 "--model", str(tiny_model_dir)])
+    assert r.exit_code == exit_status(code) and r.output.startswith(f"error: {files['not_media']}: ")
+    task = {"input": "x", "path": str(files["clip"]), "audio": str(files["not_media"])}
+    ok, line = analyze_task(make_analyzer(str(tiny_model_dir), {}), task)
+    assert not ok and json.loads(line)["error"]["code"] == code
+    client, key = service
+    r = submit(client, key, files["clip"].read_bytes(), audio=("notes.mp4", files["not_media"].read_bytes(), "video/mp4"))
+    assert _service_code(r, code) == code
+
+
 def test_unreadable_transcript(tiny_model_dir, files, service):
     code = "invalid_transcript"
     r = CliRunner().invoke(app, ["analyze", str(files["clip"]), "--transcript", str(files["transcript"]),

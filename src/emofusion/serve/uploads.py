@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Iterator
 from fastapi import Request
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
+from ..errors import ExternalAudioError
 from ..media import MediaError, probe
 from ..options import AnalysisOptions, check_window_count as _check_windows
 from .errors import ApiError
@@ -114,11 +115,14 @@ def display_name(upload: FormFile | None) -> str | None:
 
 
 def probe_media(path: Path, what: str) -> float:
-    """Duration in seconds of an uploaded media file; 415/422 when it is not media we can read."""
+    """Duration in seconds of an uploaded media file; 415 when it has no stream, 422 when it is not
+    media we can read (`invalid_audio` for the separate audio upload, `invalid_media` otherwise,
+    as for the CLI and batch)."""
     try:
         info = probe(str(path))
     except MediaError as exc:
-        raise ApiError(422, "invalid_media", f"the {what} upload is not usable media: {exc}") from None
+        unusable = ExternalAudioError if what == "audio" else MediaError
+        raise unusable(f"the {what} upload is not usable media: {exc}") from None
     if not (info.has_video or info.has_audio):
         raise ApiError(415, "unsupported_media_type", f"the {what} upload has no audio or video stream")
     return float(info.duration)
