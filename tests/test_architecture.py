@@ -99,6 +99,21 @@ def test_no_import_cycles_in_src():
     assert cycles(import_graph()) == []
 
 
+def test_every_relative_import_names_a_module():
+    """Imports inside functions run only when called: a wrong relative path (`.features` in a
+    module that moved one level down) must fail here, not in a user's run."""
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = _resolve(name, is_package, node.level, node.module)
+                if base not in modules:
+                    wrong.append(f"{name}:{node.lineno} from {'.' * node.level}{node.module or ''}")
+    assert wrong == []
+
+
 def test_only_the_cli_imports_typer():
     importers = sorted(name for name, path in _modules().items()
                        if "typer" in {t.split(".")[0] for t in _imported_names(path)} and not name.startswith("emofusion.cli"))

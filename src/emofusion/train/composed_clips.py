@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ..data import default_data_root, get_dataset
     from ..media import read_audio
     from ..media.synth import make_clip
-    from ..pipeline import Analyzer
+    from ..analysis import Analyzer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")

@@ -1,18 +1,5 @@
-"""`emofusion evaluate`: metrics of a model on a labelled dataset.
-
-Face datasets (fer2013, imagefolder) go through the face net, speech datasets (ravdess,
-emodb, cremad, manifest) through the voice net, MELD through the text net. Preprocessing is
-the one in `emofusion.features` (the same as training); nothing is re-implemented here.
-
-    evaluate_dataset(model, "ravdess", root, speakers=["ravdess_17", ...])  -> report dict
-    evaluate_cross_validation(cv_dir, "ravdess", root)                        -> pooled report
-
-A report is `emofusion.metrics.classification_report` (accuracy, uar, macro_f1,
-weighted_f1, per_class, confusion_matrix, roc_auc_ovr, ece, n, ...) plus `dataset`,
-`root`, `split`, `model`, `skipped` ({reason: count}) and, for text with sentiment truth,
-`sentiment`. Nothing is ever reported on n=0: when no item is left an EvaluationError
-(a ValueError) says why.
-"""
+"""Evaluation runs: one model on a dataset (optionally some speakers), or the fold models of a
+cross-validation each on its own held-out speakers, pooled."""
 
 from __future__ import annotations
 
@@ -24,173 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import DatasetLayoutError, DatasetSpec, Item, get_dataset
-from .errors import EvaluationError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
-from .models.interfaces import is_joint
-from .models.loading import load_model
+from ..data import DatasetLayoutError, DatasetSpec, Item, get_dataset
+from ..errors import EvaluationError
+from ..models.loading import load_model
+from .predict import predict_items, require_net, summarise_skips
 
 if TYPE_CHECKING:
-    from .models import EmotionModel
+    from ..models import EmotionModel
 
 ALL = "all"
-FACE_BATCH = 256
-MIN_CLIP_SECONDS = 0.5
 DEFAULT_SPLITS = {"fer2013": "val", "meld": "dev"}
-
-
-# --------------------------------------------------------------------------------------
-# Prediction
-
-
-def _short(reason: object, limit: int = 80) -> str:
-    text = " ".join(str(reason).split()) or "unknown error"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _unreadable(reason: object) -> str:
-    return f"unreadable file: {_short(reason)}"
-
-
-def _label_skip(label: str) -> str:
-    return f"label {label!r} not in the model's labels"
-
-
-def _summarise_skips(skipped: Counter) -> str:
-    if not skipped:
-        return "no items"
-    return "; ".join(f"{reason}: {count}" for reason, count in skipped.most_common())
-
-
-def require_net(model: "EmotionModel", modality: str, dataset: str | None = None) -> None:
-    """EvaluationError unless `model` has its own `modality` net (a seed model has none)."""
-    if is_joint(model):
-        raise EvaluationError(f"model {model.config.name!r} is a multimodal seed model: evaluate scores face, voice "
-                              "or text nets (a seed model's validation is in its training run's metrics.json)")
-    if modality not in model.modalities:
-        has = ", ".join(model.modalities) or "none"
-        need = f"; dataset {dataset!r} needs one" if dataset else ""
-        raise EvaluationError(f"model {model.config.name!r} has no {modality} net (it has: {has}){need}")
-
-
-def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter, batch: int) -> np.ndarray:
-    from .features import load_face_images, normalize_faces
-
-    cfg = model.config.face_preprocess
-    out: list[np.ndarray] = []
-    readable: list[int] = []
-    for start in range(0, len(keep), batch):
-        chunk = keep[start : start + batch]
-        try:
-            crops = load_face_images([items[i].path for i in chunk], cfg)
-            good = list(chunk)
-        except DatasetLayoutError:  # one bad image in the batch: read them one by one
-            rows, good = [], []
-            for i in chunk:
-                try:
-                    rows.append(load_face_images([items[i].path], cfg))
-                    good.append(i)
-                except DatasetLayoutError:
-                    skipped[_unreadable("unreadable image")] += 1
-            if not good:
-                continue
-            crops = np.concatenate(rows)
-        out.append(model.face_probs(normalize_faces(crops, cfg)))
-        readable.extend(good)
-    keep[:] = readable
-    return np.concatenate(out) if out else np.zeros((0, len(model.config.labels)))
-
-
-def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter) -> np.ndarray:
-    from .features import fit_length
-    from .media import MediaError, read_audio
-
-    cfg = model.config.mel
-    min_len = int(round(MIN_CLIP_SECONDS * cfg.sample_rate))
-    wavs: list[np.ndarray] = []
-    readable: list[int] = []
-    for i in keep:
-        item = items[i]
-        if item.path is None:
-            skipped["no media file"] += 1
-            continue
-        try:
-            wav = read_audio(item.path, start=item.start or 0.0, end=item.end, sample_rate=cfg.sample_rate)
-        except (MediaError, OSError, ValueError) as exc:
-            skipped[_unreadable(exc)] += 1
-            continue
-        if wav.size == 0:
-            skipped[_unreadable("no audio samples")] += 1
-            continue
-        wav = fit_length(wav, min_len, crop=False)  # a clip too short for the voice net is padded, never cut
-        wavs.append(wav)
-        readable.append(i)
-    keep[:] = readable
-    return model.clip_voice_probs(wavs)
-
-
-def predict_items(
-    model: "EmotionModel",
-    modality: str,
-    items: list[Item],
-    contexts: list[str] | None = None,
-    batch_size: int = FACE_BATCH,
-) -> tuple[np.ndarray, np.ndarray, Counter, dict[str, Any]]:
-    """Run the `modality` net on `items` -> (y_true, probs, skipped, extra).
-
-    y_true: (N,) indices into model.config.labels; probs: (N, C). Items whose label the
-    model lacks and unreadable files are skipped and counted in `skipped` by reason.
-    extra["index"]: for each row, its position in `items`. Text adds
-    extra["sentiment_probs"] (N, 3) and extra["sentiment_true"] (N,) (-1 where an item has
-    no sentiment truth). `contexts` (text only) defaults to the dialogue history of
-    `items` with the model's `context_turns`. Raises EvaluationError when nothing is left.
-    """
-    require_net(model, modality)
-    labels = list(model.config.labels)
-    index = {name: k for k, name in enumerate(labels)}
-    skipped: Counter = Counter()
-    keep: list[int] = []
-    for i, item in enumerate(items):
-        if item.label not in index:
-            skipped[_label_skip(item.label)] += 1
-        else:
-            keep.append(i)
-    extra: dict[str, Any] = {}
-    if modality == "face":
-        probs = _face_probs(model, items, keep, skipped, batch_size) if keep else None
-    elif modality == "voice":
-        probs = _voice_probs(model, items, keep, skipped) if keep else None
-    elif modality == "text":
-        from .features import dialogue_contexts
-
-        if contexts is None:
-            contexts = dialogue_contexts(items, model.config.text_net.context_turns)
-        if len(contexts) != len(items):
-            raise ValueError(f"{len(contexts)} contexts for {len(items)} items")
-        with_text = []
-        for i in keep:
-            if items[i].text:
-                with_text.append(i)
-            else:
-                skipped["no text"] += 1
-        keep = with_text
-        probs = None
-        if keep:
-            probs, sent = model.text_probs([items[i].text or "" for i in keep], [contexts[i] for i in keep])
-            s_index = {name: k for k, name in enumerate(model.config.sentiment_labels)}
-            extra["sentiment_probs"] = sent
-            extra["sentiment_true"] = np.asarray(
-                [s_index.get(items[i].sentiment, -1) if items[i].sentiment else -1 for i in keep], dtype=np.int64
-            )
-    else:
-        raise ValueError(f"unknown modality {modality!r}; expected face, voice or text")
-    if not keep or probs is None or len(probs) == 0:
-        raise EvaluationError(
-            f"no item could be evaluated: all {len(items)} skipped ({_summarise_skips(skipped)})"
-        )
-    y_true = np.asarray([index[items[i].label] for i in keep], dtype=np.int64)
-    extra["index"] = np.asarray(keep, dtype=np.int64)
-    return y_true, np.asarray(probs, dtype=np.float64), skipped, extra
-
 
 # --------------------------------------------------------------------------------------
 # Reading datasets
@@ -238,7 +68,7 @@ def _read(spec: DatasetSpec, root: Path, split: str, context_turns: int = 0) -> 
         data.items.extend(scan.items)
         data.split_of.extend([name] * len(scan.items))
         if data.contexts is not None:
-            from .features import dialogue_contexts
+            from ..features import dialogue_contexts
 
             data.contexts.extend(dialogue_contexts(scan.items, context_turns))
     return data
@@ -267,7 +97,7 @@ def _model_info(model: "EmotionModel", modality: str) -> dict[str, Any]:
 
 
 def _sentiment_report(model: "EmotionModel", extra: dict[str, Any], rows: np.ndarray | None = None) -> dict | None:
-    from .metrics import classification_report
+    from ..metrics import classification_report
 
     if "sentiment_true" not in extra:
         return None
@@ -283,7 +113,7 @@ def _sentiment_report(model: "EmotionModel", extra: dict[str, Any], rows: np.nda
 def _report(
     y: np.ndarray, probs: np.ndarray, labels: list[str], sentiment: dict | None = None
 ) -> dict[str, Any]:
-    from .metrics import classification_report
+    from ..metrics import classification_report
 
     out = classification_report(y, probs, labels)
     if sentiment is not None:
@@ -323,7 +153,7 @@ def evaluate_dataset(
     turns = model.config.text_net.context_turns
     data = _select_speakers(_read(spec, root, split, turns), speakers)
     if not data.items:
-        raise EvaluationError(f"{root}: no items ({_summarise_skips(data.skipped)}); expected {spec.layout}")
+        raise EvaluationError(f"{root}: no items ({summarise_skips(data.skipped)}); expected {spec.layout}")
     y, probs, pred_skipped, extra = predict_items(model, spec.modality, data.items, contexts=data.contexts)
     report = _report(y, probs, model.config.labels, _sentiment_report(model, extra))
     report.update(
@@ -465,76 +295,3 @@ def evaluate_cross_validation(
     if return_predictions:  # pooled out-of-fold predictions (used to fit the fusion weights)
         report["predictions"] = {"y_true": np.concatenate(ys).tolist(), "probs": np.concatenate(ps).tolist()}
     return report
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def print_summary(report: dict[str, Any], file=None) -> None:
-    """Readable summary: per-class table, then the headline metrics and skip counts."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=file) if file is not None else Console()
-    model = report.get("model", {})
-    title = f"{model.get('name', '?')} {model.get('version', '')} on {report.get('dataset')} ({report.get('split')})"
-    if "folds" in report:
-        title += f", {len(report['folds'])} folds pooled"
-
-    def table(rep: dict[str, Any], heading: str) -> Table:
-        t = Table(title=heading)
-        for col in ("class", "precision", "recall", "f1", "support", "roc_auc"):
-            t.add_column(col, justify="left" if col == "class" else "right")
-        for name, row in rep["per_class"].items():
-            t.add_row(name, _fmt(row["precision"]), _fmt(row["recall"]), _fmt(row["f1"]), str(row["support"]),
-                      _fmt(row["roc_auc"]))
-        return t
-
-    def headline(rep: dict[str, Any]) -> str:
-        return (
-            f"accuracy {_fmt(rep['accuracy'])}  UAR {_fmt(rep['uar'])}  macro-F1 {_fmt(rep['macro_f1'])}  "
-            f"weighted-F1 {_fmt(rep['weighted_f1'])}  ECE {_fmt(rep['ece'])}  ROC-AUC {_fmt(rep['roc_auc_ovr'])}  "
-            f"n {rep['n']}"
-        )
-
-    console.print(table(report, title))
-    console.print(headline(report))
-    if not model.get("trained", True):
-        console.print("[bold]note:[/bold] the model's weights for this modality are untrained: these numbers are chance")
-    for name, rep in (report.get("splits") or {}).items():
-        console.print(f"  split {name}: {headline(rep)}")
-    for name, rep in (report.get("folds") or {}).items():
-        console.print(f"  {name} ({', '.join(rep['speakers'])}): {headline(rep)}")
-    if report.get("sentiment"):
-        console.print(table(report["sentiment"], "sentiment"))
-        console.print(f"sentiment: {headline(report['sentiment'])}")
-    for name, why in (report.get("folds_unused") or {}).items():
-        console.print(f"  {name} not used: {why}", markup=False, highlight=False)
-    if report.get("unevaluated_speakers"):
-        console.print(f"speakers no fold held out (not evaluated): {', '.join(report['unevaluated_speakers'])}")
-    skipped = report.get("skipped") or {}
-    if skipped:
-        console.print(f"skipped {sum(skipped.values())}:")
-        for reason, count in skipped.items():
-            console.print(f"  {count:6d}  {reason}", markup=False, highlight=False)
-    else:
-        console.print("skipped: none")
-
-
-def jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
