@@ -94,7 +94,7 @@ class RayAnalyzer:
                  precision: Optional[str] = None):
         limit_threads()
         self.analyzer = make_analyzer(model, options, backend, precision, threads=1)
-        if use_gpu and getattr(self.analyzer.model, "backend", "torch") != "onnx":
+        if use_gpu and self.analyzer.model.backend != "onnx":
             import torch
 
             if torch.cuda.is_available():

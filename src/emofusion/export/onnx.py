@@ -1,47 +1,5 @@
-"""`emofusion export --format onnx`: the face net, the voice net and the text heads as ONNX.
-
-    export_onnx("default", "exports/default", int8=True)  -> the manifest (dict)
-
-writes into the output folder:
-
-  face.onnx, voice.onnx, text_heads.onnx   FP32, BatchNorm folded into the convolutions (the
-                                           nets `EmotionModel.prepare_inference` builds);
-                                           dynamic batch, and a dynamic time axis for the
-                                           voice net's log-mel input
-  *.int8.onnx                              with --int8 (see "INT8" below)
-  config.json                              the model's config (labels, preprocessing, fusion)
-  text_encoder_delta.safetensors           the fine-tuned encoder tensors, when there are any
-  voice_functionals.safetensors            the voice part's acoustic-functionals head, when it
-                                           has one (a linear model applied in NumPy by both backends)
-  export.json                              the manifest: files, inputs/outputs, precisions,
-                                           opset, source model, versions, export checks
-
-The nets output logits; `emofusion.models.onnx_backend.OnnxModel` applies the softmax and the
-face net's flip test-time augmentation (`tta_flip`: the logits of each crop and of its mirror
-image are averaged) exactly as `EmotionModel` does. The text encoder (MiniLM) is not exported:
-it stays a PyTorch dependency (`config.text["encoder"]`); only the heads on its embeddings are.
-
-INT8 (`--int8`; measured on the bundled model with benchmarks/bench_export.py, x86 AVX2 CPU
-without VNNI): dynamic quantization (`quantize_dynamic`) turns convolutions into ConvInteger,
-which ONNX Runtime's CPU kernels run slower than FP32 (face net: 0.2-0.7x the FP32 speed), so
-the face net uses static quantization instead: QDQ, per-channel int8 weights, uint8
-activations, MinMax ranges calibrated on a small deterministic synthetic set (faces drawn by
-`emofusion.media.synth` under random pose, contrast and noise), which ORT fuses into
-QLinearConv (1.3-1.9x the FP32 speed on the 2-core test machine). Two choices keep its
-accuracy: the first convolution stays FP32 (its input spans the full range, where AVX2's u8*s8
-pairwise sums saturate; it is a tiny share of the compute) and weights use 7 bits
-(`reduce_range`, ORT's advice for CPUs without VNNI): with every layer quantized to full 8
-bits only ~87% of FER-2013 val predictions kept their top label, with these ~99% (98.7% on all
-3589, -0.2 points of accuracy). Calibrating on real FER-2013 crops instead of synthetic ones
-changed agreement by well under a point (`calibration=` of `export_onnx` takes real inputs).
-The text heads (two small Linear layers) use dynamic quantization (no calibration; harmless,
-and negligible beside the PyTorch encoder). The voice net is not quantized: statically
-quantized it was no faster than FP32 (0.5-1.0x: the net is small and the quantize/dequantize
-steps cost what the int8 convolutions save) and lost up to a point on held-out RAVDESS
-speakers, so under the INT8 precision it runs its FP32 file (the manifest maps `int8` to
-`voice.onnx` and says why; `export_onnx(..., int8_nets=("face", "voice", "text"))` quantizes
-it anyway, e.g. for a CPU with VNNI).
-"""
+"""The export itself: the nets to ONNX (FP32, optionally INT8), checked against PyTorch, with the
+manifest that `models.onnx_backend` reads."""
 
 from __future__ import annotations
 
@@ -56,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ExportError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
-
-from .models.export_folder import (ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION,
-                                   VOICE_FUNCTIONALS_NAME)
+from ..errors import ExportError
+from ..models.export_folder import (ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION,
+                                    VOICE_FUNCTIONALS_NAME)
+from .calibration import calibration_inputs
+from .quantize import quantize_conv_net, quantize_linear_net
 
 # (no torch or onnx import at module level: the CLI reads this module's defaults at start)
 FORMATS = ("onnx",)
@@ -70,8 +29,6 @@ OWNED_FILES = tuple(
     [f"{stem}.onnx" for stem in NET_FILES.values()] + [f"{stem}.int8.onnx" for stem in NET_FILES.values()]
     + ["config.json", ENCODER_DELTA_NAME, VOICE_FUNCTIONALS_NAME, MANIFEST_NAME]
 )
-CALIBRATION_FACES = 256
-CALIBRATION_CLIPS = 64
 # nets quantized by --int8; the others run in FP32 under the INT8 precision too
 DEFAULT_INT8_NETS = ("face", "text")
 KEPT_FP32_REASON = {
@@ -91,76 +48,13 @@ def require_onnx() -> None:
         raise ExportError(f"ONNX export needs onnx and onnxruntime (pip install 'emofusion[onnx]'): {exc}") from None
 
 
-# --------------------------------------------------------------------------------------
-# Synthetic calibration inputs (deterministic; no dataset needed)
-
-
-def synthetic_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
-    """(n, size, size) uint8 grayscale face crops: the synthetic face under random rotation,
-    scale, shift, contrast, brightness and noise."""
-    import cv2
-
-    from .media.synth import make_face_image
-
-    rng = np.random.default_rng(seed)
-    big = size * 2
-    base = make_face_image(big)
-    out = np.empty((n, size, size), np.uint8)
-    for i in range(n):
-        m = cv2.getRotationMatrix2D((size, size), rng.uniform(-15, 15), rng.uniform(0.9, 1.2))
-        m[:, 2] += rng.uniform(-0.08, 0.08, 2) * big
-        img = cv2.warpAffine(base, m, (big, big), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        img = (img - 128.0) * rng.uniform(0.5, 1.5) + 128.0 + rng.uniform(-50, 50)
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        img += rng.normal(0.0, rng.uniform(0, 12), img.shape)
-        out[i] = np.clip(img, 0, 255).astype(np.uint8)
-    return out
-
-
-def synthetic_speech(n: int, seconds: float, sample_rate: int = 16_000, seed: int = 0) -> np.ndarray:
-    """(n, samples) float32 speech-like audio: harmonic voices with a wandering pitch,
-    syllable-rate envelopes, random level and background noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
-    out = np.empty((n, len(t)), np.float32)
-    for i in range(n):
-        f0 = rng.uniform(90, 260) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t + rng.uniform(0, 6)))
-        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-        x = sum((rng.uniform(0.2, 1.0) / k) * np.sin(k * phase) for k in range(1, 12))
-        x = x * np.clip(np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 6)), 0, None) ** rng.uniform(0.5, 2)
-        x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.05, 0.8)
-        x = x + rng.normal(0, 1, len(t)) * 10 ** (-rng.uniform(15, 40) / 20) * np.abs(x).max()
-        out[i] = x
-    return out
-
-
-def calibration_inputs(model, modality: str) -> np.ndarray:
-    """Synthetic net inputs for the static INT8 calibration of `modality` (face or voice),
-    preprocessed as at inference."""
-    from .features import log_mel, normalize_faces
-
-    cfg = model.config
-    if modality == "face":
-        pre = cfg.face_preprocess
-        return normalize_faces(synthetic_faces(CALIBRATION_FACES, pre.size), pre).numpy()
-    if modality == "voice":
-        seconds = cfg.voice_net.segment_seconds
-        wavs = synthetic_speech(CALIBRATION_CLIPS, seconds, cfg.mel.sample_rate)
-        return log_mel(wavs, cfg.mel).numpy()
-    raise ValueError(f"no calibration for {modality!r}")
-
-
-# --------------------------------------------------------------------------------------
-# Export
-
-
 def _input_side(model) -> int:
     pre = model.config.face_preprocess
     return int(pre.input_size or pre.size)
 
 
 def _voice_frames(model, seconds: float) -> int:
-    from .features import num_mel_frames
+    from ..features import num_mel_frames
 
     return num_mel_frames(int(round(seconds * model.config.mel.sample_rate)), model.config.mel)
 
@@ -198,56 +92,6 @@ def _export_one(net, args: tuple, path: Path, input_names: list[str], output_nam
                 )
         except Exception as exc:  # the exporter's own error types
             raise ExportError(f"cannot export {path.name} at opset {opset}: {' '.join(str(exc).split())[:200]}") from None
-
-
-def _first_conv(path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    convs = [n.name for n in graph.node if n.op_type == "Conv"]  # nodes are in topological order
-    return convs[:1]
-
-
-def quantize_conv_net(src: Path, dst: Path, input_name: str, calibration: np.ndarray, work: Path) -> dict[str, Any]:
-    """Static INT8 (QDQ) quantization of a conv net; returns what was done (for the manifest)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, batch: int = 32):
-            self.batches = iter([{input_name: calibration[i : i + batch]} for i in range(0, len(calibration), batch)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    pre = work / f"{src.stem}.pre.onnx"
-    quant_pre_process(str(src), str(pre))
-    excluded = _first_conv(pre)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_static(
-            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded,
-        )
-    return {
-        "method": "static", "format": "QDQ", "weights": "int8 per-channel (7-bit range)", "activations": "uint8",
-        "calibration": "MinMax", "calibration_inputs": int(len(calibration)), "kept_fp32": excluded,
-    }
-
-
-def quantize_linear_net(src: Path, dst: Path, work: Path) -> dict[str, Any]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = work / f"{src.stem}.pre.onnx"
-    quant_pre_process(str(src), str(pre))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
-    return {"method": "dynamic", "weights": "int8", "activations": "uint8, quantized per batch at run time"}
 
 
 def _sha256(path: Path) -> str:
@@ -303,9 +147,9 @@ def export_onnx(
     import torch
     from safetensors.torch import save as save_tensors
 
-    from . import __version__
-    from .models import EmotionModel, is_joint, load_model
-    from .models.onnx_backend import OnnxNet
+    from .. import __version__
+    from ..models import EmotionModel, is_joint, load_model
+    from ..models.onnx_backend import OnnxNet
 
     out = Path(os.path.expanduser(str(out)))
     check_out(out, force)
@@ -470,7 +314,3 @@ def export_onnx(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
-
-
-# --------------------------------------------------------------------------------------
-# Command line
