@@ -13,7 +13,12 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "emofusion"
 MAX_LINES = 400
 # Modules allowed to be longer, and why (the note of issue 15 says more).
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "emofusion.media.audio": "one decoder: the whole-track reader and the streaming window reader share the "
+                             "decode, seek and resample steps and the time convention they keep",
+    "emofusion.models.seed.encoders": "the catalogue of the nine seed encoders, each a short class registered by "
+                                      "name; one file keeps the registry and its entries together",
+}
 
 
 def _module_name(path: Path) -> str:
