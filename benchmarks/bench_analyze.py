@@ -178,7 +178,7 @@ def instrumented(analyzer):
     """Wrap the Analyzer's internal calls with timers for the duration of the block."""
     import emofusion.analysis.face as face_path
     import emofusion.analysis.voice as voice_path
-    import emofusion.models.bundle as bundle
+    import emofusion.models.emotion_model as bundle
     from emofusion.faces import FaceDetector, FaceTracker
     from emofusion.media import AudioWindowReader
 

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "EmotionModel": "bundle", "ModelConfig": "bundle", "bundled_models": "bundle",
+    "EmotionModel": "emotion_model", "ModelConfig": "config", "bundled_models": "config",
     "FaceNet": "face", "FaceNetConfig": "face", "VoiceNet": "voice", "VoiceNetConfig": "voice",
     "MODALITIES": "fusion", "fuse": "fusion",
     "InferenceModel": "interfaces", "JointModel": "interfaces", "LateFusionModel": "interfaces", "is_joint": "interfaces",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 if TYPE_CHECKING:
-    from .bundle import ModelConfig
+    from .config import ModelConfig
     from .seed_backend import WindowInputs, WindowPrediction
 
 

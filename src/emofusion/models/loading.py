@@ -64,7 +64,7 @@ def load_model(name_or_path: ModelSource = "default", backend: str = "auto", *, 
 
 def _resolve_folder(name_or_path: str | os.PathLike) -> Path:
     """The local folder of a bundled name, a path, or a hub id (downloaded)."""
-    from .bundle import CONFIG_NAME, WEIGHTS_NAME, bundled_models
+    from .config import CONFIG_NAME, WEIGHTS_NAME, bundled_models
 
     text = str(name_or_path)
     bundled = bundled_models()
@@ -88,7 +88,8 @@ def _resolve_folder(name_or_path: str | os.PathLike) -> Path:
 def _load_torch_folder(folder: Path, load_text_encoder: bool) -> InferenceModel:
     """A model folder by its config's `format`: "emofusion" (EmotionModel) or "emofusion-seed/1"
     (SeedBackend); any other format is a ModelLoadError naming the ones understood."""
-    from .bundle import CONFIG_NAME, FORMAT, EmotionModel
+    from .config import CONFIG_NAME, FORMAT
+    from .emotion_model import EmotionModel
     from .seed.model import FORMAT as SEED_FORMAT
 
     try:

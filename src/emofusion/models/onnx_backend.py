@@ -30,7 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelLoadError
-from .bundle import CONFIG_NAME, EncoderDelta, ModelConfig, ModelParts
+from .config import CONFIG_NAME, ModelConfig
+from .emotion_model import ModelParts
+from .text import EncoderDelta
 from .fusion import MODALITIES
 from .export_folder import (ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION, PRECISIONS,
                             VOICE_FUNCTIONALS_NAME)
@@ -247,7 +249,7 @@ class OnnxModel(ModelParts):
 
     def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Whole clips (16 kHz mono) -> (N, C) probabilities, batched as EmotionModel does."""
-        from .bundle import EmotionModel
+        from .emotion_model import EmotionModel
 
         # the same grouping code (it only uses config and voice_probs)
         return EmotionModel.clip_voice_probs(self, wavs, batch_size)  # type: ignore[arg-type]

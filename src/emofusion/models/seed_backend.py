@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..labels import EMOTIONS, SENTIMENTS
-from .bundle import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from .config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
 from .fusion import MODALITIES
 from .seed import SeedModel
 from .seed.model import FORMAT as SEED_FORMAT

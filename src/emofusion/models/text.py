@@ -127,3 +127,40 @@ class TextHeads(nn.Module):
             x = torch.cat([utterance, context if context is not None else torch.zeros_like(utterance)], dim=-1)
         h = self.trunk(x)
         return self.emotion(h), self.sentiment(h)
+
+
+class EncoderDelta(torch.nn.Module):
+    """Fine-tuned tensors of the sentence encoder's top layers, stored in model.safetensors.
+
+    Shapes come from the config (`text.finetuned`), so a model loads strictly without the
+    encoder; the tensors are copied into the encoder when it is loaded.
+    """
+
+    def __init__(self, shapes: dict[str, list[int]]):
+        super().__init__()
+        self.names = sorted(shapes)
+        for name in self.names:
+            self.register_buffer(self.key(name), torch.zeros(shapes[name]))
+
+    @staticmethod
+    def key(name: str) -> str:
+        return name.replace(".", "__")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, self.key(name)) for name in self.names}
+
+    def capture(self, encoder_model: torch.nn.Module) -> None:
+        """Copy the current values of these tensors from a (training) encoder."""
+        state = encoder_model.state_dict()
+        for name in self.names:
+            getattr(self, self.key(name)).copy_(state[name].detach())
+
+    def apply_to(self, encoder_model: torch.nn.Module) -> None:
+        """Overwrite the encoder's tensors with these; every name must exist there."""
+        state = encoder_model.state_dict()
+        missing = [n for n in self.names if n not in state or tuple(state[n].shape) != tuple(getattr(self, self.key(n)).shape)]
+        if missing:
+            raise ModelLoadError(f"the text encoder has no tensors matching the fine-tuned ones: {missing[:3]}")
+        with torch.no_grad():
+            for name in self.names:
+                state[name].copy_(getattr(self, self.key(name)))

@@ -1,13 +1,10 @@
-"""A model is a folder: `config.json` (architecture, labels, preprocessing) + `model.safetensors`;
-`EmotionModel` holds its face, voice and text nets. `models.loading.load_model` loads one.
-"""
+"""`EmotionModel`: the face, voice and text nets of one checkpoint and how their outputs are fused;
+`ModelParts` is what it shares with the ONNX backend."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +12,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..features import FaceConfig, MelConfig
-from ..labels import EMOTIONS, SENTIMENTS
-from .face import FaceNet, FaceNetConfig
+from ..errors import ModelLoadError
+from .config import CONFIG_NAME, FORMAT, WEIGHTS_NAME, ModelConfig
+from .face import FaceNet
 from .fusion import MODALITIES, fuse
-from .text import ModelLoadError, SentenceEncoder, TextHeads, TextNetConfig
-from .voice import VoiceNetConfig
-
-FORMAT = "emofusion"
-FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from .text import EncoderDelta, SentenceEncoder, TextHeads
 
 
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
@@ -43,120 +34,6 @@ def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
                     module._modules[name_a] = fuse_conv_bn_eval(a, b)
                     module._modules[name_b] = torch.nn.Identity()
     return fused
-
-
-class EncoderDelta(torch.nn.Module):
-    """Fine-tuned tensors of the sentence encoder's top layers, stored in model.safetensors.
-
-    Shapes come from the config (`text.finetuned`), so a model loads strictly without the
-    encoder; the tensors are copied into the encoder when it is loaded.
-    """
-
-    def __init__(self, shapes: dict[str, list[int]]):
-        super().__init__()
-        self.names = sorted(shapes)
-        for name in self.names:
-            self.register_buffer(self.key(name), torch.zeros(shapes[name]))
-
-    @staticmethod
-    def key(name: str) -> str:
-        return name.replace(".", "__")
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, self.key(name)) for name in self.names}
-
-    def capture(self, encoder_model: torch.nn.Module) -> None:
-        """Copy the current values of these tensors from a (training) encoder."""
-        state = encoder_model.state_dict()
-        for name in self.names:
-            getattr(self, self.key(name)).copy_(state[name].detach())
-
-    def apply_to(self, encoder_model: torch.nn.Module) -> None:
-        """Overwrite the encoder's tensors with these; every name must exist there."""
-        state = encoder_model.state_dict()
-        missing = [n for n in self.names if n not in state or tuple(state[n].shape) != tuple(getattr(self, self.key(n)).shape)]
-        if missing:
-            raise ModelLoadError(f"the text encoder has no tensors matching the fine-tuned ones: {missing[:3]}")
-        with torch.no_grad():
-            for name in self.names:
-                state[name].copy_(getattr(self, self.key(name)))
-
-
-def bundled_models() -> dict[str, Path]:
-    """Names of the models shipped inside the package -> their folders."""
-    root = Path(str(resources.files("emofusion") / "weights"))
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_NAME).is_file()}
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a model and preprocess its inputs."""
-
-    name: str = "untitled"
-    version: str = "0.0.0"
-    labels: list[str] = field(default_factory=lambda: list(EMOTIONS))
-    sentiment_labels: list[str] = field(default_factory=lambda: list(SENTIMENTS))
-    # which parts hold trained weights; random weights are never presented as predictions
-    trained: dict[str, bool] = field(default_factory=dict)
-    face: dict[str, Any] | None = None  # FaceNetConfig's keys + "preprocess": FaceConfig
-    # VoiceNetConfig's keys + "preprocess": MelConfig, optional "functionals": {"feature_set", "dim", "weight", "c"}
-    voice: dict[str, Any] | None = None
-    text: dict[str, Any] | None = None  # TextNetConfig's keys + "embed_dim", optional "finetuned"
-    fusion: dict[str, Any] = field(default_factory=lambda: {"type": "weighted_geometric", "weights": {}})
-    extra: dict[str, Any] = field(default_factory=dict)  # provenance: data, metrics, recipe
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "name": self.name,
-            "version": self.version,
-            "labels": list(self.labels),
-            "sentiment_labels": list(self.sentiment_labels),
-            "trained": dict(self.trained),
-            "face": self.face,
-            "voice": self.voice,
-            "text": self.text,
-            "fusion": self.fusion,
-            "extra": self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        if data.get("format") != FORMAT:
-            raise ModelLoadError(f"not an emofusion config (format={data.get('format')!r})")
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise ModelLoadError(
-                f"config format_version {data['format_version']} is newer than this emofusion "
-                f"understands ({FORMAT_VERSION}); upgrade emofusion"
-            )
-        keys = {"name", "version", "labels", "sentiment_labels", "trained", "face", "voice", "text", "fusion", "extra"}
-        return cls(**{k: v for k, v in data.items() if k in keys})
-
-    @property
-    def face_preprocess(self) -> FaceConfig:
-        return FaceConfig(**(self.face or {}).get("preprocess", {}))
-
-    @property
-    def mel(self) -> MelConfig:
-        return MelConfig(**(self.voice or {}).get("preprocess", {}))
-
-    @property
-    def face_net(self) -> FaceNetConfig:
-        """The face net's settings (the defaults where the `face` part leaves them out)."""
-        return FaceNetConfig.from_dict(self.face)
-
-    @property
-    def voice_net(self) -> VoiceNetConfig:
-        """The voice net's settings (the defaults where the `voice` part leaves them out)."""
-        return VoiceNetConfig.from_dict(self.voice)
-
-    @property
-    def text_net(self) -> TextNetConfig:
-        """The text part's settings (the defaults where the `text` part leaves them out)."""
-        return TextNetConfig.from_dict(self.text)
 
 
 class ModelParts:
@@ -393,4 +270,3 @@ class EmotionModel(ModelParts, torch.nn.Module):
         if load_text_encoder and model.text is not None:
             model._load_encoder()
         return model
-
