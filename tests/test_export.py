@@ -323,6 +323,17 @@ def test_analyzer_on_onnx_gives_the_same_analysis(tiny_model_dir, fp32, clip):
     np.testing.assert_allclose(list(got["summary"]["probs"].values()), list(want["summary"]["probs"].values()), atol=1e-4)
 
 
+def test_an_export_folder_loads_wherever_a_model_is_accepted(export_dir, clip):
+    """Analyzer(<export folder>) and emofusion.load_model(<export folder>) run it on ONNX Runtime,
+    as `emofusion analyze --model <export folder>` does."""
+    import emofusion
+
+    by_path = Analyzer(str(export_dir))
+    assert isinstance(by_path.model, OnnxModel) and isinstance(emofusion.load_model(export_dir), OnnxModel)
+    want = Analyzer(load_model(export_dir)).analyze(clip).to_dict()
+    assert by_path.analyze(clip).to_dict() == want
+
+
 def test_analyzer_on_int8_runs(int8, clip):
     got = Analyzer(int8).analyze(clip).to_dict()
     assert got["summary"]["top"] in got["labels"]

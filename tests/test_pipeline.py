@@ -336,6 +336,37 @@ def test_block_size_does_not_change_the_result(tiny_model_dir, clips, face_resul
     assert small_blocks.to_dict()["segments"] == face_result["segments"]
 
 
+def test_iter_segments_yields_the_analysis_segments_block_by_block(tiny_model_dir, clips, face_result):
+    analyzer = Analyzer(tiny_model_dir, block_windows=2)
+    seen: list[tuple[int, int]] = []
+    stream = analyzer.iter_segments(clips["face"], text="i am so happy today",
+                                    progress=lambda done, total: seen.append((done, total)))
+    first = next(stream)
+    assert seen == [(0, 4)]  # the first block is done, its progress not yet reported
+    segments = [first, *stream]
+    assert [s.to_dict() for s in segments] == face_result["segments"]
+    assert seen == [(0, 4), (2, 4), (4, 4)]
+
+
+def test_options_object_or_keywords_not_both(tiny_model_dir, clips):
+    from emofusion.options import AnalysisOptions
+
+    options = AnalysisOptions(window=3.0, hop=1.5, modalities=("voice",))
+    by_object = Analyzer(tiny_model_dir, options=options).analyze(clips["wav"]).to_dict()
+    by_keywords = Analyzer(tiny_model_dir, window=3.0, hop=1.5, modalities=["voice"]).analyze(clips["wav"]).to_dict()
+    assert by_object == by_keywords and by_object["options"]["window"] == 3.0
+    with pytest.raises(AnalysisError, match="not both"):
+        Analyzer(tiny_model_dir, options=options, window=2.0)
+
+
+def test_results_keep_full_precision_and_round_only_in_json(face_result, tiny_model_dir, clips):
+    analysis = Analyzer(tiny_model_dir).analyze(clips["face"], text="i am so happy today")
+    fused = analysis.segments[0].fused
+    assert isinstance(fused.probs, np.ndarray) and fused.probs.dtype in (np.float32, np.float64)
+    assert any(abs(p * 1e6 - round(p * 1e6)) > 1e-3 for p in fused.probs)  # not rounded to 6 decimals
+    assert analysis.to_dict()["segments"][0]["fused"]["probs"] == {k: round(float(p), 6) for k, p in zip(analysis.labels, fused.probs)}
+
+
 def test_progress_callback(analyzer, clips):
     calls = []
     analyzer.analyze(clips["wav"], progress=lambda done, total: calls.append((done, total)))
