@@ -4,6 +4,7 @@ package's own library through ctypes, without importing the package."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from functools import lru_cache
 from typing import Any
@@ -145,6 +146,8 @@ class _DirectSmile:
         return rows[0] if rows else np.full(self.num_features, np.nan, dtype=np.float32)
 
     def __del__(self) -> None:
+        # at interpreter exit the library's ctypes bindings may already be gone (freeing then
+        # printed "Exception ignored ... smile_free"); the process returns the memory anyway
         smile = getattr(self, "_smile", None)
-        if smile is not None:
+        if smile is not None and not sys.is_finalizing():
             smile.free()
