@@ -179,7 +179,7 @@ def instrumented(analyzer):
     import emofusion.analysis.face as face_path
     import emofusion.analysis.voice as voice_path
     import emofusion.models.emotion_model as bundle
-    from emofusion.faces import FaceDetector, FaceTracker
+    from emofusion.media.faces import FaceDetector, FaceTracker
     from emofusion.media import AudioWindowReader
 
     timers = Timers()

@@ -4,7 +4,7 @@
                                        [--data ../shared/data] [--out benchmarks/results]
 
 The analysis samples frames at 2 per second and follows the face between full-frame detections
-(`emofusion.faces.FaceTracker`): a tracked frame costs a detection in a small region instead of a
+(`emofusion.media.faces.FaceTracker`): a tracked frame costs a detection in a small region instead of a
 whole-frame pass. A cheaper region search changes which boxes are found; this measures by how
 much, with faces the face net was not trained on: each clip is 20 sampled frames (10 s at 2 fps)
 of 640x360 grayscale, the size the pipeline samples a 720p video at, showing one FER-2013 `val`
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from emofusion.data import default_data_root, get_dataset
-from emofusion.faces import FaceTracker
+from emofusion.media.faces import FaceTracker
 from emofusion.features import crop_face, normalize_faces
 from emofusion.analysis import Analyzer
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from media_factory import make_face_image
 
-from emofusion.faces import FaceDetector, FaceTracker
+from emofusion.media.faces import FaceDetector, FaceTracker
 
 H, W = 360, 640
 

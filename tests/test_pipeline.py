@@ -8,7 +8,7 @@ import torch
 from conftest import assert_contract_v1, assert_distribution
 from media_factory import make_clip, make_face_image
 
-from emofusion.faces import FaceDetector
+from emofusion.media.faces import FaceDetector
 from emofusion.features import crop_face, log_mel, normalize_faces, speech_fraction
 from emofusion.labels import EMOTION_TO_SENTIMENT
 from emofusion.media import iter_frames, read_audio

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..errors import AnalysisError, FaceDetectorError
-from ..faces import FaceDetector, FaceTracker
+from ..media.faces import FaceDetector, FaceTracker
 from ..features import crop_face, normalize_faces
 from ..media import MediaInfo, Source, iter_frames
 from ..models.interfaces import LateFusionModel

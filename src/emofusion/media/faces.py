@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FaceDetectorError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+from ..errors import FaceDetectorError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
