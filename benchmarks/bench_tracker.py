@@ -159,7 +159,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     analyzer = Analyzer("default", modalities=["face"])
-    assert analyzer._detector is not None
+    face_path = analyzer.runner.face
+    assert face_path is not None
     labels = list(analyzer.model.labels)
     faces = get_dataset("fer2013").scan(fer, "val").items
     clips = make_clips(faces, args.clips, args.seed)
@@ -167,7 +168,7 @@ def main() -> None:
     runs = {}
     for name, kwargs in settings.items():
         try:
-            make = (lambda kw=kwargs: FaceTracker(analyzer._detector, detect_max_side=analyzer.detect_side, **kw))
+            make = (lambda kw=kwargs: FaceTracker(face_path.detector, detect_max_side=face_path.detect_side, **kw))
             make()
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"setting {name!r}: {exc}") from None

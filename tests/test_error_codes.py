@@ -119,3 +119,35 @@ def test_the_table_gives_usage_errors_exit_2_and_client_errors_4xx():
     assert errors.EXIT_USAGE == 2
     for code in ("invalid_options", "invalid_media", "invalid_audio", "invalid_transcript", "too_many_windows"):
         assert exit_status(code) == 2 and 400 <= http_status(code) < 500
+
+
+def test_a_server_fault_reaches_the_client_as_its_kind_not_its_internals(caplog):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from emofusion.errors import StorageError
+    from emofusion.serve.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/fault")
+    def fault():
+        raise StorageError("no object 'uploads/42/media' in s3://private-bucket/prefix")
+
+    with caplog.at_level("ERROR", logger="emofusion.serve"):
+        r = TestClient(app).get("/fault")
+    assert r.status_code == http_status("storage_unavailable") == 503
+    assert r.json()["error"] == {"code": "storage_unavailable", "message": ERROR_CODES["storage_unavailable"].meaning}
+    assert "private-bucket" in caplog.text  # the operator sees it; the client does not
+
+
+def test_the_onnx_backend_never_looks_a_missing_folder_up_on_the_hub(monkeypatch):
+    import huggingface_hub
+
+    from emofusion.errors import ModelLoadError
+    from emofusion.models import load_model
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("went to the hub"))
+    with pytest.raises(ModelLoadError, match="not an ONNX export folder"):
+        load_model("exports/missing", "onnx")

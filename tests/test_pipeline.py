@@ -357,6 +357,9 @@ def test_options_object_or_keywords_not_both(tiny_model_dir, clips):
     assert by_object == by_keywords and by_object["options"]["window"] == 3.0
     with pytest.raises(AnalysisError, match="not both"):
         Analyzer(tiny_model_dir, options=options, window=2.0)
+    # as before the options type: no modality named means all the model has, a repeat counts once
+    assert Analyzer(tiny_model_dir, modalities=[]).modalities == Analyzer(tiny_model_dir).modalities
+    assert Analyzer(tiny_model_dir, modalities=["voice", "voice"]).modalities == ["voice"]
 
 
 def test_results_keep_full_precision_and_round_only_in_json(face_result, tiny_model_dir, clips):

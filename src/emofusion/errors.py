@@ -90,6 +90,12 @@ def _rebuild(cls: type, message: str, state: dict) -> "EmofusionError":
     return error
 
 
+def is_server_fault(code: str) -> bool:
+    """Whether an error is the server's or its environment's (5xx), not the request's: its message
+    may name internals (paths, buckets, packages) and goes to the log, not to a client."""
+    return http_status(code) >= 500
+
+
 def exit_status(code: str) -> int:
     """The CLI's exit status for an error code."""
     return ERROR_CODES.get(code, ERROR_CODES["internal_error"]).exit_status

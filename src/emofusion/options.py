@@ -186,14 +186,12 @@ def _checked_modalities(modalities: object) -> tuple[str, ...] | None:
         return None
     if isinstance(modalities, str) or not all(isinstance(m, str) for m in modalities):  # type: ignore[union-attr]
         raise InvalidOptions(f"modalities must be a list of names ({', '.join(MODALITIES)})", "modalities")
-    names = tuple(modalities)  # type: ignore[arg-type]
+    names = tuple(dict.fromkeys(modalities))  # type: ignore[arg-type]  (a repeated name counts once)
     if not names:
-        raise InvalidOptions("modalities must name at least one of " + ", ".join(MODALITIES), "modalities")
+        return None  # none named: every modality the model has
     for name in names:
         if name not in MODALITIES:
             raise InvalidOptions(f"unknown modality {shown(name)}; choose from {', '.join(MODALITIES)}", "modalities")
-    if len(set(names)) != len(names):
-        raise InvalidOptions("modalities must not repeat a name", "modalities")
     return names
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TranscriptError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+from .errors import TranscriptError, TranscriptionUnavailable  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
 
 
 @dataclass(frozen=True)
@@ -96,20 +96,20 @@ def from_text(text: str) -> list[TranscriptSegment]:
 def transcribe(source: str | os.PathLike, model: str | None = None, language: str | None = None) -> list[TranscriptSegment]:
     """Transcribe speech with faster-whisper from a local model folder ($EMOFUSION_WHISPER_MODEL).
 
-    Needs the `asr` extra and a model on disk; never downloads. Raises TranscriptError otherwise.
+    Needs the `asr` extra and a model on disk; never downloads. Raises TranscriptionUnavailable otherwise.
     """
     model = model or os.environ.get("EMOFUSION_WHISPER_MODEL")
     try:
         from faster_whisper import WhisperModel
     except ImportError:
-        raise TranscriptError("transcription needs faster-whisper: pip install 'emofusion[asr]'") from None
+        raise TranscriptionUnavailable("transcription needs faster-whisper: pip install 'emofusion[asr]'") from None
     if not model:
-        raise TranscriptError(
+        raise TranscriptionUnavailable(
             "transcription needs a local faster-whisper model: set EMOFUSION_WHISPER_MODEL to its folder "
             "or pass --transcript"
         )
     if not Path(model).is_dir():
-        raise TranscriptError(f"faster-whisper model folder {model} not found")
+        raise TranscriptionUnavailable(f"faster-whisper model folder {model} not found")
     whisper = WhisperModel(model, device="cpu", compute_type="int8", local_files_only=True)
     segments, _ = whisper.transcribe(str(source), language=language, vad_filter=True)
     return [TranscriptSegment(s.start, s.end, s.text.strip()) for s in segments if s.text.strip()]

@@ -9,6 +9,7 @@
     fusion.py    per-window fusion and the input's summary
     results.py   typed results (float arrays, rounded only in their JSON form)
     analyzer.py  the Analyzer: chooses the runner once and drives it over blocks of windows
+    threads.py   how the nets share the cores with the face path's worker threads
 """
 
 from .analyzer import Analyzer, ProgressCallback

@@ -223,7 +223,7 @@ class Analyzer:
 
 
 def _known_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Keyword options as AnalysisOptions fields (None: the default); AnalysisError for others."""
+    """Keyword options as AnalysisOptions fields (None: the default); TypeError for other keywords."""
     from ..options import OPTION_NAMES
 
     unknown = [k for k in fields if k not in OPTION_NAMES]

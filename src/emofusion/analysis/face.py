@@ -16,7 +16,6 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import AnalysisError, FaceDetectorError
 from ..media.faces import FaceDetector, FaceTracker
 from ..features import crop_face, normalize_faces
 from ..media import MediaInfo, Source, iter_frames
@@ -58,10 +57,7 @@ class FacePath:
         self.frames_per_second = frames_per_second
         self.detect_max_side = detect_max_side  # frames are sampled at most this large (face crops come from them)
         self.detect_side = detect_side  # full-frame face detection runs on a copy at most this large
-        try:
-            self.detector = FaceDetector(detector)
-        except FaceDetectorError as exc:
-            raise AnalysisError(str(exc)) from None
+        self.detector = FaceDetector(detector)  # FaceDetectorError (face_detector_unavailable) when it cannot load
 
     # -- preprocess ---------------------------------------------------------------------------
     def sampled_frames(self, source: Source, duration: float) -> Iterator[tuple[float, np.ndarray]]:

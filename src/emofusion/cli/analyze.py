@@ -36,10 +36,11 @@ def analyze(
     from ..analysis import Analyzer
     from ..errors import AnalysisError, EmofusionError, ExternalAudioError, ModelLoadError, TranscriptError
     from ..models import load_model
-    from ..options import AnalysisOptions, check_text_inputs
+    from ..options import AnalysisOptions
 
+    if transcript is not None and text is not None:
+        fail(input, "give --transcript or --text, not both")
     try:
-        check_text_inputs(transcript, text)
         options = AnalysisOptions.from_flags(window, hop, fps, modalities)
     except AnalysisError as exc:
         fail_with(exc, input)
@@ -75,12 +76,12 @@ def analyze(
     if plot is not None:
         from ..plot import save_timeline
 
-        save_timeline(result, plot)
+        save_timeline(result, plot.expanduser())
     if json_out == "-":
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
     if json_out is not None:
-        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+        Path(json_out).expanduser().write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
 
 

@@ -64,8 +64,8 @@ def evaluate(
             report = evaluate_dataset(loaded, spec, root, split=split_name, speakers=speaker_list)
     except EmofusionError as exc:
         fail_with(exc, subject)
-    except ValueError as exc:  # a reader's own complaint about a file's content
-        fail(subject, str(exc))
+    except ValueError as exc:  # a reader's own complaint about a file's content (readers start with the path)
+        fail(subject, str(exc).removeprefix(f"{subject}: ") or str(exc))
 
     if not report["model"].get("trained", False):
         warn(f"model {report['model']['name']!r} has no trained {spec.modality} weights: "

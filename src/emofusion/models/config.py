@@ -31,8 +31,6 @@ def bundled_models() -> dict[str, Path]:
 
 
 @dataclass
-
-
 class ModelConfig:
     """Everything needed to rebuild a model and preprocess its inputs."""
 

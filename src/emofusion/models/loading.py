@@ -45,6 +45,9 @@ def load_model(name_or_path: ModelSource = "default", backend: str = "auto", *, 
         if not isinstance(name_or_path, InferenceModel):
             raise ModelLoadError(f"not a model, a model name or a folder: {type(name_or_path).__name__}")
         return name_or_path
+    if backend == "onnx" and not Path(os.path.expanduser(str(name_or_path))).is_dir():
+        raise ModelLoadError(f"{name_or_path}: not an ONNX export folder (no such folder); create one with "
+                             "`emofusion export --format onnx --model NAME --out DIR`")
     folder = _resolve_folder(name_or_path)
     export = (folder / EXPORT_MANIFEST_NAME).is_file()
     if backend == "onnx" or (backend == "auto" and export):

@@ -77,9 +77,8 @@ class WindowPrediction:
 class SeedBackend:
     """A loaded seed checkpoint with the surface the Analyzer, the CLI, batch and the service
     read (`config`, `labels`, `modalities`, `is_trained`, `prepare_inference`), plus
-    `predict_windows`, which the Analyzer calls instead of per-modality nets (`joint`)."""
+    `predict_windows`, which the Analyzer calls instead of per-modality nets (a `JointModel`)."""
 
-    joint = True  # one model over all modalities: the Analyzer calls predict_windows
     backend = "seed"
     face = None  # no separate nets (see the module docstring)
     voice = None

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EmofusionError, http_status
+from ..errors import ERROR_CODES, EmofusionError, http_status, is_server_fault
 from .auth import AuthError
 from .quotas import QuotaExceeded
 
@@ -65,6 +65,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EmofusionError)
     async def _emofusion_error(_: Request, exc: EmofusionError):
+        if is_server_fault(exc.code):  # logged in full; the client learns the kind of fault only
+            import logging
+
+            logging.getLogger("emofusion.serve").error("%s: %s", exc.code, exc.message)
+            return error_response(http_status(exc.code), exc.code, ERROR_CODES[exc.code].meaning)
         return error_response(http_status(exc.code), exc.code, exc.message)
 
     @app.exception_handler(QuotaExceeded)

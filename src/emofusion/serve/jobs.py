@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from .callbacks import post_callback
 from .db import FAILED, QUEUED, RUNNING, SUCCEEDED, AnalysisJob, Database, utcnow
-from ..errors import EmofusionError
+from ..errors import EmofusionError, is_server_fault
 from .engine import Engine, parse_transcript
 from .quotas import Charge, Quotas
 from .storage import Storage
@@ -182,6 +182,8 @@ class JobRunner:
                                              text=job.text, options=job.options or {}, progress=progress)
             self._finish(job_id, result=result)
         except EmofusionError as exc:
+            if is_server_fault(exc.code):
+                raise  # the server's fault, not the upload's: logged, and `internal_error` for the client (_work)
             self._finish(job_id, error=(exc.code, exc.message))
         finally:
             beat.set()

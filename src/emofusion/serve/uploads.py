@@ -1,5 +1,6 @@
 """Uploads: spooled to private files, checked for size, type, media and window count before
-anything is stored or charged. Every refusal is an `ApiError` with the service's error body."""
+anything is stored or charged. Every refusal is an `ApiError` (HTTP-only conditions) or the
+library's EmofusionError (unreadable media, too many windows), rendered as the service's error body."""
 
 from __future__ import annotations
 
