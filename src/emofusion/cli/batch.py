@@ -66,7 +66,9 @@ def batch(
     try:
         try:
             summary = run_batch(items, out, workers=workers, engine=engine, ray_address=ray_address, model=model,
-                                backend=backend, precision=precision, analyzer_options=options, retry_failed=retry_failed, progress=lambda done, failed, total: bar.update(done, total, failed),
+                                backend=backend, precision=precision, analyzer_options=options,
+                                retry_failed=retry_failed,
+                                progress=lambda done, failed, total: bar.update(done, total, failed),
                                 on_start=lambda analyzer: warn_untrained(analyzer.model if analyzer else None))
         finally:
             bar.stop()
