@@ -368,6 +368,10 @@ def test_results_keep_full_precision_and_round_only_in_json(face_result, tiny_mo
     assert isinstance(fused.probs, np.ndarray) and fused.probs.dtype in (np.float32, np.float64)
     assert any(abs(p * 1e6 - round(p * 1e6)) > 1e-3 for p in fused.probs)  # not rounded to 6 decimals
     assert analysis.to_dict()["segments"][0]["fused"]["probs"] == {k: round(float(p), 6) for k, p in zip(analysis.labels, fused.probs)}
+    # the README's example reads these
+    summary = analysis.to_dict()["summary"]
+    assert (analysis.summary.top, round(analysis.summary.score, 6)) == (summary["top"], summary["score"])
+    assert (analysis.segments[0].fused.top, analysis.segments[0].start) == (analysis.to_dict()["segments"][0]["fused"]["top"], 0.0)
 
 
 def test_progress_callback(analyzer, clips):

@@ -118,6 +118,21 @@ class Summary:
     sentiment_source: str | None  # "text" (text net) or "emotion" (mapped from the fused emotions)
     windows: dict[str, int] = field(default_factory=dict)  # windows in which each modality was present
 
+    @property
+    def top(self) -> str | None:
+        """The most likely label over the whole input (None when nothing was present)."""
+        return self.verdict.top if self.verdict is not None else None
+
+    @property
+    def score(self) -> float | None:
+        """Its mean fused probability."""
+        return self.verdict.score if self.verdict is not None else None
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """The mean fused distribution over the labels."""
+        return self.verdict.probs if self.verdict is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         verdict = self.verdict.to_dict() if self.verdict is not None else {"probs": None, "top": None, "score": None}
         return {
