@@ -10,9 +10,9 @@ from typing import Optional
 import typer
 
 from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import ProgressBar, check_output, fail, fail_with, warn_untrained
+from .common import ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
 
-MIN_WINDOWS_FOR_PROGRESS = 30  # shorter inputs finish before a bar would help
+MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
 
 
 def analyze(
@@ -30,46 +30,54 @@ def analyze(
     fps: float = typer.Option(DEFAULT_FRAMES_PER_SECOND, "--fps", help="Video frames sampled per second for the face net."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the analysis as JSON to PATH, or '-' for stdout (JSON only)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the timeline to this PNG file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line or progress bar on stderr."),
 ) -> None:
     """Analyse a video or audio file: emotions per window of time from face, voice and text, fused."""
-    from ..analysis import Analyzer
     from ..errors import AnalysisError, EmofusionError, ExternalAudioError, ModelLoadError, TranscriptError
-    from ..models import load_model
     from ..options import AnalysisOptions
 
+    # the arguments first: a typo is answered at once, before torch is imported and the model loads
     if transcript is not None and text is not None:
         fail(input, "give --transcript or --text, not both")
+    check_input(input)
+    for given in (audio, transcript):
+        if given is not None:
+            check_input(given)
     try:
         options = AnalysisOptions.from_flags(window, hop, fps, modalities)
     except AnalysisError as exc:
         fail_with(exc, input)
     check_output(json_out, "--json")
     check_output(plot, "--plot")
+
+    # on stderr, when it is a terminal: what is being done (a spinner), then a bar for long inputs
+    progress = ProgressBar(enabled=not quiet and stderr_is_terminal(), unit="windows",
+                           min_seconds=MIN_SECONDS_FOR_PROGRESS)
     try:
-        loaded = load_model(model, backend, precision=precision, load_text_encoder=False)
-    except ModelLoadError as exc:
-        fail_with(exc, model)
-    try:
-        analyzer = Analyzer(loaded, options=options)
-    except EmofusionError as exc:
-        fail_with(exc, input)
-    for given in (transcript, audio):
-        if given is not None and not given.exists():
-            fail(str(given), "no such file")
-    progress = ProgressBar(enabled=not quiet and sys.stderr.isatty(), unit="windows", min_total=MIN_WINDOWS_FOR_PROGRESS)
-    try:
+        progress.status(f"loading model {model} ...")
+        from ..analysis import Analyzer
+        from ..models import load_model
+
+        try:
+            loaded = load_model(model, backend, precision=precision, load_text_encoder=False)
+        except ModelLoadError as exc:
+            fail_with(exc, model)
+        try:
+            analyzer = Analyzer(loaded, options=options)
+        except EmofusionError as exc:
+            fail_with(exc, input)
+        progress.status(f"analysing {Path(input).name} ...")
         try:
             analysis = analyzer.analyze(input, audio=str(audio) if audio is not None else None, transcript=transcript,
                                         text=text, transcribe_audio=transcribe, progress=progress.update)
-        finally:
-            progress.stop()
-    except ExternalAudioError as exc:  # the --audio file, not the input, is at fault
-        fail_with(exc, str(audio))
-    except TranscriptError as exc:
-        fail_with(exc, str(transcript) if transcript is not None else input)
-    except EmofusionError as exc:
-        fail_with(exc, input)
+        except ExternalAudioError as exc:  # the --audio file, not the input, is at fault
+            fail_with(exc, str(audio))
+        except TranscriptError as exc:
+            fail_with(exc, str(transcript) if transcript is not None else input)
+        except EmofusionError as exc:
+            fail_with(exc, input)
+    finally:
+        progress.stop()  # before any error line or output
     # warned only once the input was analysed: a rejected input gets its one error line only
     warn_untrained(loaded)
     result = analysis.to_dict()

@@ -1,8 +1,11 @@
 """What every command shares: one-line errors with the exit status of `emofusion.errors`,
-warnings, the untrained-model warning, output-path checks and the progress bar."""
+warnings, the untrained-model warning, input- and output-path checks, the status line and the
+progress bar."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
@@ -47,19 +50,65 @@ def check_output(path: Optional[str | Path], option: str) -> None:
         fail(str(path), f"the folder for {option} does not exist")
 
 
-class ProgressBar:
-    """A progress bar on stderr, only when `enabled` (stderr is a terminal) and the total is
-    over `min_total`; `unit` names what is counted, and failures are shown when counted."""
+def check_input(path: str | Path, subject: Optional[str] = None) -> None:
+    """Exit with a usage error when an input file does not exist or is a folder: checked
+    before any model loads, so that a typo is answered at once."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        fail(subject or str(path), "no such file")
+    if p.is_dir():
+        fail(subject or str(path), "is a directory, not a file")
 
-    def __init__(self, enabled: bool, unit: str, *, min_total: int = 0, show_failed: bool = False):
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal: the status line and the progress bar are shown only then."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+class ProgressBar:
+    """What the command is doing, on stderr, only when `enabled` (stderr is a terminal and no
+    --quiet): a spinner with a status line (`status`), then a progress bar once counted work
+    (`update`) has gone on for `min_seconds` with more than `min_total` to do. `unit` names what
+    is counted, and failures are shown when counted. Nothing is ever written to stdout."""
+
+    def __init__(self, enabled: bool, unit: str, *, min_total: int = 0, min_seconds: float = 0.0,
+                 show_failed: bool = False):
         self.enabled, self.unit, self.min_total, self.show_failed = enabled, unit, min_total, show_failed
+        self.min_seconds = min_seconds
         self._bar: Any = None
         self._task: Any = None
+        self._status: Any = None
+        self._started: Optional[float] = None
+
+    def status(self, text: str) -> None:
+        """Show `text` beside a spinner (replacing the previous status) until the bar starts or `stop`."""
+        if not self.enabled or self._bar is not None:
+            return
+        if self._status is None:
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def update(self, done: int, total: int, failed: int = 0) -> None:
         if not self.enabled or total == 0 or total <= self.min_total:
             return
+        if self._started is None:
+            self._started = time.monotonic()
         if self._bar is None:
+            if done >= total or time.monotonic() - self._started < self.min_seconds:
+                return  # short work: the status line says enough
+            self._stop_status()  # one live display at a time
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -73,6 +122,7 @@ class ProgressBar:
         self._bar.update(self._task, completed=done, total=total, failed=failed)
 
     def stop(self) -> None:
+        self._stop_status()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
