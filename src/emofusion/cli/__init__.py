@@ -8,14 +8,48 @@ torch: each command imports what it runs.
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
+import typer.core
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Emotion in video from the face, the voice and the words.")
 
 
+def _flags_show_no_type() -> None:
+    """typer 0.29's rich help gives every option a type column, flags too (`--quiet <bool>`,
+    `--help <bool>`), as if they took a value: `TyperOption.display_type_rich` does not check
+    `is_flag`, which its plain help (`get_help_record`) does. Flags and counters get no type here."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_emofusion_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        if getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._emofusion_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich  # type: ignore[union-attr]
+
+
+_flags_show_no_type()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"emofusion {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _configure_logging() -> None:
+def _configure_logging(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_print_version, is_eager=True,
+                                           help="Print the version and exit."),
+) -> None:
     """Library warnings (e.g. skipped undecodable packets) reach stderr as `warning: ...` lines."""
     import logging
 
