@@ -201,6 +201,115 @@ def test_json_folder_must_exist(media, tiny_model_dir, tmp_path):
     assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--json", target), target)
 
 
+# ----------------------------------------------------- answered at once, shown while working
+
+# runs the CLI once per argv in one process; prints, per run, the exit status, stderr and
+# whether torch was imported by then
+_NO_TORCH_PROBE = """
+import contextlib, io, json, sys
+from emofusion.cli import app
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            app(argv, prog_name="emofusion")
+        except SystemExit as exc:
+            code = exc.code
+    print(json.dumps([code, err.getvalue(), "torch" in sys.modules]))
+"""
+
+
+def test_bad_arguments_are_answered_before_torch_is_imported(media, tmp_path):
+    missing = "/nonexistent.mp4"
+    runs = [
+        ["analyze", missing],
+        ["analyze", str(media["clip"].parent)],
+        ["analyze", str(media["clip"]), "--audio", str(tmp_path / "nope.wav")],
+        ["analyze", str(media["clip"]), "--transcript", str(tmp_path / "nope.srt")],
+        ["analyze", str(media["clip"]), "--json", str(tmp_path / "no-folder" / "out.json")],
+    ]
+    out = subprocess.run([sys.executable, "-c", _NO_TORCH_PROBE, json.dumps(runs)], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [code for code, _, _ in results] == [2] * len(runs)
+    assert [torch for _, _, torch in results] == [False] * len(runs)  # no model was loaded to say so
+    assert [err.count("\n") for _, err, _ in results] == [1] * len(runs)
+    assert results[0][1] == f"error: {missing}: no such file\n"
+    assert "is a directory" in results[1][1]
+    assert results[2][1].startswith(f"error: {tmp_path / 'nope.wav'}: no such file")
+    assert results[3][1].startswith(f"error: {tmp_path / 'nope.srt'}: no such file")
+    assert "the folder for --json does not exist" in results[4][1]
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_status_and_progress_on_a_terminal_leave_json_stdout_pure(media, tiny_model_dir, monkeypatch, quiet):
+    import emofusion.cli.analyze as analyze_cli
+    from emofusion.cli.common import ProgressBar
+
+    shown: list[str] = []
+    monkeypatch.setattr(analyze_cli, "stderr_is_terminal", lambda: True)  # as on a terminal
+    monkeypatch.setattr(analyze_cli, "MIN_SECONDS_FOR_PROGRESS", 0.0)  # the bar for any input
+    real_status, real_update = ProgressBar.status, ProgressBar.update
+    monkeypatch.setattr(ProgressBar, "status", lambda self, text: (shown.append(text) if self.enabled else None,
+                                                                   real_status(self, text))[1])
+    monkeypatch.setattr(ProgressBar, "update", lambda self, *a: (shown.append("bar") if self.enabled else None,
+                                                                 real_update(self, *a))[1])
+    result = run(media["clip"], "--model", tiny_model_dir, "--json", "-", *(["--quiet"] if quiet else []))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.lstrip().startswith("{")
+    json.loads(result.stdout)  # nothing but the JSON on stdout
+    if quiet:
+        assert shown == []
+        assert [line for line in result.stderr.splitlines() if not line.startswith("warning: ")] == []
+    else:
+        assert shown[:2] == [f"loading model {tiny_model_dir} ...", "analysing clip.mp4 ..."]
+        assert "bar" in shown
+
+
+def test_progress_bar_waits_for_slow_work(monkeypatch):
+    from emofusion.cli import common
+
+    import time
+
+    bar = common.ProgressBar(enabled=True, unit="windows", min_seconds=2.0)
+    stopped: list[int] = []
+    monkeypatch.setattr(common.ProgressBar, "_stop_status", lambda self: stopped.append(1))
+    bar.update(0, 10)
+    bar.update(1, 10)
+    assert bar._bar is None  # under 2 s: the status line only
+    bar._started = time.monotonic() - 2.5
+    bar.update(10, 10)
+    assert bar._bar is None  # done: no bar for work that has ended
+    bar.update(2, 10)
+    try:
+        assert bar._bar is not None and stopped == [1]  # the spinner gave way to the bar
+    finally:
+        bar.stop()
+    assert common.ProgressBar(enabled=False, unit="windows").update(5, 10) is None
+
+
+# ------------------------------------------------------------------------ --version and --help
+
+
+def test_version():
+    from emofusion import __version__
+
+    result = invoke_cli("--version")
+    assert result.exit_code == 0 and result.stdout == f"emofusion {__version__}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["batch"], ["keys", "create"]])
+def test_help_shows_no_value_for_flags(command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke_cli(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.stdout
+    assert "<bool>" not in result.stdout, result.stdout
+    if command == ["analyze"]:
+        assert "<float>" in result.stdout  # options that take a value still say what
+
+
 # ------------------------------------------------------------------ the real console script
 
 
