@@ -46,12 +46,15 @@ def _stat(path: Path) -> Optional[tuple[int, int]]:
 def _plan(items: list[BatchItem], done: dict[str, bool], retry_failed: bool, summary: BatchSummary) -> list[BatchItem]:
     """The items to analyse now; counts the skipped ones into `summary`."""
     summary.skipped = summary.failed_before = 0
+    summary.failed_inputs = []
     todo = []
     for item in items:
         state = done.get(item.input)
         if state is True or (state is False and not retry_failed):
             summary.skipped += 1
             summary.failed_before += state is False
+            if state is False:
+                summary.failed_inputs.append(item.input)
         else:
             todo.append(item)
     return todo
@@ -85,7 +88,8 @@ def run_batch(
 
     Inputs are paths or BatchItems (see read_manifest); duplicates are analysed once (a
     warning is logged). Inputs whose last line in `out` is a result are skipped, and those
-    whose last line is an error too unless `retry_failed`. `analyzer_options` are an
+    whose last line is an error too unless `retry_failed` (the lines of the inputs retried are
+    then removed from `out` before they are analysed again: one line per input). `analyzer_options` are an
     AnalysisOptions or its fields as a dict (window, hop, modalities, frames_per_second); `backend` / `precision` choose how the
     model runs (auto: ONNX Runtime for an `emofusion export` folder, PyTorch otherwise). `progress(finished, failed, total)`
     is called after each input. `on_start(analyzer)` is called once the model is checked
@@ -114,14 +118,16 @@ def run_batch(
     items, dupes = dedupe(as_items(inputs))
     summary = BatchSummary(out=str(out_path), total=len(items), duplicates=dupes, engine=engine, workers=workers)
     seen = _stat(out_path)
-    todo = _plan(items, read_done(out_path), retry_failed, summary)
+    done = read_done(out_path)
+    todo = _plan(items, done, retry_failed, summary)
     runnable = [item for item in todo if item.error is None]
     analyzer = _load_checked(model_name, options, backend, precision) if runnable else None
     if on_start is not None:
         on_start(analyzer)
     output = LockedOutput(out_path)  # locked: one run per output file
     if _stat(out_path) != seen:  # written to since it was read (by a run that just ended)
-        todo = _plan(items, read_done(out_path), retry_failed, summary)
+        done = read_done(out_path)
+        todo = _plan(items, done, retry_failed, summary)
         runnable = [item for item in todo if item.error is None]
         if runnable and analyzer is None:
             try:
@@ -129,6 +135,14 @@ def run_batch(
             except BaseException:
                 output.close()
                 raise
+
+    # retried inputs: their old error lines go, so that the output keeps one line per input
+    retried = {item.input for item in todo if done.get(item.input) is False}
+    try:
+        output.drop(retried)
+    except BaseException:
+        output.close()
+        raise
 
     total = len(todo)
     finished = 0
@@ -141,6 +155,7 @@ def run_batch(
             summary.analysed += 1
         else:
             summary.failed += 1
+            summary.failed_inputs.append(key)
         if progress is not None:
             progress(finished, summary.failed, total)
 
