@@ -11,6 +11,7 @@ import typer
 from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
 from .common import ProgressBar, fail, fail_with, warn_untrained
 
+FAILED_SHOWN = 10  # failed inputs named after the summary line; the rest are counted
 FLAG_OF_OPTION = {"window": "--window", "hop": "--hop", "frames_per_second": "--fps", "modalities": "--modalities"}
 
 
@@ -81,4 +82,16 @@ def batch(
         # a Ray job that fails midway is not a usage error (`batch_failed`): what was done is in the output
         fail_with(exc)
     typer.echo(summary.line(), err=True)
+    print_failed(summary.failed_inputs, out)
     raise typer.Exit(summary.exit_code)
+
+
+def print_failed(failed: list[str], out: Path, shown: int = FAILED_SHOWN) -> None:
+    """Name the inputs whose line is an error (the first `shown`, then how many more) on stderr."""
+    if not failed:
+        return
+    typer.echo(f"failed ({len(failed)}; the error is in each one's line in {out}):", err=True)
+    for name in failed[:shown]:
+        typer.echo(f"  {name}", err=True)
+    if len(failed) > shown:
+        typer.echo(f"  ... and {len(failed) - shown} more", err=True)
