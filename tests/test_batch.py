@@ -239,6 +239,9 @@ def test_resume_skips_done_inputs_and_retry_failed_retries(media, tiny_model_dir
     first = invoke(*args)
     assert first.exit_code == 1
     assert summary_line(first).startswith("done: 1 analysed, 1 failed, 0 skipped ")
+    # the failed inputs are named after the summary line
+    assert first.stderr.splitlines()[-2:] == [f"failed (1; the error is in each one's line in {out}):",
+                                              f"  {later}"], first.stderr
     assert by_input(out)[str(later)]["error"]["code"] == "not_found"
     size, mtime = out.stat().st_size, out.stat().st_mtime_ns
 
@@ -247,6 +250,7 @@ def test_resume_skips_done_inputs_and_retry_failed_retries(media, tiny_model_dir
     assert again.exit_code == 1
     assert summary_line(again).startswith("done: 0 analysed, 0 failed, 2 skipped (already in the output) in ")
     assert "1 of the skipped have error lines (--retry-failed analyses them again)" in summary_line(again)
+    assert again.stderr.splitlines()[-1] == f"  {later}"  # failed in an earlier run: still named
     assert (out.stat().st_size, out.stat().st_mtime_ns) == (size, mtime)
 
     # the missing file appears: --retry-failed analyses it; the done input is not repeated
@@ -254,9 +258,11 @@ def test_resume_skips_done_inputs_and_retry_failed_retries(media, tiny_model_dir
     retry = invoke(*args, "--retry-failed")
     assert retry.exit_code == 0, retry.output
     assert summary_line(retry).startswith("done: 1 analysed, 0 failed, 1 skipped ")
+    assert "failed (" not in retry.stderr
     rows = lines(out)
-    assert [r["input"] for r in rows] == [str(clip), str(later), str(later)]
-    assert "error" in rows[1] and result_of(rows[2]) == expected(analyzer, later)  # the last line wins
+    assert [r["input"] for r in rows] == [str(clip), str(later)]  # the error line was replaced: one line per input
+    assert result_of(rows[1]) == expected(analyzer, later)
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")] == []  # no temporary file left
 
     # a run killed mid-line leaves a partial line: ignored, and the next line starts afresh
     with open(out, "a") as f:
@@ -514,7 +520,8 @@ def test_ray_engine_matches_local(ray_local, media, tiny_model_dir, analyzer, tm
     result = invoke(media["a"], media["b"], media["missing"], "--out", out, "--model", tiny_model_dir,
                     "--engine", "ray", "--workers", 2)
     assert result.exit_code == 1, result.output
-    assert result.stderr.splitlines() == [summary_line(result)], result.stderr
+    assert result.stderr.splitlines() == [summary_line(result), f"failed (1; the error is in each one's line in {out}):",
+                                          f"  {media['missing']}"], result.stderr
     assert summary_line(result).startswith("done: 2 analysed, 1 failed, 0 skipped ")
     rows = by_input(out)
     assert len(lines(out)) == 3
@@ -539,3 +546,68 @@ def test_ray_address_of_a_live_cluster(ray_local, media, tiny_model_dir, analyze
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("done: 1 analysed, 0 failed, 0 skipped "), proc.stderr
     assert result_of(by_input(out)[str(media["speech"])]) == expected(analyzer, media["speech"])
+
+
+# ------------------------------------------------------- rewriting the output for --retry-failed
+
+
+def test_drop_rewrites_the_output_atomically_and_keeps_it_locked(tmp_path):
+    from emofusion.batch.output import LockedOutput, error_line
+    from emofusion.errors import BatchError
+
+    out = tmp_path / "results.jsonl"
+    out.write_text("\n".join([json.dumps({"input": "a", "schema_version": "1.0"}), error_line("b", "not_found", "x"),
+                              error_line("c", "not_found", "x"), error_line("b", "media_error", "y")]) + "\n"
+                   + '{"input": "d", "cut')  # a line cut short by a kill
+    out.chmod(0o640)
+    output = LockedOutput(out)
+    try:
+        assert output.drop({"b"}) == 2
+        output.write(json.dumps({"input": "b", "schema_version": "1.0"}))
+        assert [r.get("input") for r in map(json.loads, out.read_text().splitlines()[:2])] == ["a", "c"]
+        assert out.read_text().splitlines()[2:] == ['{"input": "d", "cut', '{"input": "b", "schema_version": "1.0"}']
+        assert out.stat().st_mode & 0o777 == 0o640
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
+        with pytest.raises(BatchError, match="another batch run"):  # the new file is locked too
+            LockedOutput(out)
+    finally:
+        output.close()
+    LockedOutput(out).close()  # and free once the run ends
+
+
+def test_a_run_that_opened_the_file_before_a_rewrite_locks_the_new_one(tmp_path, monkeypatch):
+    from emofusion.batch import output as output_module
+
+    out = tmp_path / "results.jsonl"
+    out.write_text(output_module.error_line("b", "not_found", "x") + "\n")
+    real_lock, replaced = output_module._lock, []
+
+    def lock_after_a_rewrite(file):  # another run replaces the file between our open and our lock
+        if not replaced:
+            replaced.append(1)
+            tmp = tmp_path / "new.jsonl"
+            tmp.write_text("")
+            os.replace(tmp, out)
+        return real_lock(file)
+
+    monkeypatch.setattr(output_module, "_lock", lock_after_a_rewrite)
+    locked = output_module.LockedOutput(out)
+    try:
+        assert os.path.samestat(os.fstat(locked.file.fileno()), os.stat(out))
+    finally:
+        locked.close()
+
+
+def test_failed_inputs_are_named_first_ten_then_counted(tmp_path):
+    from emofusion.cli.batch import print_failed
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        print_failed([f"clip{i}.mp4" for i in range(12)], tmp_path / "r.jsonl")
+        print_failed([], tmp_path / "r.jsonl")
+    got = err.getvalue().splitlines()
+    assert got[0] == f"failed (12; the error is in each one's line in {tmp_path / 'r.jsonl'}):"
+    assert got[1:] == [f"  clip{i}.mp4" for i in range(10)] + ["  ... and 2 more"]
