@@ -86,7 +86,7 @@ def test_analyze_cli_matches_the_seed_model_called_directly(seed_dir, clip):
     assert_contract_v1(d)
     assert d["labels"] == list(ALIGNED_LABELS)
     assert d["model"] == {"name": "tiny-seed", "version": "0.0.0", "trained": True,
-                          "parts": {"face": True, "voice": True, "text": True}}
+                          "parts": {"face": True, "voice": True, "text": True}, "backend": "seed"}
     model = SeedModel.from_pretrained(seed_dir)
     windows = make_windows(probe(clip).duration, 2.0, 1.0)
     assert len(d["segments"]) == len(windows) >= 2

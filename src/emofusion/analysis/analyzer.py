@@ -116,6 +116,7 @@ class Analyzer:
                 "version": self.model.config.version,
                 "trained": self.model.is_trained,
                 "parts": {m: bool(self.model.config.trained.get(m, False)) for m in self.model.modalities},
+                **self.model_runtime(),
             },
             media={
                 **given.info.to_dict(),
@@ -168,6 +169,15 @@ class Analyzer:
                 raise AnalysisError("transcription needs a file path, not bytes")
             segments = transcribe(audio_source)
         return _Input(source, info, audio_source, audio is not None, duration, segments)
+
+    def model_runtime(self) -> dict[str, str]:
+        """How the model ran, for the JSON's `model`: `backend` ("torch", "onnx" or "seed"), and
+        `precision` ("fp32" or "int8") for ONNX."""
+        runtime = {"backend": str(getattr(self.model, "backend", "torch"))}
+        precision = getattr(self.model, "precision", None)
+        if runtime["backend"] == "onnx" and precision is not None:
+            runtime["precision"] = str(precision)
+        return runtime
 
     def _segments(self, given: _Input, progress: ProgressCallback | None,
                   face_observations: list[FaceObservation] | None, ended: dict[str, float]) -> Iterator[Segment]:
