@@ -84,17 +84,28 @@ def test_serve_reports_bad_settings_in_one_line(tmp_path):
 def test_keys_cli_create_list_revoke(tmp_path):
     runner = CliRunner()
     env = {"EMOFUSION_HOME": str(tmp_path)}
-    created = runner.invoke(cli_app, ["keys", "create", "--name", "batch job", "--user", "Ops@Example.com"], env=env)
+    # a user that does not exist is not created without --create-user: one line naming the flag
+    refused = runner.invoke(cli_app, ["keys", "create", "--name", "batch job", "--user", "Ops@Example.com"], env=env)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "error: --user: no user 'ops@example.com'; add --create-user to create one"], refused.stderr
+    created = runner.invoke(cli_app, ["keys", "create", "--name", "batch job", "--user", "Ops@Example.com",
+                                      "--create-user"], env=env)
     assert created.exit_code == 0, created.output
+    again = runner.invoke(cli_app, ["keys", "create", "--name", "second", "--user", "ops@example.com"], env=env)
+    assert again.exit_code == 0, again.output  # an existing user needs no flag
+    operator = runner.invoke(cli_app, ["keys", "create", "--name", "ops"], env=env)
+    assert operator.exit_code == 0, operator.output  # the default owner is created when needed
     secret = created.output.strip()
     assert secret.startswith("ef_") and len(secret) > 30
     listed = runner.invoke(cli_app, ["keys", "list", "--json"], env=env)
     assert secret not in listed.output and '"user": "ops@example.com"' in listed.output
     import json
 
+    assert len(listed.output.splitlines()) == 3 and '"user": "operator@emofusion.local"' in listed.output
     key_id = json.loads(listed.output.splitlines()[0])["id"]
     assert runner.invoke(cli_app, ["keys", "revoke", key_id], env=env).exit_code == 0
-    assert json.loads(runner.invoke(cli_app, ["keys", "list", "--json"], env=env).output)["revoked"] is True
+    assert json.loads(runner.invoke(cli_app, ["keys", "list", "--json"], env=env).output.splitlines()[0])["revoked"] is True
     missing = runner.invoke(cli_app, ["keys", "revoke", "nope"], env=env)
     assert missing.exit_code == 2 and "error: nope: no such API key" in missing.output
     bad = runner.invoke(cli_app, ["keys", "create", "--name", "x", "--user", "not an email"], env=env)

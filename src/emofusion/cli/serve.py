@@ -82,17 +82,37 @@ def _db():
     return db
 
 
+OPERATOR = "operator@emofusion.local"
+
+
 @keys_app.command("create")
 def keys_create(
     name: str = typer.Option(..., "--name", help="What the key is for."),
-    user: str = typer.Option("operator@emofusion.local", "--user", help="Owner's email (created when new, keys only)."),
+    user: str = typer.Option(OPERATOR, "--user", help="Owner's email: an existing user (see --create-user)."),
+    create_user: bool = typer.Option(False, "--create-user", help="Create the --user when there is no such user "
+                                                                  "(keys only, no password)."),
 ) -> None:
-    """Print a new API key on stdout (shown once; only its hash is stored)."""
-    from ..serve import auth
+    """Print a new API key on stdout (shown once; only its hash is stored).
 
-    db = _db()
+    A --user that does not exist is an error unless --create-user is given: a mistyped email
+    would otherwise get a new user, and its key, silently. The default owner, the operator
+    (operator@emofusion.local), is created when needed."""
+    from sqlalchemy import select
+
+    from ..serve import auth
+    from ..serve.db import User
+
     try:
-        owner = auth.get_or_create_user(db, user)
+        email = auth.normalize_email(user)
+    except auth.AuthError as exc:
+        fail("--user", exc.message)
+    db = _db()
+    if not create_user and email != OPERATOR:
+        with db.session() as s:
+            if s.scalar(select(User).where(User.email == email)) is None:
+                fail("--user", f"no user {email!r}; add --create-user to create one")
+    try:
+        owner = auth.get_or_create_user(db, email)
         _, secret = auth.create_key(db, owner.id, name)
     except auth.AuthError as exc:
         fail("--user" if exc.code == "invalid_email" else "--name", exc.message)
