@@ -479,3 +479,28 @@ def test_openapi_docs(client):
                  "/v1/analyses/{job_id}/timeline.png", "/v1/usage", "/v1/keys"):
         assert path in paths
 
+
+
+def test_docs_pages_load_their_assets_from_this_service(client):
+    """/docs and /redoc work on a host without internet: no CDN, no web fonts (issue 16, 3)."""
+    import re
+
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")),
+                         ("/redoc", ("redoc.standalone.js", "favicon.png"))):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", r.text)
+        urls = [u for pair in urls for u in pair if u]
+        assert urls and not [u for u in urls if "://" in u or u.startswith("//")], urls
+        assert "cdn.jsdelivr.net" not in r.text and "fonts.googleapis.com" not in r.text
+        policy = r.headers["Content-Security-Policy"]
+        assert "https:" not in policy and "frame-ancestors 'none'" in policy
+        for name in assets:
+            assert f"/docs/assets/{name}" in r.text
+            asset = client.get(f"/docs/assets/{name}")
+            assert asset.status_code == 200 and len(asset.content) > 1000, name
+    assert client.get("/docs/assets/swagger-ui-bundle.js").headers["content-type"].split(";")[0] in (
+        "text/javascript", "application/javascript")
+    assert client.get("/docs/assets/swagger-ui.css").headers["content-type"].startswith("text/css")
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+    assert "/docs/assets/{path}" not in client.get("/openapi.json").json()["paths"]

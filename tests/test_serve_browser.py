@@ -518,3 +518,56 @@ def test_unknown_analysis_and_failed_job_show_the_message(page, server):
     expect(page.get_by_test_id("analysis-title")).to_have_text("broken.mp4")
     expect(page.get_by_test_id("analysis-progress-box")).to_be_hidden()
     expect(page.get_by_test_id("result")).to_be_hidden()
+
+
+# ------------------------------------------------------------------ issue 16: offline docs, phones, the form, "took"
+
+
+def _block_other_hosts(page, server) -> list[str]:
+    """Abort every request to a host other than the server's (an air-gapped host); returns the list
+    of the URLs refused."""
+    refused: list[str] = []
+
+    def handle(route):
+        url = route.request.url
+        if url.startswith(server.url + "/") or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            refused.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return refused
+
+
+def test_api_docs_work_offline(page, server):
+    """/docs (Swagger UI) renders the API with every other host unreachable (issue 16, 3)."""
+    refused = _block_other_hosts(page, server)
+    page.goto("/docs")
+    expect(page.locator('.opblock-summary-path[data-path="/v1/analyses"]').first).to_be_visible()
+    assert page.locator(".opblock").count() >= 9
+    page.locator('.opblock-summary-path[data-path="/v1/analyses"]').first.click()  # it opens: the script runs
+    expect(page.locator(".opblock.is-open").first).to_be_visible()
+    assert not refused, refused
+
+
+def test_redoc_works_offline(browser, server):
+    """/redoc too. ReDoc's sidebar shows a "by Redocly" logo from cdn.redoc.ly, which the page's
+    Content-Security-Policy blocks (no request leaves the host); any other error fails."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=server.url)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    page.on("console", lambda m: m.type == "error" and "https://cdn.redoc.ly/" not in m.text
+            and problems.append(m.text))
+    try:
+        refused = _block_other_hosts(page, server)
+        page.goto("/redoc")
+        expect(page.locator('[data-section-id^="operation/"]').first).to_be_attached()
+        assert page.locator('[data-section-id^="operation/"]').count() >= 9
+        expect(page.get_by_text("/v1/analyses", exact=True).first).to_be_attached()
+        assert not refused, refused
+    finally:
+        context.close()
+    assert not problems, problems
