@@ -571,3 +571,61 @@ def test_redoc_works_offline(browser, server):
     finally:
         context.close()
     assert not problems, problems
+
+
+LONG_NAME = "VID_20261206_121640_phone_recording_final_v2.mp4"
+
+
+def _add_failed_analysis(server, user_id: str, filename: str) -> str:
+    """An analysis row of `user_id` straight in the database (the list needs no real media)."""
+    from emofusion.serve.db import FAILED, AnalysisJob, Database, utcnow
+
+    job_id = uuid.uuid4().hex
+    db = Database(f"sqlite:///{server.home / 'emofusion.db'}")
+    with db.session() as s:
+        s.add(AnalysisJob(id=job_id, user_id=user_id, status=FAILED, filename=filename,
+                          media_key=f"uploads/{job_id}/media", options={}, media_seconds=4.7, attempts=1,
+                          created_at=utcnow(), finished_at=utcnow(), error_code="bad_media",
+                          error_message="the media could not be decoded"))
+    db.dispose()
+    return job_id
+
+
+@pytest.mark.parametrize("width", [360, 390, 414])
+def test_phone_width_has_no_horizontal_scroll(browser, server, tmp_path, width):
+    """A long file name in the list and the title wraps or is cut with an ellipsis: nothing goes
+    off-screen at phone widths (issue 16, 5)."""
+    context = browser.new_context(viewport={"width": width, "height": 844}, base_url=server.url,
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        _signup(page, _email(f"phone{width}"))
+        me = page.evaluate("() => fetch('/auth/me').then(r => r.json())")
+        job_id = _add_failed_analysis(server, me["user"]["id"], LONG_NAME)
+        page.get_by_test_id("recent-refresh").click()
+        item = page.locator(f'[data-testid="analysis-item"][data-id="{job_id}"]')
+        expect(item).to_be_visible()
+        page.get_by_test_id("text-input").fill("a few words")
+
+        def check(where: str) -> None:
+            page.screenshot(path=str(tmp_path / f"phone-{width}-{where}.png"), full_page=True)
+            # a phone widens its layout viewport to fit wide content, so innerWidth must stay the screen's
+            sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert sizes[0] <= sizes[1] == width, (where, sizes)
+            for testid in ("analysis-item-status", "analysis-delete", "text-input", "analyze-submit"):
+                for box in page.evaluate(
+                        """(id) => [...document.querySelectorAll(`[data-testid="${id}"]`)]
+                                   .filter((e) => e.offsetParent).map((e) => e.getBoundingClientRect().toJSON())""",
+                        testid):
+                    assert box["left"] >= 0 and box["right"] <= width, (where, testid, box)
+
+        check("list")
+        item.get_by_test_id("analysis-link").click()
+        expect(page.get_by_test_id("analysis-title")).to_have_text(LONG_NAME)
+        expect(page.get_by_test_id("analysis-status")).to_have_attribute("data-status", "failed")
+        check("analysis")
+        title = page.get_by_test_id("analysis-title").bounding_box()
+        assert title["x"] >= 0 and title["x"] + title["width"] <= width, title
+    finally:
+        context.close()

@@ -822,7 +822,7 @@ function renderList(items, total) {
         h(
           "a",
           { href: `#/analyses/${encodeURIComponent(a.id)}`, class: "analysis-link", "data-testid": "analysis-link" },
-          h("span", { class: "analysis-name", text: a.filename || a.id }),
+          h("span", { class: "analysis-name", title: a.filename || a.id, text: a.filename || a.id }),
           h("span", { class: "muted small", text: `${fmtDate(a.created_at)}${a.media_seconds ? ` · ${fmtSeconds(a.media_seconds)}` : ""}` }),
         ),
         h("span", {
