@@ -629,3 +629,79 @@ def test_phone_width_has_no_horizontal_scroll(browser, server, tmp_path, width):
         assert title["x"] >= 0 and title["x"] + title["width"] <= width, title
     finally:
         context.close()
+
+
+def _capture_analysis_posts(page) -> list[bytes]:
+    """Answer each POST /v1/analyses with a made-up 202 (no analysis runs) and keep its body."""
+    bodies: list[bytes] = []
+
+    def handle(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        bodies.append(route.request.post_data_buffer or b"")
+        route.fulfill(status=202, content_type="application/json",
+                      body=json.dumps({"id": f"captured-{len(bodies)}", "status": "queued"}))
+
+    page.route("**/v1/analyses", handle)
+    return bodies
+
+
+def _has_part(body: bytes, name: str) -> bool:
+    return f'name="{name}"'.encode() in body
+
+
+def test_form_does_not_resend_old_text(page, server, clip, tmp_path):
+    """After a submission the text, transcript and files are cleared: a later upload or webcam
+    recording is never analysed with the previous text (issue 16, 6)."""
+    _signup(page, _email("reuse"))
+    bodies = _capture_analysis_posts(page)
+    transcript = tmp_path / "words.txt"
+    transcript.write_text("hello there\n")
+
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("transcript-file").set_input_files(str(transcript))
+    page.get_by_test_id("text-input").fill("i am so happy today")
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-1")
+    assert len(bodies) == 1
+    assert _has_part(bodies[0], "text") and b"i am so happy today" in bodies[0]
+    assert _has_part(bodies[0], "transcript") and _has_part(bodies[0], "file")
+    # the form is empty again
+    expect(page.get_by_test_id("text-input")).to_have_value("")
+    assert page.evaluate("() => ['media-file', 'transcript-file', 'audio-file'].map("
+                         "(id) => document.getElementById(id).files.length)") == [0, 0, 0]
+    # with no file chosen, nothing is sent
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analyze-error")).to_contain_text("Choose a video or audio file")
+    assert len(bodies) == 1
+
+    # another upload, no text typed: no text and no transcript in the request
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-2")
+    assert len(bodies) == 2
+    assert _has_part(bodies[1], "file")
+    assert not _has_part(bodies[1], "text") and not _has_part(bodies[1], "transcript"), bodies[1][:400]
+
+    # text typed, then a webcam recording with no text: the recording goes alone
+    page.get_by_test_id("text-input").fill("words for the upload")
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-3")
+    assert b"words for the upload" in bodies[2]
+    page.get_by_test_id("tab-record").click()
+    page.get_by_test_id("record-start").click()
+    expect(page.get_by_test_id("record-stop")).to_be_enabled()
+    page.wait_for_timeout(700)
+    page.get_by_test_id("record-stop").click()
+    expect(page.get_by_test_id("record-status")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_test_id("text-input")).to_have_value("")
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-4")
+    assert len(bodies) == 4
+    assert b"recording-" in bodies[3] and not _has_part(bodies[3], "text"), bodies[3][:400]
+    # the recording was sent: it is not sent a second time by accident
+    expect(page.get_by_test_id("record-status")).not_to_have_attribute("data-ready", "true")
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analyze-error")).to_contain_text("Record a clip first")
+    assert len(bodies) == 4

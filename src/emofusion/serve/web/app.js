@@ -394,16 +394,30 @@ function stopRecording(discard = false) {
   else rec.stream.getTracks().forEach((t) => t.stop());
 }
 
-function discardRecording() {
+function discardRecording(message = "Recording discarded.") {
   state.recorded = null;
   const preview = $("record-preview");
+  if (preview.src && preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
   preview.removeAttribute("src");
   preview.controls = false;
   preview.load();
   $("record-discard").hidden = true;
   $("record-start").textContent = "Start recording";
-  $("record-status").textContent = "Recording discarded.";
+  $("record-status").textContent = message;
   delete $("record-status").dataset.ready;
+}
+
+// After a submission the form starts empty: the text, transcript and files of one analysis are
+// never sent again with the next upload or recording. What was changed while the upload ran
+// stays, and so do the advanced window and hop.
+function clearSubmitted(sent) {
+  for (const id of ["media-file", "audio-file", "transcript-file"]) {
+    if (sent[id] && $(id).files[0] === sent[id]) $(id).value = "";
+  }
+  if ($("text-input").value.trim() === sent.text) $("text-input").value = "";
+  if (sent.recorded && state.recorded === sent.recorded) {
+    discardRecording("Recording sent. Record again for another analysis.");
+  }
 }
 
 // ------------------------------------------------------------------ analyze: submit
@@ -412,15 +426,18 @@ async function submitAnalysis() {
   const errEl = $("analyze-error");
   showError(errEl, "");
   const form = new FormData();
+  const sent = {}; // what this submission takes from the form, cleared from it once accepted
   if (state.source === "record") {
     if (state.recording) return showError(errEl, "Stop the recording first.");
     if (!state.recorded) return showError(errEl, "Record a clip first.");
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
     form.append("file", state.recorded, `recording-${stamp}.webm`);
+    sent.recorded = state.recorded;
   } else {
     const file = $("media-file").files[0];
     if (!file) return showError(errEl, "Choose a video or audio file.");
     form.append("file", file, file.name);
+    sent["media-file"] = file;
   }
   const audio = $("audio-file").files[0];
   if (audio) form.append("audio", audio, audio.name);
@@ -428,6 +445,7 @@ async function submitAnalysis() {
   if (transcript) form.append("transcript", transcript, transcript.name);
   const text = $("text-input").value.trim();
   if (text) form.append("text", text);
+  Object.assign(sent, { "audio-file": audio, "transcript-file": transcript, text });
   const options = {};
   const win = parseFloat($("opt-window").value);
   const hop = parseFloat($("opt-hop").value);
@@ -441,6 +459,7 @@ async function submitAnalysis() {
   showAnalysisShell({ id: null, status: "uploading", progress: 0, filename: form.get("file").name });
   try {
     const data = await upload("/v1/analyses", form, (p) => setProgress(p, `Uploading… ${Math.round(100 * p)}%`));
+    clearSubmitted(sent);
     state.analysisId = null; // force a fresh render
     go(`#/analyses/${encodeURIComponent(data.id)}`);
   } catch (e) {
@@ -1038,7 +1057,7 @@ function bind() {
   for (const tab of document.querySelectorAll(".tabs .tab")) tab.addEventListener("click", () => selectSource(tab.dataset.source));
   $("record-start").addEventListener("click", startRecording);
   $("record-stop").addEventListener("click", () => stopRecording(false));
-  $("record-discard").addEventListener("click", discardRecording);
+  $("record-discard").addEventListener("click", () => discardRecording());
   $("analyze-form").addEventListener("submit", (e) => {
     e.preventDefault();
     submitAnalysis();
