@@ -215,6 +215,30 @@ def _wait_for_result(page, server) -> str:
     return analysis_id
 
 
+def _expect_took(page, analysis_id: str) -> None:
+    """The page's "took" is the record's finished_at - started_at (to the millisecond) as app.js's
+    fmtDuration writes it."""
+    from datetime import datetime
+
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    started, finished = (datetime.fromisoformat(record[k].removesuffix("Z")) for k in ("started_at", "finished_at"))
+    assert "." in record["started_at"] and "." in record["finished_at"], record  # not whole seconds
+    took = (finished - started).total_seconds()
+    assert took > 0, record
+    import re
+
+    expect(page.get_by_test_id("analysis-meta")).to_contain_text("took ")
+    meta = page.get_by_test_id("analysis-meta").text_content()
+    m = re.search(r"took (?:(\d+) ms|(\d+\.\d) s|(\d+) min (\d+) s)(?: |$)", meta)
+    assert m, meta
+    if m[1]:
+        assert took < 1 and abs(int(m[1]) / 1000 - took) <= 0.0011, (meta, took)
+    elif m[2]:
+        assert 0.99 <= took < 60 and abs(float(m[2]) - took) <= 0.051, (meta, took)
+    else:
+        assert abs(60 * int(m[3]) + int(m[4]) - took) <= 0.51, (meta, took)
+
+
 def _canvas_pixels(page, rgb: tuple[int, int, int], tol: int = 12) -> int:
     """How many pixels of the timeline canvas have colour ``rgb`` (within ``tol``)."""
     return page.evaluate(
@@ -256,6 +280,7 @@ def test_upload_analyze_keys_usage_logout(page, server, clip):
     assert seen[-1] == "succeeded" and {"uploading", "queued", "running"} & set(seen[:-1]), seen
 
     expect(page.get_by_test_id("analysis-title")).to_have_text(clip.name)
+    _expect_took(page, analysis_id)
     expect(page.get_by_test_id("analysis-progress-box")).to_be_hidden()
     expect(page.get_by_test_id("analysis-error")).to_be_hidden()
 
@@ -705,3 +730,21 @@ def test_form_does_not_resend_old_text(page, server, clip, tmp_path):
     page.get_by_test_id("analyze-submit").click()
     expect(page.get_by_test_id("analyze-error")).to_contain_text("Record a clip first")
     assert len(bodies) == 4
+
+
+@pytest.mark.parametrize(("started", "finished", "shown"), [
+    ("2026-12-06T12:16:40.000Z", "2026-12-06T12:16:44.700Z", "took 4.7 s"),
+    ("2026-12-06T12:16:40.900Z", "2026-12-06T12:16:41.312Z", "took 412 ms"),
+    ("2026-12-06T12:16:40.000Z", "2026-12-06T12:18:05.400Z", "took 1 min 25 s"),
+])
+def test_took_time_from_real_timestamps(page, server, started, finished, shown):
+    """The "took" of an analysis comes from its start and end with sensible precision; it was
+    "took 0.0 s" for a run of a 4.7 s recording (issue 16, 7)."""
+    _signup(page, _email("took"))
+    record = {"id": "timed", "status": "failed", "progress": 1.0, "filename": "clip.webm",
+              "created_at": "2026-12-06T12:16:39Z", "started_at": started, "finished_at": finished,
+              "media_seconds": 4.7, "options": {}, "error": {"code": "x", "message": "made up"}, "result": None}
+    page.route("**/v1/analyses/timed", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                                    body=json.dumps(record)))
+    page.goto("/#/analyses/timed")
+    expect(page.get_by_test_id("analysis-meta")).to_contain_text(shown)

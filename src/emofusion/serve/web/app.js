@@ -77,6 +77,17 @@ function fmtSeconds(s) {
   return `${m} min ${Math.round(s - 60 * m)} s`;
 }
 
+// how long a run took, from two timestamps: milliseconds under a second, then tenths, then minutes
+function fmtDuration(s) {
+  if (!Number.isFinite(s) || s < 0) return "";
+  if (s < 0.001) return "under 1 ms";
+  if (s < 0.9995) return `${Math.round(1000 * s)} ms`;
+  if (s < 59.95) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s);
+  const m = Math.floor(whole / 60);
+  return `${m} min ${whole - 60 * m} s`;
+}
+
 const pct = (p) => `${(100 * p).toFixed(1)}%`;
 
 // ------------------------------------------------------------------ API
@@ -511,8 +522,8 @@ function showAnalysisShell(a) {
   if (a.created_at) meta.push(`submitted ${fmtDate(a.created_at)}`);
   if (a.media_seconds) meta.push(`${fmtSeconds(a.media_seconds)} of media`);
   if (a.started_at && a.finished_at) {
-    const took = (new Date(a.finished_at) - new Date(a.started_at)) / 1000;
-    if (Number.isFinite(took)) meta.push(`took ${took.toFixed(1)} s`);
+    const took = fmtDuration((Date.parse(a.finished_at) - Date.parse(a.started_at)) / 1000);
+    if (took) meta.push(`took ${took}`);
   }
   $("analysis-meta").textContent = meta.join(" · ");
   const busy = a.status === "queued" || a.status === "running" || a.status === "uploading";
