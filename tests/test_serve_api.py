@@ -479,3 +479,47 @@ def test_openapi_docs(client):
                  "/v1/analyses/{job_id}/timeline.png", "/v1/usage", "/v1/keys"):
         assert path in paths
 
+
+
+def test_docs_pages_load_their_assets_from_this_service(client):
+    """/docs and /redoc work on a host without internet: no CDN, no web fonts (issue 16, 3)."""
+    import re
+
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")),
+                         ("/redoc", ("redoc.standalone.js", "favicon.png"))):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", r.text)
+        urls = [u for pair in urls for u in pair if u]
+        assert urls and not [u for u in urls if "://" in u or u.startswith("//")], urls
+        assert "cdn.jsdelivr.net" not in r.text and "fonts.googleapis.com" not in r.text
+        policy = r.headers["Content-Security-Policy"]
+        assert "https:" not in policy and "frame-ancestors 'none'" in policy
+        for name in assets:
+            assert f"/docs/assets/{name}" in r.text
+            asset = client.get(f"/docs/assets/{name}")
+            assert asset.status_code == 200 and len(asset.content) > 1000, name
+    assert client.get("/docs/assets/swagger-ui-bundle.js").headers["content-type"].split(";")[0] in (
+        "text/javascript", "application/javascript")
+    assert client.get("/docs/assets/swagger-ui.css").headers["content-type"].startswith("text/css")
+    assert client.get("/docs/oauth2-redirect").status_code == 200
+    assert "/docs/assets/{path}" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_run_timestamps_keep_milliseconds():
+    """A run's start and end to the millisecond, so that the page's "took" is real (issue 16, 7):
+    with whole seconds a 0.4 s run showed "took 0.0 s"."""
+    from datetime import datetime
+
+    from emofusion.serve.app import job_dict
+    from emofusion.serve.db import SUCCEEDED, AnalysisJob
+
+    job = AnalysisJob(id="j", user_id="u", status=SUCCEEDED, filename="a.mp4", media_key="k", progress=1.0,
+                      options={}, media_seconds=4.7, created_at=datetime(2026, 12, 6, 12, 16, 40, 123456),
+                      started_at=datetime(2026, 12, 6, 12, 16, 40, 900000),
+                      finished_at=datetime(2026, 12, 6, 12, 16, 41, 312999))
+    d = job_dict(job, with_result=False)
+    assert d["created_at"] == "2026-12-06T12:16:40Z"  # unchanged
+    assert d["started_at"] == "2026-12-06T12:16:40.900Z" and d["finished_at"] == "2026-12-06T12:16:41.312Z"
+    took = datetime.fromisoformat(d["finished_at"][:-1]) - datetime.fromisoformat(d["started_at"][:-1])
+    assert took.total_seconds() == pytest.approx(0.412)

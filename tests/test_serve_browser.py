@@ -215,6 +215,30 @@ def _wait_for_result(page, server) -> str:
     return analysis_id
 
 
+def _expect_took(page, analysis_id: str) -> None:
+    """The page's "took" is the record's finished_at - started_at (to the millisecond) as app.js's
+    fmtDuration writes it."""
+    from datetime import datetime
+
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    started, finished = (datetime.fromisoformat(record[k].removesuffix("Z")) for k in ("started_at", "finished_at"))
+    assert "." in record["started_at"] and "." in record["finished_at"], record  # not whole seconds
+    took = (finished - started).total_seconds()
+    assert took > 0, record
+    import re
+
+    expect(page.get_by_test_id("analysis-meta")).to_contain_text("took ")
+    meta = page.get_by_test_id("analysis-meta").text_content()
+    m = re.search(r"took (?:(\d+) ms|(\d+\.\d) s|(\d+) min (\d+) s)(?: |$)", meta)
+    assert m, meta
+    if m[1]:
+        assert took < 1 and abs(int(m[1]) / 1000 - took) <= 0.0011, (meta, took)
+    elif m[2]:
+        assert 0.99 <= took < 60 and abs(float(m[2]) - took) <= 0.051, (meta, took)
+    else:
+        assert abs(60 * int(m[3]) + int(m[4]) - took) <= 0.51, (meta, took)
+
+
 def _canvas_pixels(page, rgb: tuple[int, int, int], tol: int = 12) -> int:
     """How many pixels of the timeline canvas have colour ``rgb`` (within ``tol``)."""
     return page.evaluate(
@@ -256,6 +280,7 @@ def test_upload_analyze_keys_usage_logout(page, server, clip):
     assert seen[-1] == "succeeded" and {"uploading", "queued", "running"} & set(seen[:-1]), seen
 
     expect(page.get_by_test_id("analysis-title")).to_have_text(clip.name)
+    _expect_took(page, analysis_id)
     expect(page.get_by_test_id("analysis-progress-box")).to_be_hidden()
     expect(page.get_by_test_id("analysis-error")).to_be_hidden()
 
@@ -518,3 +543,208 @@ def test_unknown_analysis_and_failed_job_show_the_message(page, server):
     expect(page.get_by_test_id("analysis-title")).to_have_text("broken.mp4")
     expect(page.get_by_test_id("analysis-progress-box")).to_be_hidden()
     expect(page.get_by_test_id("result")).to_be_hidden()
+
+
+# ------------------------------------------------------------------ issue 16: offline docs, phones, the form, "took"
+
+
+def _block_other_hosts(page, server) -> list[str]:
+    """Abort every request to a host other than the server's (an air-gapped host); returns the list
+    of the URLs refused."""
+    refused: list[str] = []
+
+    def handle(route):
+        url = route.request.url
+        if url.startswith(server.url + "/") or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            refused.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return refused
+
+
+def test_api_docs_work_offline(page, server):
+    """/docs (Swagger UI) renders the API with every other host unreachable (issue 16, 3)."""
+    refused = _block_other_hosts(page, server)
+    page.goto("/docs")
+    expect(page.locator('.opblock-summary-path[data-path="/v1/analyses"]').first).to_be_visible()
+    assert page.locator(".opblock").count() >= 9
+    page.locator('.opblock-summary-path[data-path="/v1/analyses"]').first.click()  # it opens: the script runs
+    expect(page.locator(".opblock.is-open").first).to_be_visible()
+    assert not refused, refused
+
+
+def test_redoc_works_offline(browser, server):
+    """/redoc too. ReDoc's sidebar shows a "by Redocly" logo from cdn.redoc.ly, which the page's
+    Content-Security-Policy blocks (no request leaves the host); any other error fails."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=server.url)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    page.on("console", lambda m: m.type == "error" and "https://cdn.redoc.ly/" not in m.text
+            and problems.append(m.text))
+    try:
+        refused = _block_other_hosts(page, server)
+        page.goto("/redoc")
+        expect(page.locator('[data-section-id^="operation/"]').first).to_be_attached()
+        assert page.locator('[data-section-id^="operation/"]').count() >= 9
+        expect(page.get_by_text("/v1/analyses", exact=True).first).to_be_attached()
+        assert not refused, refused
+    finally:
+        context.close()
+    assert not problems, problems
+
+
+LONG_NAME = "VID_20261206_121640_phone_recording_final_v2.mp4"
+
+
+def _add_failed_analysis(server, user_id: str, filename: str) -> str:
+    """An analysis row of `user_id` straight in the database (the list needs no real media)."""
+    from emofusion.serve.db import FAILED, AnalysisJob, Database, utcnow
+
+    job_id = uuid.uuid4().hex
+    db = Database(f"sqlite:///{server.home / 'emofusion.db'}")
+    with db.session() as s:
+        s.add(AnalysisJob(id=job_id, user_id=user_id, status=FAILED, filename=filename,
+                          media_key=f"uploads/{job_id}/media", options={}, media_seconds=4.7, attempts=1,
+                          created_at=utcnow(), finished_at=utcnow(), error_code="bad_media",
+                          error_message="the media could not be decoded"))
+    db.dispose()
+    return job_id
+
+
+@pytest.mark.parametrize("width", [360, 390, 414])
+def test_phone_width_has_no_horizontal_scroll(browser, server, tmp_path, width):
+    """A long file name in the list and the title wraps or is cut with an ellipsis: nothing goes
+    off-screen at phone widths (issue 16, 5)."""
+    context = browser.new_context(viewport={"width": width, "height": 844}, base_url=server.url,
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        _signup(page, _email(f"phone{width}"))
+        me = page.evaluate("() => fetch('/auth/me').then(r => r.json())")
+        job_id = _add_failed_analysis(server, me["user"]["id"], LONG_NAME)
+        page.get_by_test_id("recent-refresh").click()
+        item = page.locator(f'[data-testid="analysis-item"][data-id="{job_id}"]')
+        expect(item).to_be_visible()
+        page.get_by_test_id("text-input").fill("a few words")
+
+        def check(where: str) -> None:
+            page.screenshot(path=str(tmp_path / f"phone-{width}-{where}.png"), full_page=True)
+            # a phone widens its layout viewport to fit wide content, so innerWidth must stay the screen's
+            sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert sizes[0] <= sizes[1] == width, (where, sizes)
+            for testid in ("analysis-item-status", "analysis-delete", "text-input", "analyze-submit"):
+                for box in page.evaluate(
+                        """(id) => [...document.querySelectorAll(`[data-testid="${id}"]`)]
+                                   .filter((e) => e.offsetParent).map((e) => e.getBoundingClientRect().toJSON())""",
+                        testid):
+                    assert box["left"] >= 0 and box["right"] <= width, (where, testid, box)
+
+        check("list")
+        item.get_by_test_id("analysis-link").click()
+        expect(page.get_by_test_id("analysis-title")).to_have_text(LONG_NAME)
+        expect(page.get_by_test_id("analysis-status")).to_have_attribute("data-status", "failed")
+        check("analysis")
+        title = page.get_by_test_id("analysis-title").bounding_box()
+        assert title["x"] >= 0 and title["x"] + title["width"] <= width, title
+    finally:
+        context.close()
+
+
+def _capture_analysis_posts(page) -> list[bytes]:
+    """Answer each POST /v1/analyses with a made-up 202 (no analysis runs) and keep its body."""
+    bodies: list[bytes] = []
+
+    def handle(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        bodies.append(route.request.post_data_buffer or b"")
+        route.fulfill(status=202, content_type="application/json",
+                      body=json.dumps({"id": f"captured-{len(bodies)}", "status": "queued"}))
+
+    page.route("**/v1/analyses", handle)
+    return bodies
+
+
+def _has_part(body: bytes, name: str) -> bool:
+    return f'name="{name}"'.encode() in body
+
+
+def test_form_does_not_resend_old_text(page, server, clip, tmp_path):
+    """After a submission the text, transcript and files are cleared: a later upload or webcam
+    recording is never analysed with the previous text (issue 16, 6)."""
+    _signup(page, _email("reuse"))
+    bodies = _capture_analysis_posts(page)
+    transcript = tmp_path / "words.txt"
+    transcript.write_text("hello there\n")
+
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("transcript-file").set_input_files(str(transcript))
+    page.get_by_test_id("text-input").fill("i am so happy today")
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-1")
+    assert len(bodies) == 1
+    assert _has_part(bodies[0], "text") and b"i am so happy today" in bodies[0]
+    assert _has_part(bodies[0], "transcript") and _has_part(bodies[0], "file")
+    # the form is empty again
+    expect(page.get_by_test_id("text-input")).to_have_value("")
+    assert page.evaluate("() => ['media-file', 'transcript-file', 'audio-file'].map("
+                         "(id) => document.getElementById(id).files.length)") == [0, 0, 0]
+    # with no file chosen, nothing is sent
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analyze-error")).to_contain_text("Choose a video or audio file")
+    assert len(bodies) == 1
+
+    # another upload, no text typed: no text and no transcript in the request
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-2")
+    assert len(bodies) == 2
+    assert _has_part(bodies[1], "file")
+    assert not _has_part(bodies[1], "text") and not _has_part(bodies[1], "transcript"), bodies[1][:400]
+
+    # text typed, then a webcam recording with no text: the recording goes alone
+    page.get_by_test_id("text-input").fill("words for the upload")
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-3")
+    assert b"words for the upload" in bodies[2]
+    page.get_by_test_id("tab-record").click()
+    page.get_by_test_id("record-start").click()
+    expect(page.get_by_test_id("record-stop")).to_be_enabled()
+    page.wait_for_timeout(700)
+    page.get_by_test_id("record-stop").click()
+    expect(page.get_by_test_id("record-status")).to_have_attribute("data-ready", "true")
+    expect(page.get_by_test_id("text-input")).to_have_value("")
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analysis")).to_have_attribute("data-id", "captured-4")
+    assert len(bodies) == 4
+    assert b"recording-" in bodies[3] and not _has_part(bodies[3], "text"), bodies[3][:400]
+    # the recording was sent: it is not sent a second time by accident
+    expect(page.get_by_test_id("record-status")).not_to_have_attribute("data-ready", "true")
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("analyze-error")).to_contain_text("Record a clip first")
+    assert len(bodies) == 4
+
+
+@pytest.mark.parametrize(("started", "finished", "shown"), [
+    ("2026-12-06T12:16:40.000Z", "2026-12-06T12:16:44.700Z", "took 4.7 s"),
+    ("2026-12-06T12:16:40.900Z", "2026-12-06T12:16:41.312Z", "took 412 ms"),
+    ("2026-12-06T12:16:40.000Z", "2026-12-06T12:18:05.400Z", "took 1 min 25 s"),
+])
+def test_took_time_from_real_timestamps(page, server, started, finished, shown):
+    """The "took" of an analysis comes from its start and end with sensible precision; it was
+    "took 0.0 s" for a run of a 4.7 s recording (issue 16, 7)."""
+    _signup(page, _email("took"))
+    record = {"id": "timed", "status": "failed", "progress": 1.0, "filename": "clip.webm",
+              "created_at": "2026-12-06T12:16:39Z", "started_at": started, "finished_at": finished,
+              "media_seconds": 4.7, "options": {}, "error": {"code": "x", "message": "made up"}, "result": None}
+    page.route("**/v1/analyses/timed", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                                    body=json.dumps(record)))
+    page.goto("/#/analyses/timed")
+    expect(page.get_by_test_id("analysis-meta")).to_contain_text(shown)

@@ -18,27 +18,27 @@ from .body_limit import BodyLimit
 from .config import Settings
 from .engine import Engine
 from .errors import install_error_handlers
-from .routes import mvp, operations, pages, sagemaker, v1
+from .routes import docs, mvp, operations, pages, sagemaker, v1
 from .routes.v1 import job_dict
 from .services import Services
 
 log = logging.getLogger("emofusion.serve")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 # the web page loads its own script, style and the timelines it fetches; the recording preview
-# plays a blob: URL. The API docs page (FastAPI's Swagger UI) loads its script and style from a
-# CDN and starts with an inline script.
+# plays a blob: URL. The API docs pages (Swagger UI, ReDoc) load their scripts and styles from
+# this service (routes.docs: no CDN, they work offline), start with an inline script, and ReDoc
+# runs a blob: worker.
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
                "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-               "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-               "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; worker-src 'self' blob:; "
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+               "font-src 'self'; img-src 'self' data:; worker-src 'self' blob:; "
                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 UPLOAD_PATHS = frozenset({"/invocations", "/predict", "/v1/analyses"})
 
 
 def _content_policy(path: str) -> str:
-    if path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+    if path in docs.PAGES:
         return DOCS_POLICY
     if path == "/" or path.startswith("/static/"):
         return PAGE_POLICY
@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             services.db.dispose()
 
     app = FastAPI(title="emofusion", version=__version__, lifespan=lifespan,
-                  description="Emotion in video from the face, the voice and the words.")
+                  description="Emotion in video from the face, the voice and the words.",
+                  docs_url=None, redoc_url=None)  # served by routes.docs, without a CDN
     install_error_handlers(app)
 
     # a body over its limit is refused before any route (or log-in) reads it; added before the
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     for router in (sagemaker.router, mvp.router, pages.router, v1.router, operations.router, pages.page_router):
         app.include_router(router)
+    docs.install(app)
     pages.mount_static(app)
     return app
 

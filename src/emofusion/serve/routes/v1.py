@@ -45,14 +45,16 @@ class KeyRequest(BaseModel):
     name: str
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value else None
+def _iso(value: datetime | None, timespec: str = "seconds") -> str | None:
+    return value.isoformat(timespec=timespec) + "Z" if value else None
 
 
 def job_dict(job: AnalysisJob, with_result: bool = True) -> dict[str, Any]:
     d = {
         "id": job.id, "status": job.status, "progress": round(job.progress, 4), "filename": job.filename,
-        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        # a run's start and end to the millisecond: whole seconds made a 0.4 s run "took 0 s"
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at, "milliseconds"),
+        "finished_at": _iso(job.finished_at, "milliseconds"),
         "media_seconds": round(job.media_seconds, 3), "options": job.options or {},
         "error": {"code": job.error_code, "message": job.error_message} if job.status == FAILED else None,
     }

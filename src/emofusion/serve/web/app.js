@@ -77,6 +77,17 @@ function fmtSeconds(s) {
   return `${m} min ${Math.round(s - 60 * m)} s`;
 }
 
+// how long a run took, from two timestamps: milliseconds under a second, then tenths, then minutes
+function fmtDuration(s) {
+  if (!Number.isFinite(s) || s < 0) return "";
+  if (s < 0.001) return "under 1 ms";
+  if (s < 0.9995) return `${Math.round(1000 * s)} ms`;
+  if (s < 59.95) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s);
+  const m = Math.floor(whole / 60);
+  return `${m} min ${whole - 60 * m} s`;
+}
+
 const pct = (p) => `${(100 * p).toFixed(1)}%`;
 
 // ------------------------------------------------------------------ API
@@ -394,16 +405,30 @@ function stopRecording(discard = false) {
   else rec.stream.getTracks().forEach((t) => t.stop());
 }
 
-function discardRecording() {
+function discardRecording(message = "Recording discarded.") {
   state.recorded = null;
   const preview = $("record-preview");
+  if (preview.src && preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
   preview.removeAttribute("src");
   preview.controls = false;
   preview.load();
   $("record-discard").hidden = true;
   $("record-start").textContent = "Start recording";
-  $("record-status").textContent = "Recording discarded.";
+  $("record-status").textContent = message;
   delete $("record-status").dataset.ready;
+}
+
+// After a submission the form starts empty: the text, transcript and files of one analysis are
+// never sent again with the next upload or recording. What was changed while the upload ran
+// stays, and so do the advanced window and hop.
+function clearSubmitted(sent) {
+  for (const id of ["media-file", "audio-file", "transcript-file"]) {
+    if (sent[id] && $(id).files[0] === sent[id]) $(id).value = "";
+  }
+  if ($("text-input").value.trim() === sent.text) $("text-input").value = "";
+  if (sent.recorded && state.recorded === sent.recorded) {
+    discardRecording("Recording sent. Record again for another analysis.");
+  }
 }
 
 // ------------------------------------------------------------------ analyze: submit
@@ -412,15 +437,18 @@ async function submitAnalysis() {
   const errEl = $("analyze-error");
   showError(errEl, "");
   const form = new FormData();
+  const sent = {}; // what this submission takes from the form, cleared from it once accepted
   if (state.source === "record") {
     if (state.recording) return showError(errEl, "Stop the recording first.");
     if (!state.recorded) return showError(errEl, "Record a clip first.");
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
     form.append("file", state.recorded, `recording-${stamp}.webm`);
+    sent.recorded = state.recorded;
   } else {
     const file = $("media-file").files[0];
     if (!file) return showError(errEl, "Choose a video or audio file.");
     form.append("file", file, file.name);
+    sent["media-file"] = file;
   }
   const audio = $("audio-file").files[0];
   if (audio) form.append("audio", audio, audio.name);
@@ -428,6 +456,7 @@ async function submitAnalysis() {
   if (transcript) form.append("transcript", transcript, transcript.name);
   const text = $("text-input").value.trim();
   if (text) form.append("text", text);
+  Object.assign(sent, { "audio-file": audio, "transcript-file": transcript, text });
   const options = {};
   const win = parseFloat($("opt-window").value);
   const hop = parseFloat($("opt-hop").value);
@@ -441,6 +470,7 @@ async function submitAnalysis() {
   showAnalysisShell({ id: null, status: "uploading", progress: 0, filename: form.get("file").name });
   try {
     const data = await upload("/v1/analyses", form, (p) => setProgress(p, `Uploading… ${Math.round(100 * p)}%`));
+    clearSubmitted(sent);
     state.analysisId = null; // force a fresh render
     go(`#/analyses/${encodeURIComponent(data.id)}`);
   } catch (e) {
@@ -492,8 +522,8 @@ function showAnalysisShell(a) {
   if (a.created_at) meta.push(`submitted ${fmtDate(a.created_at)}`);
   if (a.media_seconds) meta.push(`${fmtSeconds(a.media_seconds)} of media`);
   if (a.started_at && a.finished_at) {
-    const took = (new Date(a.finished_at) - new Date(a.started_at)) / 1000;
-    if (Number.isFinite(took)) meta.push(`took ${took.toFixed(1)} s`);
+    const took = fmtDuration((Date.parse(a.finished_at) - Date.parse(a.started_at)) / 1000);
+    if (took) meta.push(`took ${took}`);
   }
   $("analysis-meta").textContent = meta.join(" · ");
   const busy = a.status === "queued" || a.status === "running" || a.status === "uploading";
@@ -822,7 +852,7 @@ function renderList(items, total) {
         h(
           "a",
           { href: `#/analyses/${encodeURIComponent(a.id)}`, class: "analysis-link", "data-testid": "analysis-link" },
-          h("span", { class: "analysis-name", text: a.filename || a.id }),
+          h("span", { class: "analysis-name", title: a.filename || a.id, text: a.filename || a.id }),
           h("span", { class: "muted small", text: `${fmtDate(a.created_at)}${a.media_seconds ? ` · ${fmtSeconds(a.media_seconds)}` : ""}` }),
         ),
         h("span", {
@@ -1038,7 +1068,7 @@ function bind() {
   for (const tab of document.querySelectorAll(".tabs .tab")) tab.addEventListener("click", () => selectSource(tab.dataset.source));
   $("record-start").addEventListener("click", startRecording);
   $("record-stop").addEventListener("click", () => stopRecording(false));
-  $("record-discard").addEventListener("click", discardRecording);
+  $("record-discard").addEventListener("click", () => discardRecording());
   $("analyze-form").addEventListener("submit", (e) => {
     e.preventDefault();
     submitAnalysis();
