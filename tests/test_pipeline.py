@@ -15,6 +15,7 @@ from emofusion.media import iter_frames, read_audio
 from emofusion.models import fuse, load_model
 from emofusion.analysis import Analyzer, Window, frame_times, make_windows
 from emofusion.errors import AnalysisError
+from emofusion.options import window_count
 
 W, H = 160, 120
 FACE_SIZE = 90  # the synthetic face Haar finds in a 160x120 frame
@@ -63,6 +64,59 @@ def test_make_windows():
     assert make_windows(0.0, 2.0, 1.0) == []
     with pytest.raises(AnalysisError):
         make_windows(5.0, 0.0, 1.0)
+
+
+def test_a_sliver_at_the_end_gets_no_window():
+    """A last window cut at the end is made only for at least max(0.5 s, min(window, hop)/2) of
+    time no other window covers; a sliver (a few ms) makes none, and the window count agrees."""
+    eight = [Window(k, k + 2) for k in range(7)]
+    for seconds in (7.99, 8.0, 8.001, 8.008, 8.02, 8.4):
+        assert make_windows(seconds, 2.0, 1.0) == eight, seconds
+        assert window_count(seconds, 2.0, 1.0) == 7, seconds
+    assert make_windows(8.5, 2.0, 1.0) == [*eight, Window(7.0, 8.5)]
+    assert make_windows(8.51, 2.0, 1.0) == [*eight, Window(7.0, 8.5)]  # on the 50 ms grid
+    assert make_windows(2.008, 2.0, 1.0) == [Window(0, 2)]
+    assert make_windows(1.99, 2.0, 1.0) == [Window(0, 2)]
+    assert make_windows(0.02, 2.0, 1.0) == [Window(0, 0.02)]  # shorter than one window: still one
+    # hops leaving gaps: no window starting past the end (the old count made Window(9, 8))
+    assert make_windows(8.0, 1.0, 3.0) == [Window(0, 1), Window(3, 4), Window(6, 7)]
+    assert make_windows(9.7, 1.0, 3.0)[-1] == Window(9.0, 9.7)
+    for seconds in (0.0, 0.3, 1.0, 2.0, 5.49, 8.001, 8.5, 59.97, 61.26):
+        for window, hop in ((2.0, 1.0), (0.5, 0.1), (1.0, 3.0), (3.0, 0.25), (60.0, 60.0)):
+            assert len(make_windows(seconds, window, hop)) == window_count(seconds, window, hop)
+
+
+# the same content (8 s, 30 fps, with audio) in each container: (container, make_clip arguments)
+_SAME_CONTENT = [
+    ("mp4", {}),
+    ("webm", {}),  # VP8 + Opus
+    ("webm", {"video_codec": "libvpx-vp9", "audio_codec": "libopus"}),
+    ("webm", {"options": {"live": "1"}}),  # as a browser records it: no stated duration
+    ("mkv", {}),  # H.264 + Opus
+    ("wav", {}),  # audio only
+]
+
+
+@pytest.mark.parametrize("seconds", [8.0, 8.001, 8.5])
+def test_every_container_gives_the_same_windows(tmp_path, seconds):
+    """Containers disagree by a few ms on the same content (Opus pre-skip and packets): the
+    windows must not (issue 16 item 8: an 8.001 s WebM got a 7.0-8.0 stub, the MP4 none)."""
+    from emofusion.media import probe
+
+    expected = make_windows(seconds, 2.0, 1.0)
+    assert len(expected) == (8 if seconds == 8.5 else 7)
+    for n, (container, extra) in enumerate(_SAME_CONTENT):
+        path = make_clip(tmp_path / f"c{n}.{container}", container=container, duration=seconds, fps=30,
+                         width=W, height=H, **extra)
+        duration = probe(path).duration
+        assert make_windows(duration, 2.0, 1.0) == expected, (container, extra, duration)
+        assert window_count(duration, 2.0, 1.0) == len(expected)
+
+
+def test_a_webm_sliver_is_analysed_as_the_mp4(tmp_path, analyzer):
+    webm = make_clip(tmp_path / "sliver.webm", container="webm", duration=8.001, fps=30, width=W, height=H)
+    result = analyzer.analyze(webm)
+    assert [(s.start, s.end) for s in result.segments] == [(k, k + 2) for k in range(7)]
 
 
 def test_frame_times_are_a_grid_of_midpoints():
