@@ -515,3 +515,41 @@ def test_face_observations_from_elsewhere_give_the_same_analysis(analyzer, clips
     # nothing to observe without video or without the face modality
     assert analyzer.observe_faces(clips["wav"]) == []
     assert Analyzer(analyzer.model, modalities=["voice"]).observe_faces(clips["face"]) == []
+
+
+# ------------------------------------------------------------------------------ timeline plot
+
+
+def test_timeline_with_the_source_shows_the_faces_read(face_result, clips, tmp_path):
+    """issue 16 item 10: given the input, the plot gets a strip of the faces it read (frame at the
+    window's middle, the analysed box drawn); without it (the service's timeline.png) it is as before."""
+    from PIL import Image
+
+    from emofusion.plot import face_thumbnails, save_timeline
+
+    plain, with_faces = tmp_path / "plain.png", tmp_path / "faces.png"
+    save_timeline(face_result, plain)
+    save_timeline(face_result, with_faces, source=str(clips["face"]))
+    plain_image = np.asarray(Image.open(plain).convert("RGB"))
+    faces_image = np.asarray(Image.open(with_faces).convert("RGB"))
+    assert plain_image.shape == (850, 1100, 3)  # today's plot: 11 x 8.5 in at 100 dpi
+    assert faces_image.shape[1] == plain_image.shape[1] and faces_image.shape[0] > plain_image.shape[0] + 150
+    strip = faces_image[plain_image.shape[0] :]  # the strip is below the panels
+    assert (strip < 200).any(axis=2).mean() > 0.05  # not blank: the frames are drawn there
+    assert ((strip[..., 1] > 200) & (strip[..., 0] < 60) & (strip[..., 2] < 160)).sum() > 100  # the green boxes
+
+    thumbs = face_thumbnails(face_result, str(clips["face"]))
+    assert len(thumbs) == len(face_result["segments"]) == 4
+    for t, frame, (x, y, w, h), _top in thumbs:
+        assert frame.shape == (H, W, 3) and 0 <= x and x + w <= W + 1 and 0 <= y and y + h <= H + 1
+    assert [t for t, *_ in face_thumbnails(face_result, str(clips["face"]), count=2)] == [1.0, 4.0]  # window middles
+
+
+def test_timeline_source_without_faces_keeps_the_plot(clips, analyzer, tmp_path):
+    from PIL import Image
+
+    from emofusion.plot import save_timeline
+
+    result = analyzer.analyze(clips["wav"]).to_dict()
+    save_timeline(result, tmp_path / "a.png", source=str(clips["wav"]))
+    assert Image.open(tmp_path / "a.png").size == (1100, 850)
