@@ -76,6 +76,10 @@ def test_json_file_plot_and_table(media, tiny_model_dir, tmp_path):
     assert [s["text"]["text"] if s["text"] else None for s in data["segments"]] == [None, "this is terrible"]
     raw = png.read_bytes()
     assert raw[:8] == PNG_SIGNATURE and len(raw) > 20_000
+    from PIL import Image
+
+    width, height = Image.open(png).size
+    assert width == 1100 and height > 850  # the panels and, below them, the faces read from the input
     # without --json -, a table and a summary line go to stdout
     assert "summary:" in result.stdout and "fused" in result.stdout
     assert data["summary"]["top"] in result.stdout

@@ -15,6 +15,7 @@ from emofusion.media import iter_frames, read_audio
 from emofusion.models import fuse, load_model
 from emofusion.analysis import Analyzer, Window, frame_times, make_windows
 from emofusion.errors import AnalysisError
+from emofusion.options import window_count
 
 W, H = 160, 120
 FACE_SIZE = 90  # the synthetic face Haar finds in a 160x120 frame
@@ -63,6 +64,59 @@ def test_make_windows():
     assert make_windows(0.0, 2.0, 1.0) == []
     with pytest.raises(AnalysisError):
         make_windows(5.0, 0.0, 1.0)
+
+
+def test_a_sliver_at_the_end_gets_no_window():
+    """A last window cut at the end is made only for at least max(0.5 s, min(window, hop)/2) of
+    time no other window covers; a sliver (a few ms) makes none, and the window count agrees."""
+    eight = [Window(k, k + 2) for k in range(7)]
+    for seconds in (7.99, 8.0, 8.001, 8.008, 8.02, 8.4):
+        assert make_windows(seconds, 2.0, 1.0) == eight, seconds
+        assert window_count(seconds, 2.0, 1.0) == 7, seconds
+    assert make_windows(8.5, 2.0, 1.0) == [*eight, Window(7.0, 8.5)]
+    assert make_windows(8.51, 2.0, 1.0) == [*eight, Window(7.0, 8.5)]  # on the 50 ms grid
+    assert make_windows(2.008, 2.0, 1.0) == [Window(0, 2)]
+    assert make_windows(1.99, 2.0, 1.0) == [Window(0, 2)]
+    assert make_windows(0.02, 2.0, 1.0) == [Window(0, 0.02)]  # shorter than one window: still one
+    # hops leaving gaps: no window starting past the end (the old count made Window(9, 8))
+    assert make_windows(8.0, 1.0, 3.0) == [Window(0, 1), Window(3, 4), Window(6, 7)]
+    assert make_windows(9.7, 1.0, 3.0)[-1] == Window(9.0, 9.7)
+    for seconds in (0.0, 0.3, 1.0, 2.0, 5.49, 8.001, 8.5, 59.97, 61.26):
+        for window, hop in ((2.0, 1.0), (0.5, 0.1), (1.0, 3.0), (3.0, 0.25), (60.0, 60.0)):
+            assert len(make_windows(seconds, window, hop)) == window_count(seconds, window, hop)
+
+
+# the same content (8 s, 30 fps, with audio) in each container: (container, make_clip arguments)
+_SAME_CONTENT = [
+    ("mp4", {}),
+    ("webm", {}),  # VP8 + Opus
+    ("webm", {"video_codec": "libvpx-vp9", "audio_codec": "libopus"}),
+    ("webm", {"options": {"live": "1"}}),  # as a browser records it: no stated duration
+    ("mkv", {}),  # H.264 + Opus
+    ("wav", {}),  # audio only
+]
+
+
+@pytest.mark.parametrize("seconds", [8.0, 8.001, 8.5])
+def test_every_container_gives_the_same_windows(tmp_path, seconds):
+    """Containers disagree by a few ms on the same content (Opus pre-skip and packets): the
+    windows must not (issue 16 item 8: an 8.001 s WebM got a 7.0-8.0 stub, the MP4 none)."""
+    from emofusion.media import probe
+
+    expected = make_windows(seconds, 2.0, 1.0)
+    assert len(expected) == (8 if seconds == 8.5 else 7)
+    for n, (container, extra) in enumerate(_SAME_CONTENT):
+        path = make_clip(tmp_path / f"c{n}.{container}", container=container, duration=seconds, fps=30,
+                         width=W, height=H, **extra)
+        duration = probe(path).duration
+        assert make_windows(duration, 2.0, 1.0) == expected, (container, extra, duration)
+        assert window_count(duration, 2.0, 1.0) == len(expected)
+
+
+def test_a_webm_sliver_is_analysed_as_the_mp4(tmp_path, analyzer):
+    webm = make_clip(tmp_path / "sliver.webm", container="webm", duration=8.001, fps=30, width=W, height=H)
+    result = analyzer.analyze(webm)
+    assert [(s.start, s.end) for s in result.segments] == [(k, k + 2) for k in range(7)]
 
 
 def test_frame_times_are_a_grid_of_midpoints():
@@ -461,3 +515,41 @@ def test_face_observations_from_elsewhere_give_the_same_analysis(analyzer, clips
     # nothing to observe without video or without the face modality
     assert analyzer.observe_faces(clips["wav"]) == []
     assert Analyzer(analyzer.model, modalities=["voice"]).observe_faces(clips["face"]) == []
+
+
+# ------------------------------------------------------------------------------ timeline plot
+
+
+def test_timeline_with_the_source_shows_the_faces_read(face_result, clips, tmp_path):
+    """issue 16 item 10: given the input, the plot gets a strip of the faces it read (frame at the
+    window's middle, the analysed box drawn); without it (the service's timeline.png) it is as before."""
+    from PIL import Image
+
+    from emofusion.plot import face_thumbnails, save_timeline
+
+    plain, with_faces = tmp_path / "plain.png", tmp_path / "faces.png"
+    save_timeline(face_result, plain)
+    save_timeline(face_result, with_faces, source=str(clips["face"]))
+    plain_image = np.asarray(Image.open(plain).convert("RGB"))
+    faces_image = np.asarray(Image.open(with_faces).convert("RGB"))
+    assert plain_image.shape == (850, 1100, 3)  # today's plot: 11 x 8.5 in at 100 dpi
+    assert faces_image.shape[1] == plain_image.shape[1] and faces_image.shape[0] > plain_image.shape[0] + 150
+    strip = faces_image[plain_image.shape[0] :]  # the strip is below the panels
+    assert (strip < 200).any(axis=2).mean() > 0.05  # not blank: the frames are drawn there
+    assert ((strip[..., 1] > 200) & (strip[..., 0] < 60) & (strip[..., 2] < 160)).sum() > 100  # the green boxes
+
+    thumbs = face_thumbnails(face_result, str(clips["face"]))
+    assert len(thumbs) == len(face_result["segments"]) == 4
+    for t, frame, (x, y, w, h), _top in thumbs:
+        assert frame.shape == (H, W, 3) and 0 <= x and x + w <= W + 1 and 0 <= y and y + h <= H + 1
+    assert [t for t, *_ in face_thumbnails(face_result, str(clips["face"]), count=2)] == [1.0, 4.0]  # window middles
+
+
+def test_timeline_source_without_faces_keeps_the_plot(clips, analyzer, tmp_path):
+    from PIL import Image
+
+    from emofusion.plot import save_timeline
+
+    result = analyzer.analyze(clips["wav"]).to_dict()
+    save_timeline(result, tmp_path / "a.png", source=str(clips["wav"]))
+    assert Image.open(tmp_path / "a.png").size == (1100, 850)

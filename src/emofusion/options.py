@@ -68,11 +68,62 @@ def check_options(window: object, hop: object, frames_per_second: object) -> tup
     )
 
 
+# The duration that is windowed is the input's rounded to this grid (seconds): the same content
+# in another container differs by a few to a few tens of milliseconds (Opus pre-skip and 20 ms
+# packets, AAC's 1024-sample frames, where the last video frame is said to end), and must give
+# the same windows, ends included.
+DURATION_GRID_SECONDS = 0.05
+# A last, cut window is made only when what it alone covers is at least this long (seconds) and
+# at least half of min(window, hop): see `window_plan`.
+MIN_TAIL_SECONDS = 0.5
+
+
+def windowed_duration(duration: float) -> float:
+    """`duration` on the 50 ms grid (DURATION_GRID_SECONDS), so that the few milliseconds by which
+    containers disagree on the same content do not move a window; an input shorter than half a
+    grid step keeps its own duration (it still gets its one window)."""
+    if not duration > 0:
+        return 0.0
+    steps = round(duration / DURATION_GRID_SECONDS)
+    return steps / round(1 / DURATION_GRID_SECONDS) if steps else duration
+
+
+def window_plan(duration: float, window: float, hop: float) -> tuple[int, float]:
+    """(how many windows, where the last one ends) for an input of `duration` seconds.
+
+    Window k is [k*hop, k*hop + window), on the duration rounded by `windowed_duration`, d:
+
+    - every window that fits in d is made (a full window);
+    - after them, one more window [k*hop, d), cut at the end, only when the time it alone covers
+      (d minus the end of the last full window, or minus its own start when hops leave gaps) is
+      at least max(MIN_TAIL_SECONDS, min(window, hop) / 2). A shorter tail would be a window
+      that mostly repeats its neighbour for a sliver of new content (an 8.001 s or an 8.008 s
+      WebM of 8 s of content got a 7.0-8.0 stub); below 0.5 s the voice path reads nothing of
+      its own (MIN_WINDOW_SECONDS), and with the default 2 s window and 1 s hop the dropped end
+      is under half a second, already inside the last full window's neighbourhood;
+    - an input shorter than one window gets one window, [0, d).
+
+    The rule's thresholds (50 ms grid, 0.5 s tail) are far apart from the container jitter (a
+    few tens of ms), so the same content gives the same windows in MP4, WebM, MKV or WAV; a
+    content length right at a threshold (e.g. 8.475 s) can still fall either way.
+    `window_count` and `emofusion.analysis.make_windows` both follow this plan.
+    """
+    d = windowed_duration(duration)
+    if d <= 0:
+        return 0, 0.0
+    if d < window:
+        return 1, d
+    full = int(math.floor((d - window) / hop + 1e-9)) + 1
+    last_end = (full - 1) * hop + window
+    tail = d - max(last_end, full * hop)
+    if tail > 0 and tail + 1e-9 >= max(MIN_TAIL_SECONDS, min(window, hop) / 2):
+        return full + 1, d
+    return full, last_end
+
+
 def window_count(duration: float, window: float, hop: float) -> int:
-    """How many windows [k*hop, k*hop + window) cover [0, duration) (0 for no duration)."""
-    if duration <= 0:
-        return 0
-    return max(1, math.ceil(max(0.0, duration - window) / hop - 1e-9) + 1)
+    """How many windows an input of `duration` seconds gets (0 for no duration): see `window_plan`."""
+    return window_plan(duration, window, hop)[0]
 
 
 def check_window_count(duration: float, window: float, hop: float) -> int:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import AnalysisError
-from ..options import check_window_count
+from ..options import check_window_count, window_plan
 from ..transcript import TranscriptSegment
 
 
@@ -20,12 +20,18 @@ class Window:
 
 
 def make_windows(duration: float, window: float, hop: float) -> list[Window]:
-    """Windows [k*hop, k*hop + window) covering [0, duration); the last is cut at the end.
+    """Windows [k*hop, k*hop + window) over [0, duration): every window that fits, then a last one
+    cut at the end only when it covers at least max(0.5 s, min(window, hop)/2) that no other does;
+    an input shorter than one window gets one. The duration is first rounded to 50 ms so that the
+    same content in any container gets the same windows. The rule and why:
+    `emofusion.options.window_plan` (which `options.window_count`, and so the service's check
+    before an analysis, follows too).
     TooManyWindows (an AnalysisError) when there would be more than `options.MAX_WINDOWS`."""
     if window <= 0 or hop <= 0:
         raise AnalysisError("window and hop must be positive")
     count = check_window_count(duration, window, hop)
-    return [Window(k * hop, min(k * hop + window, duration)) for k in range(count)]
+    _, last_end = window_plan(duration, window, hop)
+    return [Window(k * hop, min(k * hop + window, last_end)) for k in range(count)]
 
 
 def frame_times(duration: float, fps: float) -> list[float]:

@@ -29,7 +29,7 @@ def analyze(
     precision: Optional[str] = typer.Option(None, "--precision", help="ONNX only: fp32 or int8 (default: what the export was made with)."),
     fps: float = typer.Option(DEFAULT_FRAMES_PER_SECOND, "--fps", help="Video frames sampled per second for the face net."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the analysis as JSON to PATH, or '-' for stdout (JSON only)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the timeline to this PNG file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the timeline, with the faces read from the input, to this PNG file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No status line or progress bar on stderr."),
 ) -> None:
     """Analyse a video or audio file: emotions per window of time from face, voice and text, fused."""
@@ -84,7 +84,7 @@ def analyze(
     if plot is not None:
         from ..plot import save_timeline
 
-        save_timeline(result, plot.expanduser())
+        save_timeline(result, plot.expanduser(), source=input)  # with the faces read from the input
     if json_out == "-":
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
