@@ -8,6 +8,11 @@ const SOURCES = [
   { key: "text", label: "Text", color: "#10ac84" },
   { key: "fused", label: "Fused", color: "#7b3fe4", width: 3 },
 ];
+// the face strip (as plot.py's face_thumbnails): up to FACE_THUMBS windows with a face box
+const FACE_THUMBS = 6;
+const FACE_THUMB_SIDE = 240; // the longest side of a thumbnail canvas, in pixels
+const FACE_BOX_COLOR = "#00e676";
+const MEDIA_KEEP = 4; // the media of the last few analyses sent from this page, kept in memory
 const SENTIMENT_COLORS = { negative: "#e4572e", neutral: "#8395a7", positive: "#10ac84" };
 
 const $ = (id) => document.getElementById(id);
@@ -23,6 +28,8 @@ const state = {
   source: "upload", // "upload" | "record"
   recording: null, // {stream, recorder, chunks, started, timer}
   recorded: null, // Blob of the last recording
+  media: new Map(), // analysis id -> the Blob/File sent from this page in this session (for the face strip)
+  faceToken: 0, // bumped to cancel a face strip being drawn
   chartLabel: null,
   listTimer: null,
   next: null, // the route asked for before logging in
@@ -444,11 +451,13 @@ async function submitAnalysis() {
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
     form.append("file", state.recorded, `recording-${stamp}.webm`);
     sent.recorded = state.recorded;
+    sent.media = state.recorded;
   } else {
     const file = $("media-file").files[0];
     if (!file) return showError(errEl, "Choose a video or audio file.");
     form.append("file", file, file.name);
     sent["media-file"] = file;
+    sent.media = file;
   }
   const audio = $("audio-file").files[0];
   if (audio) form.append("audio", audio, audio.name);
@@ -471,6 +480,7 @@ async function submitAnalysis() {
   try {
     const data = await upload("/v1/analyses", form, (p) => setProgress(p, `Uploading… ${Math.round(100 * p)}%`));
     clearSubmitted(sent);
+    keepMedia(data.id, sent.media);
     state.analysisId = null; // force a fresh render
     go(`#/analyses/${encodeURIComponent(data.id)}`);
   } catch (e) {
@@ -553,6 +563,7 @@ async function openAnalysis(id) {
   const token = state.pollToken;
   $("analysis").hidden = false;
   $("result").hidden = true;
+  hideFaces(); // another analysis: a strip being drawn for the last one is dropped
   const tick = async () => {
     let a;
     try {
@@ -643,6 +654,7 @@ function renderResult(a) {
   if (windows) extra.push(`windows: ${windows}`);
   $("analysis-meta").textContent = [meta, ...extra].filter(Boolean).join(" · ");
   drawTimeline();
+  renderFaces(a);
   const png = `/v1/analyses/${encodeURIComponent(a.id)}/timeline.png`;
   const img = $("timeline-img");
   if (img.getAttribute("src") !== png) {
@@ -651,6 +663,147 @@ function renderResult(a) {
   }
   $("timeline-link").href = png;
   $("json-link").href = `/v1/analyses/${encodeURIComponent(a.id)}`;
+}
+
+// ------------------------------------------------------------------ face strip
+// The server deletes uploads once analysed, so the faces are drawn here from the file this page
+// sent (kept in memory for this session): the frame at the middle of a few windows with a face,
+// its box in green. Nothing is shown (and nothing logged) when the media is not here (opened
+// after a reload, from another device), has no face, or this browser cannot decode it.
+
+function keepMedia(id, blob) {
+  if (!id || !blob) return;
+  state.media.delete(id);
+  state.media.set(id, blob);
+  while (state.media.size > MEDIA_KEEP) state.media.delete(state.media.keys().next().value);
+}
+
+function faceWindows(result, count = FACE_THUMBS) {
+  const withFace = (result.segments || []).filter(
+    (s) => s.face && Array.isArray(s.face.box) && s.face.box.length === 4 && Number.isFinite(s.start),
+  );
+  if (!withFace.length || count <= 0) return [];
+  const n = Math.min(count, withFace.length);
+  const picks = new Set();
+  for (let i = 0; i < n; i++) picks.add(n === 1 ? 0 : Math.round((i * (withFace.length - 1)) / (n - 1)));
+  return [...picks].sort((x, y) => x - y).map((i) => {
+    const s = withFace[i];
+    const probs = s.face.probs || {};
+    let top = null;
+    for (const [k, v] of Object.entries(probs)) if (top === null || v > probs[top]) top = k;
+    return { t: (s.start + (Number.isFinite(s.end) ? s.end : s.start)) / 2, box: s.face.box, top };
+  });
+}
+
+// resolves true on `event`, false on an error or after `ms`
+function mediaEvent(video, event, ms) {
+  return new Promise((resolve) => {
+    const finish = (ok) => {
+      clearTimeout(timer);
+      video.removeEventListener(event, onEvent);
+      video.removeEventListener("error", onError);
+      resolve(ok);
+    };
+    const onEvent = () => finish(true);
+    const onError = () => finish(false);
+    const timer = setTimeout(() => finish(false), ms);
+    video.addEventListener(event, onEvent);
+    video.addEventListener("error", onError);
+  });
+}
+
+async function seekTo(video, t) {
+  const seeked = mediaEvent(video, "seeked", 8000);
+  video.currentTime = t;
+  return seeked;
+}
+
+function hideFaces() {
+  state.faceToken++;
+  const strip = $("face-strip");
+  strip.hidden = true;
+  strip.replaceChildren();
+  strip.dataset.state = "none";
+}
+
+// data-state: "drawing", then "drawn" (shown) or "none" (nothing to show)
+async function renderFaces(a) {
+  hideFaces();
+  const token = state.faceToken;
+  const strip = $("face-strip");
+  strip.dataset.state = "drawing";
+  const thumbs = await faceThumbs(a, token);
+  if (token !== state.faceToken) return;
+  if (thumbs.length) strip.replaceChildren(...thumbs);
+  strip.hidden = !thumbs.length;
+  strip.dataset.state = thumbs.length ? "drawn" : "none";
+}
+
+// the thumbnails (figures) of analysis `a`, or [] when there is nothing to show or `token` is stale
+async function faceThumbs(a, token) {
+  const r = a.result || {};
+  const blob = state.media.get(a.id);
+  const media = r.media || {};
+  if (!blob || media.has_video === false || typeof URL.createObjectURL !== "function") return [];
+  const windows = faceWindows(r);
+  if (!windows.length) return [];
+  const url = URL.createObjectURL(blob);
+  const video = document.createElement("video");
+  video.muted = true;
+  video.playsInline = true;
+  video.preload = "auto";
+  const thumbs = [];
+  try {
+    const loaded = mediaEvent(video, "loadeddata", 15000);
+    video.src = url;
+    if (!(await loaded) || token !== state.faceToken) return [];
+    const vw = video.videoWidth;
+    const vh = video.videoHeight;
+    if (!vw || !vh) return []; // audio only, or not decodable here
+    let duration = video.duration;
+    if (!Number.isFinite(duration)) {
+      // a MediaRecorder WebM has no duration until the end is read: seeking past it finds it
+      if (!(await seekTo(video, 1e9)) || token !== state.faceToken) return [];
+      duration = video.duration;
+    }
+    // the box is in displayed-frame pixels of media.width x media.height; the browser's frame is
+    // displayed (upright) too, as videoWidth x videoHeight
+    const scale = Math.min(1, FACE_THUMB_SIDE / Math.max(vw, vh));
+    const cw = Math.max(1, Math.round(vw * scale));
+    const ch = Math.max(1, Math.round(vh * scale));
+    const sx = cw / (media.width || vw);
+    const sy = ch / (media.height || vh);
+    for (const w of windows) {
+      let t = w.t;
+      if (Number.isFinite(duration) && duration > 0) t = Math.max(0, Math.min(t, duration - 0.001));
+      if (!(await seekTo(video, t)) || token !== state.faceToken) return [];
+      const canvas = h("canvas", { class: "face-canvas", "data-testid": "face-canvas" });
+      canvas.width = cw;
+      canvas.height = ch;
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(video, 0, 0, cw, ch);
+      const [x, y, bw, bh] = w.box;
+      ctx.strokeStyle = FACE_BOX_COLOR;
+      ctx.lineWidth = 2;
+      ctx.strokeRect(x * sx, y * sy, bw * sx, bh * sy);
+      const caption = `${w.t.toFixed(1)} s${w.top ? `  ${w.top}` : ""}`;
+      thumbs.push(
+        h(
+          "figure",
+          { class: "face-thumb", "data-testid": "face-thumb", "data-time": w.t.toFixed(3), "data-label": w.top || "" },
+          h("figcaption", { text: caption, title: caption }),
+          canvas,
+        ),
+      );
+    }
+    return thumbs;
+  } catch (e) {
+    return []; // a picture is never worth an error on the page: no strip
+  } finally {
+    video.removeAttribute("src");
+    video.load();
+    URL.revokeObjectURL(url);
+  }
 }
 
 // ------------------------------------------------------------------ timeline chart (canvas)
