@@ -748,3 +748,110 @@ def test_took_time_from_real_timestamps(page, server, started, finished, shown):
                                                                     body=json.dumps(record)))
     page.goto("/#/analyses/timed")
     expect(page.get_by_test_id("analysis-meta")).to_contain_text(shown)
+
+
+# ------------------------------------------------------------------ issue 16, 10: the faces it read
+
+FACE_BOX_RGB = (0x00, 0xE6, 0x76)  # app.js FACE_BOX_COLOR, as plot.py draws the box
+
+
+def _thumb_pixels(page, index: int, rgb: tuple[int, int, int], tol: int = 40) -> dict:
+    """Of face thumbnail `index`'s canvas: how many pixels are near ``rgb`` and how many colours it has."""
+    return page.evaluate(
+        """([index, r, g, b, tol]) => {
+            const c = document.querySelectorAll('[data-testid="face-canvas"]')[index];
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let near = 0;
+            const colours = new Set();
+            for (let i = 0; i < d.length; i += 4) {
+                colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+                if (Math.abs(d[i] - r) <= tol && Math.abs(d[i + 1] - g) <= tol && Math.abs(d[i + 2] - b) <= tol) near++;
+            }
+            return {near, colours: colours.size, width: c.width, height: c.height};
+        }""",
+        [index, *rgb, tol],
+    )
+
+
+def test_face_strip_shows_the_faces_read(page, server, clip):
+    """An analysis of a file sent from the page shows the frames it read with the face box drawn
+    (drawn in the browser from the file, which the server has deleted); reopened after a reload
+    (the file is gone from the page) it shows no strip and no error (issue 16, 10)."""
+    _signup(page, _email("faces"))
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    analysis_id = _wait_for_result(page, server)
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    with_face = [s for s in record["result"]["segments"] if s["face"] and len(s["face"].get("box") or []) == 4]
+    assert with_face, record["result"]["segments"]  # the synthetic face is found
+
+    strip = page.get_by_test_id("face-strip")
+    expect(strip).to_have_attribute("data-state", "drawn")
+    expect(strip).to_be_visible()
+    thumbs = page.get_by_test_id("face-thumb")
+    count = thumbs.count()
+    assert 1 <= count <= min(6, len(with_face)), (count, len(with_face))
+    media = record["result"]["media"]
+    for i in range(count):
+        px = _thumb_pixels(page, i, FACE_BOX_RGB)
+        assert px["colours"] > 10, px  # a picture, not a blank canvas
+        assert px["near"] > 20, px  # the green box
+        assert abs(px["width"] / px["height"] - media["width"] / media["height"]) < 0.05, (px, media)
+        t = float(thumbs.nth(i).get_attribute("data-time"))
+        assert 0 <= t <= media["duration"], t
+        expect(thumbs.nth(i).locator("figcaption")).to_contain_text(f"{t:.1f} s")
+    labels = record["result"]["labels"]
+    assert all(thumbs.nth(i).get_attribute("data-label") in labels for i in range(count))
+
+    # the strip never widens the page at phone width
+    page.set_viewport_size({"width": 360, "height": 800})
+    sizes = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert sizes[0] <= sizes[1], sizes
+    box = strip.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+    page.set_viewport_size({"width": 1200, "height": 900})
+
+    # after a reload the page no longer has the file: no strip, nothing logged (the fixture checks)
+    page.reload()
+    _wait_for_result(page, server)
+    expect(page.get_by_test_id("face-strip")).to_have_attribute("data-state", "none")
+    expect(page.get_by_test_id("face-strip")).to_be_hidden()
+    expect(page.get_by_test_id("face-thumb")).to_have_count(0)
+
+
+def test_face_strip_is_quiet_when_the_file_cannot_be_played(page, server, tmp_path):
+    """A file the browser cannot decode (here: not media at all, with an analysis record made up
+    with face boxes) shows no strip and no error, neither on the page nor in the console."""
+    _signup(page, _email("nodecode"))
+    record = {"id": "undecodable", "status": "succeeded", "progress": 1.0, "filename": "odd.mp4",
+              "created_at": "2026-12-06T12:16:39Z", "started_at": "2026-12-06T12:16:40Z",
+              "finished_at": "2026-12-06T12:16:41Z", "media_seconds": 2.0, "options": {}, "error": None,
+              "result": {"labels": ["neutral", "happy"],
+                         "summary": {"top": "happy", "score": 0.6, "probs": {"neutral": 0.4, "happy": 0.6}},
+                         "media": {"duration": 2.0, "width": 320, "height": 240, "has_video": True,
+                                   "has_audio": False},
+                         "segments": [{"start": 0.0, "end": 1.0, "voice": None, "text": None,
+                                       "fused": {"neutral": 0.4, "happy": 0.6},
+                                       "face": {"box": [100, 60, 80, 80],
+                                                "probs": {"neutral": 0.4, "happy": 0.6}}}]}}
+
+    def answer(route):
+        if route.request.method == "POST":
+            route.fulfill(status=202, content_type="application/json",
+                          body=json.dumps({"id": "undecodable", "status": "queued"}))
+        else:
+            route.continue_()
+
+    page.route("**/v1/analyses", answer)
+    page.route("**/v1/analyses/undecodable", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(record)))
+    junk = tmp_path / "odd.mp4"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    page.get_by_test_id("media-file").set_input_files(str(junk))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("result")).to_be_visible()
+    expect(page.get_by_test_id("face-strip")).to_have_attribute("data-state", "none", timeout=30_000)
+    expect(page.get_by_test_id("face-strip")).to_be_hidden()
+    expect(page.get_by_test_id("face-thumb")).to_have_count(0)
+    expect(page.get_by_test_id("analysis-error")).to_be_hidden()
+    expect(page.get_by_test_id("analyze-error")).to_be_hidden()
