@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,8 @@ from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WI
 from .common import ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
 
 MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
+PROGRESS_STEPS = 20  # about as many steps of the bar per input
+MIN_BLOCK_WINDOWS, MAX_BLOCK_WINDOWS = 4, 64
 
 
 def analyze(
@@ -63,7 +66,7 @@ def analyze(
         except ModelLoadError as exc:
             fail_with(exc, model)
         try:
-            analyzer = Analyzer(loaded, options=options)
+            analyzer = Analyzer(loaded, options=options, block_windows=_block_windows(input, options, progress.enabled))
         except EmofusionError as exc:
             fail_with(exc, input)
         progress.status(f"analysing {Path(input).name} ...")
@@ -91,6 +94,19 @@ def analyze(
     if json_out is not None:
         Path(json_out).expanduser().write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
+
+
+def _block_windows(input: str, options, shown: bool) -> int:
+    """Windows per block: the Analyzer reports progress once per block, so a bar on a terminal
+    gets about PROGRESS_STEPS steps (blocks of 4-64 windows; the result does not depend on the
+    block size); without a bar, 64 (fewer, larger batches). MediaError as the analysis would raise."""
+    if not shown:
+        return MAX_BLOCK_WINDOWS
+    from ..media import probe
+    from ..options import window_count
+
+    windows = window_count(probe(input).duration, options.window, options.hop)
+    return max(MIN_BLOCK_WINDOWS, min(MAX_BLOCK_WINDOWS, math.ceil(windows / PROGRESS_STEPS)))
 
 
 def print_table(result: dict) -> None:
