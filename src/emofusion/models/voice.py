@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..features import matmul_in_torch
+from .settings import settings_from_part, settings_to_part
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,11 @@ class VoiceNetConfig:
     @classmethod
     def from_dict(cls, part: Mapping[str, Any] | None) -> "VoiceNetConfig":
         """The settings `part` gives, the defaults for the others."""
-        part = part or {}
-        return cls(
-            channels=tuple(part.get("channels", cls.channels)),
-            dropout=float(part.get("dropout", cls.dropout)),
-            convs_per_block=int(part.get("convs_per_block", cls.convs_per_block)),
-            segment_seconds=float(part.get("segment_seconds", cls.segment_seconds)),
-        )
+        return settings_from_part(cls, part)
 
     def to_dict(self) -> dict[str, Any]:
         """The keys these settings take in config.json's `voice` part."""
-        return {"channels": list(self.channels), "dropout": self.dropout, "convs_per_block": self.convs_per_block,
-                "segment_seconds": self.segment_seconds}
+        return settings_to_part(self)
 
 
 class VoiceNet(nn.Module):

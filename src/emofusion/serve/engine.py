@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..analysis import Analyzer
 from ..errors import TranscriptError
-from ..models.interfaces import InferenceModel
+from ..models.interfaces import InferenceModel, is_joint
 from ..models.loading import ModelSource, load_model
 from ..options import AnalysisOptions
 from ..transcript import TranscriptSegment, from_text, parse_subtitles
@@ -36,7 +36,7 @@ class Engine:
         """`batch_wait` > 0: model calls of concurrent analyses are micro-batched (up to `batch_max` rows)."""
         self.model: InferenceModel = load_model(model, load_text_encoder=False)
         self.model.prepare_inference()
-        if getattr(self.model, "text", None) is not None:
+        if not is_joint(self.model) and self.model.text is not None:
             self.model.encoder  # load it now, not racing in the first requests' threads
         self.batched = BatchedModel(self.model, max_batch=batch_max, max_wait=batch_wait) if batch_wait > 0 else None
         self._local = threading.local()

@@ -10,14 +10,13 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import BinaryIO, Iterator
 
 from fastapi import Request
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
 from ..errors import ExternalAudioError
 from ..media import MediaError, probe
-from ..options import AnalysisOptions, check_window_count as _check_windows
 from .errors import ApiError
 from .storage import Storage, StorageError
 
@@ -127,13 +126,6 @@ def probe_media(path: Path, what: str) -> float:
     if not (info.has_video or info.has_audio):
         raise ApiError(415, "unsupported_media_type", f"the {what} upload has no audio or video stream")
     return float(info.duration)
-
-
-def check_window_count(seconds: float, options: dict[str, Any]) -> None:
-    """422 `too_many_windows` (TooManyWindows) before anything is stored or charged, when the
-    input's length with these options makes more windows than one analysis may have."""
-    chosen = AnalysisOptions.from_mapping(options)
-    _check_windows(seconds, chosen.window, chosen.hop)
 
 
 def bounded_transcript(content: bytes) -> bytes:

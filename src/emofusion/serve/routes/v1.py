@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete, func, select
 from starlette.datastructures import UploadFile as FormFile  # what request.form() yields
 
-from ...options import AnalysisOptions, given_options
+from ...options import AnalysisOptions, check_text_inputs, check_window_count, given_options
 from .. import auth
 from ..callbacks import CallbackRefused, check_callback_url
 from ..db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, new_id
@@ -22,8 +22,8 @@ from ..engine import parse_transcript
 from ..errors import ApiError
 from ..quotas import Charge
 from ..services import Services
-from ..uploads import (MAX_TRANSCRIPT_BYTES, bounded_transcript, check_upload_type, check_window_count,
-                       display_name, probe_media, require_multipart, store)
+from ..uploads import (MAX_TRANSCRIPT_BYTES, bounded_transcript, check_upload_type, display_name, probe_media,
+                       require_multipart, store)
 
 log = logging.getLogger("emofusion.serve")
 MAX_OFFSET = 2**31 - 1  # beyond what any database binds as an integer, and any user's list
@@ -90,11 +90,11 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
     """Check, store and charge one analysis, then queue it; nothing stays stored or charged
     when any step fails."""
     parsed = given_options(options)
-    services.engine.check_options(AnalysisOptions.from_mapping(parsed))  # now, not in the job
+    chosen = AnalysisOptions.from_mapping(parsed)
+    services.engine.check_options(chosen)  # now, not in the job
     if transcript is not None:
         parse_transcript(bounded_transcript(transcript.file.read(MAX_TRANSCRIPT_BYTES + 1)))
-    if transcript is not None and text:
-        raise ApiError(422, "invalid_request", "give a transcript or a text, not both")
+    check_text_inputs(transcript, text or None)
     if text and "\x00" in text:  # no database stores a NUL in text, and no one says one
         raise ApiError(422, "invalid_request", "the text contains a NUL character")
     if callback_url:
@@ -115,7 +115,7 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
             audio_path = files.enter_context(services.spooled(audio, "audio")) if audio is not None else None
             if audio_path is not None:
                 seconds = max(seconds, probe_media(audio_path, "audio"))
-            check_window_count(seconds, parsed)
+            check_window_count(seconds, chosen.window, chosen.hop)  # TooManyWindows before storing or charging
             if audio_path is not None:
                 keys.append(store(services.storage, f"uploads/{job_id}/audio", audio_path))
             if transcript is not None:
