@@ -11,12 +11,26 @@ from .errors import TranscriptError, TranscriptionUnavailable  # noqa: F401  (re
 
 
 @dataclass(frozen=True)
+class TranscriptWord:
+    """One recognised word spoken in [start, end) seconds; `probability` is the recogniser's."""
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
 class TranscriptSegment:
-    """Text spoken in [start, end) seconds; `end` None means "until the end of the media"."""
+    """Text spoken in [start, end) seconds; `end` None means "until the end of the media".
+
+    `words` holds the words with their own times when a recogniser gave them (empty for
+    transcripts read from text or subtitles)."""
 
     start: float
     end: float | None
     text: str
+    words: tuple[TranscriptWord, ...] = ()
 
 
 SUPPORTED_SUFFIXES = (".txt", ".srt", ".vtt")
