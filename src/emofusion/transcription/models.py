@@ -248,7 +248,8 @@ def _hf_download(size: str) -> Path:
 # --- registry packages -------------------------------------------------------------------
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # guards _VERIFIED
+_ASSEMBLE_LOCK = threading.Lock()  # one assembly at a time (it checks files, so not under _LOCK)
 
 
 def sha256_of(path: Path) -> str:
@@ -310,7 +311,7 @@ def registry_model(name: str) -> ResolvedModel | None:
             _verify(folder / filename, expected, spec)
         return ResolvedModel(folder, spec.name, "registry")
     folder = emofusion_home() / "asr" / f"whisper-{spec.name}-{spec.sha256['model.bin'][:12]}"
-    with _LOCK:
+    with _ASSEMBLE_LOCK:
         _assemble(folder, sources, spec)
     for filename, expected in spec.sha256.items():
         _verify(folder / filename, expected, spec)
