@@ -107,23 +107,20 @@ def from_text(text: str) -> list[TranscriptSegment]:
     return [TranscriptSegment(0.0, None, cleaned)]
 
 
-def transcribe(source: str | os.PathLike, model: str | None = None, language: str | None = None) -> list[TranscriptSegment]:
-    """Transcribe speech with faster-whisper from a local model folder ($EMOFUSION_WHISPER_MODEL).
+def transcribe(source: str | os.PathLike | bytes, model: str | os.PathLike | None = None,
+               language: str | None = None) -> list[TranscriptSegment]:
+    """Transcribe a media file's speech with faster-whisper (see :mod:`emofusion.transcription`).
 
-    Needs the `asr` extra and a model on disk; never downloads. Raises TranscriptionUnavailable otherwise.
+    The model is ``model`` or $EMOFUSION_ASR_MODEL ($EMOFUSION_WHISPER_MODEL, its former name): a
+    folder or a size name in the local cache; never downloads. Until the analysis chooses the
+    offline default itself (``--transcribe auto``), naming no model is an error here.
+    Raises TranscriptionUnavailable with the ways to get a model.
     """
-    model = model or os.environ.get("EMOFUSION_WHISPER_MODEL")
-    try:
-        from faster_whisper import WhisperModel
-    except ImportError:
-        raise TranscriptionUnavailable("transcription needs faster-whisper: pip install 'emofusion[asr]'") from None
+    from .transcription import ENV_MODEL, Transcriber, how_to_get_a_model
+    from .transcription.models import LEGACY_ENV_MODEL
+
+    model = model or os.environ.get(ENV_MODEL) or os.environ.get(LEGACY_ENV_MODEL)
     if not model:
-        raise TranscriptionUnavailable(
-            "transcription needs a local faster-whisper model: set EMOFUSION_WHISPER_MODEL to its folder "
-            "or pass --transcript"
-        )
-    if not Path(model).is_dir():
-        raise TranscriptionUnavailable(f"faster-whisper model folder {model} not found")
-    whisper = WhisperModel(model, device="cpu", compute_type="int8", local_files_only=True)
-    segments, _ = whisper.transcribe(str(source), language=language, vad_filter=True)
-    return [TranscriptSegment(s.start, s.end, s.text.strip()) for s in segments if s.text.strip()]
+        raise TranscriptionUnavailable(f"transcription needs a faster-whisper model: {how_to_get_a_model()}, "
+                                       "or pass --transcript")
+    return list(Transcriber(model, language=language).transcribe_source(source))

