@@ -224,7 +224,7 @@ def test_english_only_model_refuses_another_language():
 
 
 def test_transcript_transcribe_uses_the_transcriber(default_model):
-    from emofusion.transcript import transcribe
+    from emofusion.transcription import transcribe
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")

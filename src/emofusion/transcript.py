@@ -1,4 +1,4 @@
-"""Transcripts: plain text, .txt, .srt and .vtt subtitles, or faster-whisper transcription."""
+"""Transcripts: plain text, .txt, .srt and .vtt subtitles (speech recognition: emofusion.transcription)."""
 
 from __future__ import annotations
 
@@ -105,22 +105,3 @@ def from_text(text: str) -> list[TranscriptSegment]:
     if not cleaned:
         raise TranscriptError("the transcript is empty")
     return [TranscriptSegment(0.0, None, cleaned)]
-
-
-def transcribe(source: str | os.PathLike | bytes, model: str | os.PathLike | None = None,
-               language: str | None = None) -> list[TranscriptSegment]:
-    """Transcribe a media file's speech with faster-whisper (see :mod:`emofusion.transcription`).
-
-    The model is ``model`` or $EMOFUSION_ASR_MODEL ($EMOFUSION_WHISPER_MODEL, its former name): a
-    folder or a size name in the local cache; never downloads. Until the analysis chooses the
-    offline default itself (``--transcribe auto``), naming no model is an error here.
-    Raises TranscriptionUnavailable with the ways to get a model.
-    """
-    from .transcription import ENV_MODEL, Transcriber, how_to_get_a_model
-    from .transcription.models import LEGACY_ENV_MODEL
-
-    model = model or os.environ.get(ENV_MODEL) or os.environ.get(LEGACY_ENV_MODEL)
-    if not model:
-        raise TranscriptionUnavailable(f"transcription needs a faster-whisper model: {how_to_get_a_model()}, "
-                                       "or pass --transcript")
-    return list(Transcriber(model, language=language).transcribe_source(source))

@@ -19,7 +19,8 @@ from ..media import AudioWindowReader, MediaInfo, Source, probe
 from ..models.interfaces import InferenceModel, is_joint
 from ..models.loading import ModelSource, load_model
 from ..options import AnalysisOptions, check_text_inputs
-from ..transcript import TranscriptSegment, from_text, read_transcript, transcribe
+from ..transcript import TranscriptSegment, from_text, read_transcript
+from ..transcription import transcribe
 from .face import FaceObservation
 from .fusion import summarise
 from .joint import JointRunner

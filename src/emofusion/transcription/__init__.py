@@ -19,11 +19,11 @@ from .models import (
     registry_model,
     resolve_model,
 )
-from .transcriber import SAMPLE_RATE, Transcriber, unload_all
+from .transcriber import SAMPLE_RATE, Transcriber, transcribe, unload_all
 from .wer import corpus_wer, normalise_words, wer
 
 __all__ = [
     "DEFAULT_REGISTRY_MODEL", "ENV_HOME", "ENV_MODEL", "REGISTRY_MODELS", "SIZE_NAMES", "RegistryModel",
     "ResolvedModel", "check_model_folder", "how_to_get_a_model", "registry_model", "resolve_model",
-    "SAMPLE_RATE", "Transcriber", "unload_all", "corpus_wer", "normalise_words", "wer",
+    "SAMPLE_RATE", "Transcriber", "transcribe", "unload_all", "corpus_wer", "normalise_words", "wer",
 ]

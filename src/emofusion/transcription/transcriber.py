@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import TranscriptionUnavailable
 from ..transcript import TranscriptSegment, TranscriptWord
-from .models import ResolvedModel, resolve_model
+from .models import ENV_MODEL, LEGACY_ENV_MODEL, ResolvedModel, how_to_get_a_model, resolve_model
 
 SAMPLE_RATE = 16000
 #: Chunk length for long inputs (seconds): two Whisper windows, small enough to bound memory.
@@ -191,3 +191,19 @@ def _cut_point(audio: np.ndarray, whisper) -> int:
     if b == tail.size:  # trailing silence: cut at its end, keeps no speech for the next chunk
         return n
     return lo + (a + b) // 2
+
+
+def transcribe(source: str | os.PathLike | bytes, model: str | os.PathLike | None = None,
+               language: str | None = None) -> list[TranscriptSegment]:
+    """Transcribe a media file's speech with faster-whisper (see :mod:`emofusion.transcription`).
+
+    The model is ``model`` or $EMOFUSION_ASR_MODEL ($EMOFUSION_WHISPER_MODEL, its former name): a
+    folder or a size name in the local cache; never downloads. Until the analysis chooses the
+    offline default itself (``--transcribe auto``), naming no model is an error here.
+    Raises TranscriptionUnavailable with the ways to get a model.
+    """
+    model = model or os.environ.get(ENV_MODEL) or os.environ.get(LEGACY_ENV_MODEL)
+    if not model:
+        raise TranscriptionUnavailable(f"transcription needs a faster-whisper model: {how_to_get_a_model()}, "
+                                       "or pass --transcript")
+    return list(Transcriber(model, language=language).transcribe_source(source))
