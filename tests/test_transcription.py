@@ -20,6 +20,7 @@ from emofusion.transcription import (
     REGISTRY_MODELS,
     Transcriber,
     corpus_wer,
+    normalise_words,
     models,
     registry_model,
     resolve_model,
@@ -233,3 +234,137 @@ def test_transcript_transcribe_uses_the_transcriber(default_model):
     segments = transcribe(wav, model=default_model.path)
     assert wer(SENTENCES[0], " ".join(s.text for s in segments)) < WER_BOUND
     assert all(s.words for s in segments)
+
+
+# --- words to windows ----------------------------------------------------------------------
+
+def test_window_texts_reads_words_by_their_own_times():
+    from emofusion.analysis.windows import Window, window_texts
+    from emofusion.transcript import TranscriptSegment, TranscriptWord
+
+    words = (TranscriptWord(0.2, 0.6, "so"), TranscriptWord(0.7, 1.3, "happy"),  # midpoint 1.0: second window
+             TranscriptWord(2.4, 2.8, "really"))
+    segments = [TranscriptSegment(0.2, 2.8, "so happy really", words),
+                TranscriptSegment(3.5, None, "given text")]  # no words: the overlap rule
+    windows = [Window(0.0, 1.0), Window(1.0, 2.0), Window(2.0, 3.0), Window(3.0, 4.0)]
+    texts, contexts = window_texts(windows, segments, 4.0, turns=1)
+    assert texts == ["so", "happy", "really", "given text"]
+    assert contexts == ["", "", "", "so happy really"]
+
+
+# --- transcription in the analysis ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    from media_factory import make_speech_clip
+
+    return make_speech_clip(tmp_path_factory.mktemp("speech") / "speech.mp4")
+
+
+def window_words(result: dict) -> list[tuple[float, float, set[str]]]:
+    return [(s["start"], s["end"], set(normalise_words(s["text"]["text"])) if s["text"] else set())
+            for s in result["segments"]]
+
+
+def assert_words_in_their_windows(result: dict, spans) -> None:
+    """Text windows only where speech was, and each sentence's key words in its windows only."""
+    (s1, e1), (s2, e2) = spans
+    keys = ({"happy"}, {"terrible", "hate"})
+    for start, end, words in window_words(result):
+        spoken = [start < e + 0.3 and end > s - 0.3 for s, e in spans]
+        if not any(spoken):
+            assert not words, (start, end, words)
+        for k, key in enumerate(keys):
+            if words & key:
+                assert spoken[k], (start, end, words)
+    for k, key in enumerate(keys):
+        found = set().union(*(w for start, end, w in window_words(result)
+                              if start < spans[k][1] and end > spans[k][0]))
+        assert key <= found, (key, found)
+
+
+def test_analyzer_transcribes_by_default_into_the_right_windows(default_model, speech):
+    from emofusion.analysis import Analyzer
+
+    path, spans = speech
+    analyzer = Analyzer()
+    result = analyzer.analyze(str(path)).to_dict()
+    assert result["media"]["transcript"] == {"source": "asr", "model": default_model.name, "reason": None}
+    assert result["media"]["has_transcript"] is True
+    assert_words_in_their_windows(result, spans)
+    before = transcriber.load_count
+    again = analyzer.analyze(path.read_bytes()).to_dict()  # bytes too; the model is not loaded again
+    assert transcriber.load_count == before and analyzer.transcriber() is analyzer.transcriber()
+    assert window_words(again) == window_words(result)
+
+
+def test_off_given_and_on_with_words(default_model, speech):
+    from emofusion.analysis import Analyzer
+    from emofusion.errors import AnalysisError
+
+    path, _ = speech
+    off = Analyzer(transcribe="off").analyze(str(path)).to_dict()
+    assert off["media"]["transcript"] == {"source": "none", "model": None, "reason": "transcription is off"}
+    assert all(s["text"] is None for s in off["segments"])
+    given = Analyzer().analyze(str(path), text="what a day").to_dict()  # auto keeps given words
+    assert given["media"]["transcript"] == {"source": "given", "model": None, "reason": None}
+    assert all(s["text"]["text"] == "what a day" for s in given["segments"])
+    with pytest.raises(AnalysisError, match="transcribe is 'on' but a text was given"):
+        Analyzer(transcribe="on").analyze(str(path), text="what a day")
+    with pytest.raises(AnalysisError, match="transcribe is 'on' but a transcript was given"):
+        Analyzer().analyze(str(path), transcript=[], transcribe_audio="on")
+    voice_only = Analyzer(modalities=["voice"]).analyze(str(path)).to_dict()
+    assert voice_only["media"]["transcript"]["reason"] == "the text modality is not analysed"
+
+
+def test_transcribe_option_is_validated():
+    from emofusion.errors import InvalidOptions
+    from emofusion.options import AnalysisOptions
+
+    assert AnalysisOptions().transcribe == "auto"
+    assert AnalysisOptions.from_mapping('{"transcribe": "on"}').transcribe == "on"
+    for bad in ("yes", True, None, ""):
+        with pytest.raises(InvalidOptions, match="transcribe must be one of auto, on, off"):
+            AnalysisOptions.from_mapping({"transcribe": bad})
+
+
+def test_no_speech_gives_none_and_says_why(default_model, tmp_path):
+    from media_factory import make_clip
+
+    from emofusion.analysis import Analyzer
+
+    clip = make_clip(tmp_path / "tone.mp4", duration=3.0, silent=True)
+    result = Analyzer().analyze(str(clip)).to_dict()
+    assert result["media"]["transcript"] == {"source": "none", "model": default_model.name,
+                                             "reason": "no speech recognised"}
+    assert all(s["text"] is None for s in result["segments"])
+    mute = make_clip(tmp_path / "mute.mp4", duration=2.0, with_audio=False)
+    assert Analyzer().analyze(str(mute)).to_dict()["media"]["transcript"]["reason"] == "the input has no audio"
+
+
+def test_auto_without_an_offline_model_says_why_and_on_fails(speech, monkeypatch):
+    from emofusion.analysis import Analyzer
+
+    monkeypatch.setattr(models, "_package_dir", lambda package: None)
+    path, _ = speech
+    result = Analyzer().analyze(str(path)).to_dict()
+    words = result["media"]["transcript"]
+    assert words["source"] == "none" and words["reason"].startswith("no ASR model available offline")
+    assert all(s["text"] is None for s in result["segments"])
+    with pytest.raises(TranscriptionUnavailable, match="no speech-recognition model found"):
+        Analyzer(transcribe="on").analyze(str(path))
+
+
+def test_cli_transcribes_by_default(default_model, speech):
+    from support import assert_one_error_line, invoke_cli
+
+    path, spans = speech
+    result = invoke_cli("analyze", path, "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["media"]["transcript"]["source"] == "asr"
+    assert_words_in_their_windows(data, spans)
+    line = assert_one_error_line(invoke_cli("analyze", path, "--transcribe", "on", "--text", "hi"), path)
+    assert "--transcribe on" in line
+    line = assert_one_error_line(invoke_cli("analyze", path, "--transcribe", "maybe"), path)
+    assert "transcribe must be one of auto, on, off" in line

@@ -14,13 +14,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..errors import AnalysisError, ExternalAudioError, MediaError
+from ..errors import AnalysisError, ExternalAudioError, MediaError, TranscriptionUnavailable
 from ..media import AudioWindowReader, MediaInfo, Source, probe
 from ..models.interfaces import InferenceModel, is_joint
 from ..models.loading import ModelSource, load_model
-from ..options import AnalysisOptions, check_text_inputs
+from ..options import AnalysisOptions, check_text_inputs, check_transcribe
 from ..transcript import TranscriptSegment, from_text, read_transcript
-from ..transcription import transcribe
+from ..transcription import Transcriber
 from .face import FaceObservation
 from .fusion import summarise
 from .joint import JointRunner
@@ -42,6 +42,11 @@ class _Input:
     external_audio: bool
     duration: float
     transcript: list[TranscriptSegment] | None
+    words: dict[str, Any]  # the result's `media.transcript`: where the words came from
+
+
+def _words_info(source: str, model: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    return {"source": source, "model": model, "reason": reason}
 
 
 class Analyzer:
@@ -52,7 +57,11 @@ class Analyzer:
 
     `model`: a name, a folder (model, seed checkpoint or ONNX export) or a loaded model.
     `options`: an AnalysisOptions, or its fields as keywords (window, hop, modalities,
-    frames_per_second); not both.
+    frames_per_second, transcribe); not both.
+
+    Speech is transcribed as `options.transcribe` says ("auto": when no words are given and a
+    model is available offline); the Whisper model is resolved once per Analyzer and loaded once
+    per process. The result's `media.transcript` says where the words came from.
     """
 
     def __init__(
@@ -75,6 +84,7 @@ class Analyzer:
         self.modalities = list(self.options.for_model(self.model.modalities, self.model.config.name))
         self.labels = self.model.labels
         self.block_windows = max(1, block_windows)
+        self._transcribers: dict[bool, Transcriber] = {}  # by allow_download
         self.joint = is_joint(self.model)
         self.runner: JointRunner | LateFusionRunner
         if self.joint:
@@ -100,16 +110,19 @@ class Analyzer:
     # ------------------------------------------------------------------------------------
     def analyze(self, source: Source, *, audio: Source | None = None,
                 transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
-                transcribe_audio: bool = False, progress: ProgressCallback | None = None,
+                transcribe_audio: bool | str | None = None, progress: ProgressCallback | None = None,
                 progress_steps: int | None = None, face_observations: list[FaceObservation] | None = None) -> Analysis:
         """Analyse one input. `audio` replaces the input's own audio track; `transcript` is a
         .txt/.srt/.vtt path or segments; `text` a plain string for the whole input.
+        `transcribe_audio` overrides `options.transcribe` for this input: "auto", "on", "off"
+        (True is "on", False "off"; None keeps the options').
         `progress_steps`: report progress about this many times over the input (smaller blocks
         of windows, at least MIN_PROGRESS_BLOCK; the result is the same), instead of once per block.
         `face_observations` (from `observe_faces` on the same input, possibly in another
         process) replace decoding and face detection here; the result is the same.
 
-        Raises MediaError (unreadable media), TranscriptError, or AnalysisError (all EmofusionErrors).
+        Raises MediaError (unreadable media), TranscriptError, TranscriptionUnavailable (transcribe
+        "on" without a model), or AnalysisError (all EmofusionErrors).
         """
         given = self._prepare(source, audio, transcript, text, transcribe_audio)
         ended: dict[str, float] = {}
@@ -129,6 +142,7 @@ class Analyzer:
                 "has_audio": given.audio is not None,
                 "external_audio": given.external_audio,
                 "has_transcript": bool(given.transcript),
+                "transcript": given.words,
             },
             labels=list(self.labels),
             segments=segments,
@@ -139,7 +153,7 @@ class Analyzer:
 
     def iter_segments(self, source: Source, *, audio: Source | None = None,
                       transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
-                      transcribe_audio: bool = False, progress: ProgressCallback | None = None,
+                      transcribe_audio: bool | str | None = None, progress: ProgressCallback | None = None,
                       progress_steps: int | None = None) -> Iterator[Segment]:
         """The input's segments in time order, each as soon as its block of windows is done
         (the same segments `analyze` returns, without keeping them)."""
@@ -158,23 +172,54 @@ class Analyzer:
 
     # ------------------------------------------------------------------------------------
     def _prepare(self, source: Source, audio: Source | None, transcript: Any, text: str | None,
-                 transcribe_audio: bool) -> _Input:
+                 transcribe_audio: bool | str | None) -> _Input:
         info, audio_source, duration = self._probe(source, audio)
-        check_text_inputs(transcript, text)
+        mode = _transcribe_mode(transcribe_audio, self.options.transcribe)
+        check_text_inputs(transcript, text, mode)
         segments: list[TranscriptSegment] | None = None
         if isinstance(transcript, list):
-            segments = transcript
+            segments, words = transcript, _words_info("given")
         elif transcript is not None:
-            segments = read_transcript(transcript)
+            segments, words = read_transcript(transcript), _words_info("given")
         elif text is not None:
-            segments = from_text(text)
-        elif transcribe_audio and "text" in self.modalities:
-            if audio_source is None:
+            segments, words = from_text(text), _words_info("given")
+        else:
+            segments, words = self._transcribe(audio_source, mode)
+        return _Input(source, info, audio_source, audio is not None, duration, segments, words)
+
+    def _transcribe(self, audio_source: Source | None,
+                    mode: str) -> tuple[list[TranscriptSegment] | None, dict[str, Any]]:
+        """The words of the input's speech, and the result's `media.transcript`, as `mode` says."""
+        if mode == "off":
+            return None, _words_info("none", reason="transcription is off")
+        if "text" not in self.modalities:
+            if mode == "on":
+                raise AnalysisError("transcribe is 'on' but the text modality is not analysed "
+                                    f"(modalities: {', '.join(self.modalities)})")
+            return None, _words_info("none", reason="the text modality is not analysed")
+        if audio_source is None:
+            if mode == "on":
                 raise AnalysisError("cannot transcribe: the input has no audio")
-            if isinstance(audio_source, bytes):
-                raise AnalysisError("transcription needs a file path, not bytes")
-            segments = transcribe(audio_source)
-        return _Input(source, info, audio_source, audio is not None, duration, segments)
+            return None, _words_info("none", reason="the input has no audio")
+        try:
+            transcriber = self.transcriber(allow_download=mode == "on")
+        except TranscriptionUnavailable as exc:
+            if mode == "on":
+                raise
+            return None, _words_info("none", reason=f"no ASR model available offline ({exc})")
+        segments = list(transcriber.transcribe_source(audio_source))
+        if not segments:
+            return None, _words_info("none", transcriber.name, "no speech recognised")
+        return segments, _words_info("asr", transcriber.name)
+
+    def transcriber(self, *, allow_download: bool = False) -> Transcriber:
+        """This Analyzer's Transcriber, resolved (and its model loaded) on first use; raises
+        TranscriptionUnavailable when no model is found (downloads only if `allow_download`)."""
+        found = self._transcribers.get(allow_download) or self._transcribers.get(False)
+        if found is None:
+            found = Transcriber(allow_download=allow_download).load()
+            self._transcribers[allow_download] = found
+        return found
 
     def model_runtime(self) -> dict[str, str]:
         """How the model ran, for the JSON's `model`: `backend` ("torch", "onnx" or "seed"), and
@@ -252,6 +297,15 @@ def _known_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "modalities" in chosen and not isinstance(chosen["modalities"], str):
         chosen["modalities"] = tuple(chosen["modalities"])
     return chosen
+
+
+def _transcribe_mode(override: bool | str | None, default: str) -> str:
+    """The transcribe mode for one input: the override (True "on", False "off") or the options'."""
+    if override is None:
+        return default
+    if isinstance(override, bool):
+        return "on" if override else "off"
+    return check_transcribe(override)
 
 
 def _decoded_end(ends: list[float | None]) -> float | None:

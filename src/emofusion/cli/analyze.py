@@ -21,7 +21,12 @@ def analyze(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Separate audio file to use instead of the input's audio track."),
     transcript: Optional[Path] = typer.Option(None, "--transcript", help="Transcript: .txt (whole input), .srt or .vtt."),
     text: Optional[str] = typer.Option(None, "--text", help="Text for the whole input (instead of --transcript)."),
-    transcribe: bool = typer.Option(False, "--transcribe", help="Transcribe the audio with faster-whisper (needs the asr extra and a local model)."),
+    transcribe: str = typer.Option(
+        "auto", "--transcribe",
+        help="Transcribe the speech for the text channel with Whisper (faster-whisper): auto (when no --transcript or "
+             "--text is given and a model is available offline), on (always; may download a model; an error with "
+             "--transcript or --text), off. The model: EMOFUSION_ASR_MODEL (a faster-whisper model folder or a size "
+             "name such as base, small.en), else the offline default installed with emofusion (Whisper base)."),
     window: float = typer.Option(DEFAULT_WINDOW_SECONDS, "--window", help="Window length in seconds."),
     hop: float = typer.Option(DEFAULT_HOP_SECONDS, "--hop", help="Seconds between window starts."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
@@ -40,12 +45,15 @@ def analyze(
     # the arguments first: a typo is answered at once, before torch is imported and the model loads
     if transcript is not None and text is not None:
         fail(input, "give --transcript or --text, not both")
+    if transcribe == "on" and (transcript is not None or text is not None):
+        fail(input, f"--transcribe on transcribes the speech: give {'--transcript' if transcript is not None else '--text'} "
+                    "or --transcribe on, not both (--transcribe auto keeps the given words)")
     check_input(input)
     for given in (audio, transcript):
         if given is not None:
             check_input(given)
     try:
-        options = AnalysisOptions.from_flags(window, hop, fps, modalities)
+        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe)
     except AnalysisError as exc:
         fail_with(exc, input)
     check_output(json_out, "--json")
@@ -70,7 +78,7 @@ def analyze(
         progress.status(f"analysing {Path(input).name} ...")
         try:
             analysis = analyzer.analyze(input, audio=str(audio) if audio is not None else None, transcript=transcript,
-                                        text=text, transcribe_audio=transcribe, progress=progress.update,
+                                        text=text, progress=progress.update,
                                         progress_steps=PROGRESS_STEPS if progress.enabled else None)
         except ExternalAudioError as exc:  # the --audio file, not the input, is at fault
             fail_with(exc, str(audio))
