@@ -471,6 +471,8 @@ async function submitAnalysis() {
   const hop = parseFloat($("opt-hop").value);
   if (Number.isFinite(win)) options.window = win;
   if (Number.isFinite(hop)) options.hop = hop;
+  // checked: "on" (transcribe, an error with a transcript or text); unchecked: the service's "auto"
+  if ($("opt-transcribe").checked) options.transcribe = "on";
   if (Object.keys(options).length) form.append("options", JSON.stringify(options));
 
   const button = $("analyze-submit");
