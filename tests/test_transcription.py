@@ -397,3 +397,21 @@ def test_cli_transcribes_by_default(default_model, speech):
     assert "--transcribe on" in line
     line = assert_one_error_line(invoke_cli("analyze", path, "--transcribe", "maybe"), path)
     assert "transcribe must be one of auto, on, off" in line
+
+
+def test_batch_transcribes_unless_told_not_to(default_model, speech, tmp_path):
+    from support import invoke_cli
+
+    path, spans = speech
+    out = tmp_path / "auto.jsonl"
+    result = invoke_cli("batch", path, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    line = json.loads(out.read_text().splitlines()[0])
+    assert line["media"]["transcript"]["source"] == "asr"
+    assert_words_in_their_windows(line, spans)
+    off = tmp_path / "off.jsonl"
+    assert invoke_cli("batch", path, "--out", off, "--transcribe", "off", "-q").exit_code == 0
+    line = json.loads(off.read_text().splitlines()[0])
+    assert line["media"]["transcript"]["source"] == "none"
+    bad = invoke_cli("batch", path, "--out", tmp_path / "bad.jsonl", "--transcribe", "maybe")
+    assert bad.exit_code == 2 and "--transcribe" in bad.output and not (tmp_path / "bad.jsonl").exists()

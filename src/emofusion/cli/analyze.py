@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
+from .common import TRANSCRIBE_HELP, ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
 
 MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
 PROGRESS_STEPS = 20  # about as many steps of the bar per input
@@ -21,12 +21,7 @@ def analyze(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Separate audio file to use instead of the input's audio track."),
     transcript: Optional[Path] = typer.Option(None, "--transcript", help="Transcript: .txt (whole input), .srt or .vtt."),
     text: Optional[str] = typer.Option(None, "--text", help="Text for the whole input (instead of --transcript)."),
-    transcribe: str = typer.Option(
-        "auto", "--transcribe",
-        help="Transcribe the speech for the text channel with Whisper (faster-whisper): auto (when no --transcript or "
-             "--text is given and a model is available offline), on (always; may download a model; an error with "
-             "--transcript or --text), off. The model: EMOFUSION_ASR_MODEL (a faster-whisper model folder or a size "
-             "name such as base, small.en), else the offline default installed with emofusion (Whisper base)."),
+    transcribe: str = typer.Option("auto", "--transcribe", help=TRANSCRIBE_HELP),
     window: float = typer.Option(DEFAULT_WINDOW_SECONDS, "--window", help="Window length in seconds."),
     hop: float = typer.Option(DEFAULT_HOP_SECONDS, "--hop", help="Seconds between window starts."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
