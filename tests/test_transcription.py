@@ -415,3 +415,67 @@ def test_batch_transcribes_unless_told_not_to(default_model, speech, tmp_path):
     assert line["media"]["transcript"]["source"] == "none"
     bad = invoke_cli("batch", path, "--out", tmp_path / "bad.jsonl", "--transcribe", "maybe")
     assert bad.exit_code == 2 and "--transcribe" in bad.output and not (tmp_path / "bad.jsonl").exists()
+
+
+def test_recognition_reports_how_far_it_has_covered(default_model):
+    clips = [espeak(s) for s in SENTENCES]
+    gap = np.zeros(8000, np.float32)
+    joined = np.concatenate([a for clip in clips for a in (clip, gap)])
+    marks: list[float] = []
+    segments = []
+    for segment in Transcriber(default_model, chunk_seconds=5).transcribe(joined, offset=10.0):
+        segments.append(segment)
+        # a segment is handed out before the mark that covers it
+        assert all(segment.start >= m for m in marks), (segment, marks)
+    # transcribe() passes no callback; the stream method takes one
+    list(Transcriber(default_model, chunk_seconds=5).transcribe_stream([joined], offset=10.0, covered=marks.append))
+    assert marks == sorted(marks) and marks[-1] == float("inf") and len(marks) >= 3
+    assert all(10.0 < m <= 10.0 + joined.size / 16000 for m in marks[:-1])
+
+
+def test_live_transcript_hands_out_words_as_far_as_recognised_and_stops_when_closed():
+    """Windows read the words recognised so far without waiting for the rest of the input, and
+    closing (the analysis ended or was abandoned) ends recognition at its next chunk."""
+    import threading
+
+    from emofusion.analysis.words import LiveTranscript
+    from emofusion.transcript import TranscriptSegment
+
+    first, second = TranscriptSegment(0.5, 1.5, "so happy"), TranscriptSegment(6.0, 7.0, "so sad")
+    go, finished = threading.Event(), threading.Event()
+
+    class Chunked:
+        name = "stub"
+
+        def transcribe_source(self, source, covered):
+            try:
+                yield first
+                covered(5.0)
+                go.wait(timeout=30)
+                yield second
+                covered(float("inf"))
+            finally:
+                finished.set()
+
+    live = LiveTranscript(Chunked(), b"")
+    assert live.until(4.0) == [first]  # the second chunk is still held back
+    live.close()
+    go.set()
+    assert finished.wait(timeout=30)
+    again = LiveTranscript(Chunked(), b"")
+    assert again.until(float("inf")) == [first, second]
+    assert again.info() == {"source": "asr", "model": "stub", "reason": None}
+
+
+def test_a_recognition_error_fails_the_analysis(default_model, speech, monkeypatch):
+    from emofusion.analysis import Analyzer
+    from emofusion.errors import MediaError
+
+    def broken(self, source, **kwargs):
+        yield from ()
+        raise MediaError("the audio stream is corrupt at 1.0 s")
+
+    monkeypatch.setattr(Transcriber, "transcribe_source", broken)
+    path, _ = speech
+    with pytest.raises(MediaError, match="corrupt at 1.0 s"):
+        Analyzer().analyze(str(path))

@@ -27,6 +27,7 @@ from .joint import JointRunner
 from .late import LateFusionRunner
 from .results import Analysis, Segment
 from .windows import make_windows
+from .words import GivenWords, LiveTranscript, NoWords, Words
 
 ProgressCallback = Callable[[int, int], None]
 MIN_PROGRESS_BLOCK = 4  # windows per block at the least when progress is asked for in steps
@@ -41,12 +42,7 @@ class _Input:
     audio: Source | None
     external_audio: bool
     duration: float
-    transcript: list[TranscriptSegment] | None
-    words: dict[str, Any]  # the result's `media.transcript`: where the words came from
-
-
-def _words_info(source: str, model: str | None = None, reason: str | None = None) -> dict[str, Any]:
-    return {"source": source, "model": model, "reason": reason}
+    words: Words  # given, recognised while the windows are analysed, or none (and why)
 
 
 class Analyzer:
@@ -141,8 +137,8 @@ class Analyzer:
                 "duration": round(duration, 3),
                 "has_audio": given.audio is not None,
                 "external_audio": given.external_audio,
-                "has_transcript": bool(given.transcript),
-                "transcript": given.words,
+                "has_transcript": bool(given.words.until(math.inf)),
+                "transcript": given.words.info(),
             },
             labels=list(self.labels),
             segments=segments,
@@ -176,41 +172,38 @@ class Analyzer:
         info, audio_source, duration = self._probe(source, audio)
         mode = _transcribe_mode(transcribe_audio, self.options.transcribe)
         check_text_inputs(transcript, text, mode)
-        segments: list[TranscriptSegment] | None = None
+        words: Words
         if isinstance(transcript, list):
-            segments, words = transcript, _words_info("given")
+            words = GivenWords(transcript)
         elif transcript is not None:
-            segments, words = read_transcript(transcript), _words_info("given")
+            words = GivenWords(read_transcript(transcript))
         elif text is not None:
-            segments, words = from_text(text), _words_info("given")
+            words = GivenWords(from_text(text))
         else:
-            segments, words = self._transcribe(audio_source, mode)
-        return _Input(source, info, audio_source, audio is not None, duration, segments, words)
+            words = self._speech_words(audio_source, mode)
+        return _Input(source, info, audio_source, audio is not None, duration, words)
 
-    def _transcribe(self, audio_source: Source | None,
-                    mode: str) -> tuple[list[TranscriptSegment] | None, dict[str, Any]]:
-        """The words of the input's speech, and the result's `media.transcript`, as `mode` says."""
+    def _speech_words(self, audio_source: Source | None, mode: str) -> Words:
+        """The words of the input's speech as `mode` says: recognised while the windows are
+        analysed, or none and why. A missing model is an error only when mode is "on"."""
         if mode == "off":
-            return None, _words_info("none", reason="transcription is off")
+            return NoWords("transcription is off")
         if "text" not in self.modalities:
             if mode == "on":
                 raise AnalysisError("transcribe is 'on' but the text modality is not analysed "
                                     f"(modalities: {', '.join(self.modalities)})")
-            return None, _words_info("none", reason="the text modality is not analysed")
+            return NoWords("the text modality is not analysed")
         if audio_source is None:
             if mode == "on":
                 raise AnalysisError("cannot transcribe: the input has no audio")
-            return None, _words_info("none", reason="the input has no audio")
+            return NoWords("the input has no audio")
         try:
             transcriber = self.transcriber(allow_download=mode == "on")
         except TranscriptionUnavailable as exc:
             if mode == "on":
                 raise
-            return None, _words_info("none", reason=f"no ASR model available offline ({exc})")
-        segments = list(transcriber.transcribe_source(audio_source))
-        if not segments:
-            return None, _words_info("none", transcriber.name, "no speech recognised")
-        return segments, _words_info("asr", transcriber.name)
+            return NoWords(f"no ASR model available offline ({exc})")
+        return LiveTranscript(transcriber, audio_source)
 
     def transcriber(self, *, allow_download: bool = False) -> Transcriber:
         """This Analyzer's Transcriber, resolved (and its model loaded) on first use; raises
@@ -236,13 +229,15 @@ class Analyzer:
         headers claimed, the windows past that end are dropped and `ended["duration"]` says where."""
         use_face = "face" in self.modalities and given.info.has_video
         use_voice = "voice" in self.modalities and given.audio is not None
-        use_text = "text" in self.modalities and bool(given.transcript)
+        use_text = "text" in self.modalities and given.words.has_words()
         windows = make_windows(given.duration, self.window, self.hop)
         reader = AudioWindowReader(given.audio) if use_voice else None
         run = None
         try:
+            if use_text:
+                given.words.start()  # recognition runs beside the face and voice paths
             run = self.runner.start(given.source, given.info, given.duration, windows, use_face=use_face, reader=reader,
-                                    transcript=given.transcript if use_text else None,
+                                    words=given.words if use_text else None,
                                     face_observations=face_observations)
             if progress:
                 progress(0, len(windows))
@@ -265,6 +260,7 @@ class Analyzer:
                 if done >= len(windows):
                     break
         finally:
+            given.words.close()
             if reader is not None:
                 reader.close()
             if run is not None:

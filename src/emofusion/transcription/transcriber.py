@@ -9,9 +9,10 @@ out lazily, chunk by chunk.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -113,9 +114,11 @@ class Transcriber:
         blocks = (audio[i : i + step] for i in range(0, len(audio), step))
         return self.transcribe_stream(blocks, offset=offset)
 
-    def transcribe_source(self, source, *, start: float = 0.0) -> Iterator[TranscriptSegment]:
+    def transcribe_source(self, source, *, start: float = 0.0,
+                          covered: Callable[[float], None] | None = None) -> Iterator[TranscriptSegment]:
         """Segments of a media file's audio track, decoded once with
-        :class:`~emofusion.media.AudioWindowReader` (bounded memory, no temporary files)."""
+        :class:`~emofusion.media.AudioWindowReader` (bounded memory, no temporary files).
+        ``covered(t)`` is called after each chunk: every segment before ``t`` has been yielded."""
         from ..media import AudioWindowReader
 
         def blocks() -> Iterator[np.ndarray]:
@@ -128,10 +131,12 @@ class Transcriber:
                     yield block
                     t += self.chunk_seconds
 
-        return self.transcribe_stream(blocks(), offset=start)
+        return self.transcribe_stream(blocks(), offset=start, covered=covered)
 
-    def transcribe_stream(self, blocks: Iterable[np.ndarray], *, offset: float = 0.0) -> Iterator[TranscriptSegment]:
-        """Segments of consecutive 16 kHz mono blocks (any lengths), chunk by chunk."""
+    def transcribe_stream(self, blocks: Iterable[np.ndarray], *, offset: float = 0.0,
+                          covered: Callable[[float], None] | None = None) -> Iterator[TranscriptSegment]:
+        """Segments of consecutive 16 kHz mono blocks (any lengths), chunk by chunk; ``covered``
+        as for :meth:`transcribe_source`."""
         chunk = int(self.chunk_seconds * SAMPLE_RATE)
         pending: list[np.ndarray] = []
         held = 0
@@ -147,10 +152,14 @@ class Transcriber:
                 cut = _cut_point(buffer[:chunk], self._whisper())
                 yield from self._decode(buffer[:cut], t0)
                 t0 += cut / SAMPLE_RATE
+                if covered is not None:
+                    covered(t0)
                 rest = buffer[cut:]
                 pending, held = ([rest] if rest.size else []), rest.size
         if held:
             yield from self._decode(np.concatenate(pending), t0)
+        if covered is not None:
+            covered(math.inf)
 
     def _decode(self, audio: np.ndarray, t0: float) -> Iterator[TranscriptSegment]:
         if audio.size < SAMPLE_RATE // 10:  # under 0.1 s: nothing Whisper can read
@@ -161,7 +170,7 @@ class Transcriber:
         )
         for s in segments:
             text = s.text.strip()
-            if not text:
+            if not any(ch.isalnum() for ch in text):  # "." or "..." heard in a tone or noise: no words
                 continue
             words = tuple(
                 TranscriptWord(round(t0 + float(w.start), 3), round(t0 + float(w.end), 3), w.word.strip(),
