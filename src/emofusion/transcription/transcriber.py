@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cores import usable_cores
 from ..errors import TranscriptionUnavailable
 from ..transcript import TranscriptSegment, TranscriptWord
 from .models import ENV_MODEL, LEGACY_ENV_MODEL, ResolvedModel, how_to_get_a_model, resolve_model
@@ -67,14 +68,16 @@ class Transcriber:
     name, None for the environment or the offline default) or a :class:`ResolvedModel`. The
     model is resolved at construction (errors surface early) and loaded on first use.
     ``language`` (an ISO code such as ``"en"``) fixes the language; None detects it per chunk.
+    ``cpu_threads``: CTranslate2 threads (None: one per usable core).
     """
 
     def __init__(self, model: ResolvedModel | str | os.PathLike | None = None, *, language: str | None = None,
-                 compute_type: str = "int8", cpu_threads: int = 0, allow_download: bool = False,
+                 compute_type: str = "int8", cpu_threads: int | None = None, allow_download: bool = False,
                  chunk_seconds: float = CHUNK_SECONDS):
         self.model = model if isinstance(model, ResolvedModel) else resolve_model(model, allow_download=allow_download)
         self.compute_type = compute_type
-        self.cpu_threads = int(cpu_threads)
+        # one CTranslate2 thread per usable core (its own default is 4, which oversubscribes 2 cores)
+        self.cpu_threads = int(cpu_threads) if cpu_threads is not None else len(usable_cores())
         if chunk_seconds < 5.0:
             raise ValueError("chunk_seconds must be at least 5")
         self.chunk_seconds = float(chunk_seconds)
