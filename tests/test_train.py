@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import tiny_voice_recipe
-from support import noise, ravdess_grid, write_meld_csv, write_ravdess_wavs
+from support import noise, ravdess_grid, write_goemotions, write_meld_csv, write_ravdess_wavs
 
 from emofusion.cli import app
 from emofusion.labels import EMOTIONS
@@ -316,19 +316,6 @@ def test_assemble_keeps_every_part_and_the_fine_tuned_encoder(tmp_path, tiny_enc
     parts = load_model(tmp_path / "next").config.extra["parts"]
     assert parts == {"face": {"recipe": "face-recipe"}, "voice": {"recipe": "voice-recipe"},
                      "text": {"recipe": "text-recipe"}}
-
-
-def write_goemotions(root: Path, rows: dict[str, list[tuple[str, str, str]]]) -> Path:
-    """A GoEmotions layout (ekman + group folders); rows per split: (text, ekman ids, group ids)."""
-    ekman = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-    group = ["ambiguous", "negative", "neutral", "positive"]
-    for folder, names, column in (("ekman", ekman, 1), ("group", group, 2)):
-        (root / folder).mkdir(parents=True)
-        (root / folder / "labels.txt").write_text("\n".join(names))
-        for split, split_rows in rows.items():
-            lines = [f"{row[0]}\t{row[column]}\tc{split}{i}" for i, row in enumerate(split_rows)]
-            (root / folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-    return root
 
 
 def test_goemotions_reader_keeps_single_label_rows_and_group_sentiment(tmp_path):
