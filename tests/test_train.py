@@ -367,3 +367,37 @@ select_on = "weighted_f1"
     assert summary["best_weighted_f1"] == pytest.approx(mean)
     config = json.loads((out / "best" / "config.json").read_text())
     assert set(config["extra"]["val_by_source"]) == {"meld", "goemotions"}
+
+
+def test_text_fine_tuning_on_one_corpus_keeps_another_in_view(tmp_path, tiny_encoder_dir):
+    """Stage two of the bundled recipe: start from a text model, train on MELD only, select on
+    both dev sets (a corpus with train_split = false is validated on, never trained on)."""
+    first = _text_recipe(tmp_path, tiny_encoder_dir, "finetune_layers = 1\ncontext_turns = 1")  # writes tmp/meld
+    meld = tmp_path / "meld"
+    rows = [("so happy for you", "3", "3"), ("this is so sad", "5", "1"), ("wow, really?", "6", "0")]
+    go = write_goemotions(tmp_path / "go", {"dev": rows})  # no train split at all
+    assert runner.invoke(app, ["train", str(first), "--out", str(tmp_path / "one")]).exit_code == 0
+    second = _recipe(tmp_path / "two.toml", f"""
+name = "tiny-stage-two"
+task = "text"
+[data]
+sources = [
+  {{ dataset = "meld", root = "{meld}" }},
+  {{ dataset = "goemotions", root = "{go}", train_split = false }},
+]
+[model]
+encoder = "{tiny_encoder_dir}"
+hidden = 8
+finetune_layers = 1
+context_turns = 1
+init_from = "{tmp_path / 'one' / 'best'}"
+[optim]
+epochs = 1
+batch_size = 4
+select_on = "weighted_f1"
+""")
+    result = runner.invoke(app, ["train", str(second), "--out", str(tmp_path / "two")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert summary["data"]["train_n"] == 12 and summary["data"]["val_n"] == 4 + 3
+    assert set(summary["history"][0]["by_source"]) == {"meld", "goemotions"}

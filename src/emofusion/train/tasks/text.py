@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data import Item
+from ...data import DatasetScan, Item
 from ...features import dialogue_contexts
 from ...labels import SENTIMENTS
 from ...models import EmotionModel, ModelConfig, TextHeads, TextNetConfig
@@ -45,7 +45,10 @@ class TextTask(Task):
         val_source: list[str] = []
         for source in text_sources(recipe.data):
             spec = get_dataset(source["dataset"])
-            train_scan = spec.scan(source["root"], source.get("train_split", "train"))
+            train_split = source.get("train_split", "train")
+            # train_split = false: a corpus that is only validated on (e.g. kept in view while
+            # fine-tuning on another)
+            train_scan = spec.scan(source["root"], train_split) if train_split is not False else DatasetScan(Path(), [])
             val_scan = spec.scan(source["root"], source.get("val_split", "dev"))
             for scan in (train_scan, val_scan):
                 for reason, count in scan.skipped.items():
@@ -179,7 +182,8 @@ class TextTask(Task):
 
 def text_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The corpora of a text recipe's [data]: its `sources` list, or the table itself when it names
-    one `dataset`. Each: dataset, root, train_split ("train"), val_split ("dev"), loss_weight (1.0)."""
+    one `dataset`. Each: dataset, root, train_split ("train"; false: validation only), val_split
+    ("dev"), loss_weight (1.0)."""
     sources = data.get("sources")
     if sources is None:
         if "dataset" not in data:
