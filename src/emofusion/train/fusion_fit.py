@@ -67,7 +67,9 @@ def fusion_report(probs: dict[str, np.ndarray], y: np.ndarray, weights: dict[str
     for r in range(1, len(names) + 1):
         for subset in itertools.combinations(names, r):
             fused = fuse({m: probs[m] for m in subset}, weights)
-            assert fused is not None
+            if fused is None:  # every modality of the subset has weight 0: the fusion ignores it
+                out["+".join(subset)] = None
+                continue
             rep = classification_report(y, fused, labels)
             out["+".join(subset)] = {"accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"]}
     return out
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--data", default=str(default_data_root()))
     ap.add_argument("--per-class", type=int, default=400)
-    ap.add_argument("--version", default="0.5.0")
+    ap.add_argument("--version", default="0.6.0")
     args = ap.parse_args(argv)
     data = Path(args.data)
 
