@@ -84,8 +84,8 @@ REGISTRY_MODELS: dict[str, RegistryModel] = {
 }
 
 #: The registry model used when nothing else is named (a main dependency of emofusion): English
-#: only like the text model, about 3x faster than base and half its size, with a word error
-#: rate within 1.3 points of base on recorded speech (benchmarks/results/asr.md).
+#: only like the text model, about 3.5x faster than base and half its size; its word error rate
+#: is 1.1 points above base's on RAVDESS and equal on TESS (benchmarks/results/asr.md).
 DEFAULT_REGISTRY_MODEL = "tiny.en"
 
 # faster-whisper's size names (its utils._MODELS keys), kept here so an error can list them
