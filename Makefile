@@ -71,11 +71,12 @@ default-model: setup
 	$(BIN)/emofusion train recipes/face_fer2013_finetune.toml --set model.init_from=$(RUNS)/face/best --out $(RUNS)/face-ft
 	$(BIN)/emofusion train recipes/face_fer2013_stage3.toml --set model.init_from=$(RUNS)/face-ft/best --out $(RUNS)/face-s3
 	$(BIN)/emofusion train recipes/face_fer2013_stage4.toml --set model.init_from=$(RUNS)/face-s3/best --out $(RUNS)/face-s4
-	$(BIN)/emofusion train recipes/text_meld.toml --out $(RUNS)/text
+	$(BIN)/emofusion train recipes/text_meld_goemotions.toml --out $(RUNS)/text
+	$(BIN)/emofusion train recipes/text_meld_goemotions_stage2.toml --set model.init_from=$(RUNS)/text/best --out $(RUNS)/text-s2
 	for k in 1 2 3 4 5 6 7 8 9 10; do $(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --fold $$k --cache-dir $(RUNS)/voice-cache --out $(RUNS)/voice-cv/fold$$k || exit 1; done
 	$(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --cache-dir $(RUNS)/voice-cache --out $(RUNS)/voice
 	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face-s4/best --voice $(RUNS)/voice/last \
-	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text/best --out src/emofusion/weights/default
+	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text-s2/best --out src/emofusion/weights/default --version 0.6.0
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite needs are on this machine (Debian 12): Chromium for the
-# browser tests and a PostgreSQL server on 127.0.0.1:5432 with the role `emofusion` (password
+# browser tests, espeak-ng (speech the transcription tests synthesise) and a PostgreSQL server on 127.0.0.1:5432 with the role `emofusion` (password
 # `emofusion`, CREATEDB) and its database `emofusion_test`. Installs what is missing with apt-get
 # (as root, or through sudo), starts or creates a cluster, and is quick when all is in place.
 #
@@ -72,6 +72,12 @@ ensure_chromium() {
     [ -x /usr/bin/chromium ] || die "chromium was installed but /usr/bin/chromium is missing"
 }
 
+ensure_espeak() {
+    command -v espeak-ng >/dev/null 2>&1 && return 0
+    apt_install espeak-ng
+    command -v espeak-ng >/dev/null 2>&1 || die "espeak-ng was installed but is not on PATH"
+}
+
 ensure_postgres_installed() {
     if command -v pg_ctlcluster >/dev/null 2>&1 && command -v pg_isready >/dev/null 2>&1 \
         && [ -n "$(server_version)" ]; then
@@ -135,6 +141,7 @@ SQL
 # would otherwise inherit it, and `url=$(ensure-test-services.sh)` would wait for it forever.
 {
     ensure_chromium
+    ensure_espeak
     ensure_postgres_installed
     ensure_postgres_running
     ensure_role_and_database

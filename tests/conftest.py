@@ -119,6 +119,10 @@ def assert_contract_v1(d: dict) -> None:
     assert {"duration", "has_video", "has_audio"} <= set(media)
     assert isinstance(media["duration"], float) and media["duration"] >= 0
     assert isinstance(media["has_video"], bool) and isinstance(media["has_audio"], bool)
+    if "transcript" in media:  # where the words came from (added within 1.0)
+        words = media["transcript"]
+        assert set(words) == {"source", "model", "reason"} and words["source"] in ("given", "asr", "none")
+        assert (words["reason"] is None) == (words["source"] != "none")
     labels = d["labels"]
     assert isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)
     assert isinstance(d["segments"], list)

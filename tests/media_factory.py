@@ -140,3 +140,45 @@ def _rebuild(data: bytes, typ: bytes, body: int, end: int, seconds: float, movie
                     elst = struct.pack(">IIQqHH", 1 << 24, 1, movie, 0, 1, 0)
                 payload += _box(b"edts", _box(b"elst", elst))
     return _box(typ, bytes(payload))
+
+
+# --- spoken words ------------------------------------------------------------------------------
+
+#: Two sentences of the speech clip: one happy, one angry, with a pause between them.
+SPOKEN = ("I am so happy to see you again.", "This is terrible, I hate it.")
+SPEECH_LEAD, SPEECH_GAP = 0.5, 3.0
+
+
+def espeak_audio(text: str):
+    """``text`` spoken by espeak-ng's en-us voice, 16 kHz mono float32; the test is skipped
+    when espeak-ng is not installed (scripts/ensure-test-services.sh installs it)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from emofusion.media import read_audio
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
+    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True,
+                         capture_output=True).stdout
+    return read_audio(wav)
+
+
+def make_speech_clip(path: str | os.PathLike, **clip: Any) -> tuple[Path, list[tuple[float, float]]]:
+    """A video (the synthetic face) whose sound is :data:`SPOKEN`: SPEECH_LEAD s of silence, the
+    first sentence, SPEECH_GAP s of silence, the second, 0.5 s of silence. Returns the path and
+    each sentence's (start, end) in seconds."""
+    import numpy as np
+
+    first, second = (espeak_audio(s) for s in SPOKEN)
+    silence = [np.zeros(int(16000 * s), np.float32) for s in (SPEECH_LEAD, SPEECH_GAP, 0.5)]
+    audio = np.concatenate([silence[0], first, silence[1], second, silence[2]])
+    start1 = SPEECH_LEAD
+    end1 = start1 + first.size / 16000
+    start2 = end1 + SPEECH_GAP
+    end2 = start2 + second.size / 16000
+    clip.setdefault("face", make_face_image(80))
+    path = make_clip(Path(path), duration=audio.size / 16000, sample_rate=16000, audio=audio, **clip)
+    return path, [(start1, end1), (start2, end2)]

@@ -118,3 +118,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def write_goemotions(root: Path, rows: dict[str, list[tuple[str, str, str]]]) -> Path:
+    """A GoEmotions layout (ekman + group folders); rows per split: (text, ekman ids, group ids)."""
+    ekman = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+    group = ["ambiguous", "negative", "neutral", "positive"]
+    for folder, names, column in (("ekman", ekman, 1), ("group", group, 2)):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "labels.txt").write_text("\n".join(names))
+        for split, split_rows in rows.items():
+            lines = [f"{row[0]}\t{row[column]}\tc{split}{i}" for i, row in enumerate(split_rows)]
+            (root / folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root

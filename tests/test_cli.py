@@ -160,11 +160,10 @@ def test_unknown_modality(media, tiny_model_dir):
     assert "unknown modality 'smell'" in line
 
 
-def test_transcribe_without_whisper_says_how_to_get_it(media, tiny_model_dir, monkeypatch):
-    monkeypatch.delenv("EMOFUSION_WHISPER_MODEL", raising=False)
-    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--transcribe"), media["clip"])
-    # without the asr extra: how to install it; with it but no local model: how to point at one
-    assert "faster-whisper" in line
+def test_transcribe_on_without_a_model_says_how_to_get_one(media, tiny_model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOFUSION_ASR_MODEL", str(tmp_path / "no-such-model"))
+    line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, "--transcribe", "on"), media["clip"])
+    assert "no-such-model does not exist" in line
 
 
 def test_missing_yunet_model_file_is_one_error_line(media, tiny_model_dir, monkeypatch, tmp_path):

@@ -368,11 +368,24 @@ def test_manifest_errors(tmp_path):
 
 
 def test_registry():
-    assert set(DATASETS) == {"fer2013", "imagefolder", "ravdess", "emodb", "cremad", "meld", "manifest"}
+    assert set(DATASETS) == {"fer2013", "imagefolder", "ravdess", "emodb", "cremad", "meld", "goemotions", "manifest"}
     for name, spec in DATASETS.items():
         assert spec.name == name and spec.modality in ("face", "voice", "text") and spec.layout
     with pytest.raises(ValueError, match="known: cremad, emodb"):
         get_dataset("iemocap")
+
+
+def test_goemotions_real_splits():
+    """The copy in ../shared/data: official train/dev, single-label rows kept (8.9% are multi-label)."""
+    from emofusion.data import default_data_root
+
+    root = default_data_root() / "goemotions"
+    if not (root / "ekman" / "dev.tsv").is_file():
+        pytest.skip("GoEmotions is not in ../shared/data")
+    dev = DATASETS["goemotions"].scan(root, "dev")
+    assert len(dev.items) == 4946 and sum(dev.skipped.values()) == 480
+    assert {i.label for i in dev.items} == {"neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"}
+    assert sum(i.sentiment is None for i in dev.items) == 459  # the `ambiguous` group
 
 
 def test_registry_splits_of_missing_roots(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import build_tiny_encoder
-from support import invoke_cli, noise, write_meld_csv, write_ravdess_wavs
+from support import invoke_cli, noise, write_goemotions, write_meld_csv, write_ravdess_wavs
 from typer.testing import Result
 
 from emofusion.evaluate import EvaluationError, evaluate_cross_validation, evaluate_dataset, predict_items
@@ -309,6 +309,25 @@ def test_meld_text_with_sentiment(tmp_path, tiny_encoder):
     assert report["accuracy"] == pytest.approx(float(np.mean(emo.argmax(1) == y)))
     s = np.array([["negative", "neutral", "positive"].index(MELD_ROWS[i][3]) for i in keep])
     assert sentiment["accuracy"] == pytest.approx(float(np.mean(sent.argmax(1) == s)))
+
+
+def test_goemotions_single_label_rows_with_group_sentiment(tmp_path, tiny_encoder):
+    rows = [("so happy for you", "3", "3"), ("this is so sad", "5", "1"), ("wow, really?", "6", "0"),
+            ("ugh and yay", "0,3", "1,3"), ("that is gross", "1", "1")]
+    root = write_goemotions(tmp_path / "go", {"dev": rows})
+    model_dir = text_model(tmp_path / "model", tiny_encoder)
+    out = tmp_path / "go.json"
+    result = run("--dataset", "goemotions", "--root", root, "--model", model_dir, "--json", out)  # default: dev
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["split"] == "dev" and report["n"] == 4
+    assert report["skipped"] == {"multi-label row (several Ekman emotions)": 1}
+    assert report["sentiment"]["n"] == 3  # "wow, really?" is ambiguous: no sentiment truth
+    # a comment has no dialogue: read without context
+    model = load_model(model_dir, load_text_encoder=False)
+    emo, _ = model.text_probs(["so happy for you", "this is so sad", "wow, really?", "that is gross"], ["", "", "", ""])
+    y = np.array([EMOTIONS.index(n) for n in ("happy", "sad", "surprised", "disgust")])
+    assert report["accuracy"] == pytest.approx(float(np.mean(emo.argmax(1) == y)))
 
 
 # ---------------------------------------------------------------------------------------

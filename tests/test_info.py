@@ -28,3 +28,16 @@ def test_info_text():
     assert r.exit_code == 0
     assert "video encoders: r3d18, resnet18_frames, videomae" in r.stdout
     assert "bundled model: default" in r.stdout and "fusion: concat, gated, late, xattn" in r.stdout
+
+
+def test_info_names_the_speech_model_or_why_there_is_none(monkeypatch, tmp_path):
+    from emofusion.transcription import DEFAULT_REGISTRY_MODEL, ENV_MODEL
+
+    monkeypatch.delenv(ENV_MODEL, raising=False)
+    monkeypatch.delenv("EMOFUSION_WHISPER_MODEL", raising=False)
+    data = json.loads(CliRunner().invoke(app, ["info", "--json"]).stdout)
+    assert data["speech_recognition"]["model"] == DEFAULT_REGISTRY_MODEL
+    assert data["speech_recognition"]["source"] == "registry"
+    monkeypatch.setenv(ENV_MODEL, str(tmp_path / "missing"))
+    r = CliRunner().invoke(app, ["info"])
+    assert r.exit_code == 0 and f"speech recognition: none (ASR model folder {tmp_path / 'missing'} does not exist)" in r.stdout

@@ -97,6 +97,36 @@ def test_invocations_bad_inputs(client, clip):
     assert r.status_code in (200, 422) and r.status_code != 500
 
 
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> bytes:
+    from media_factory import make_speech_clip
+
+    path, _ = make_speech_clip(tmp_path_factory.mktemp("speech") / "speech.mp4", width=160, height=128)
+    return path.read_bytes()
+
+
+def spoken_words(result: dict) -> str:
+    return " ".join(s["text"]["text"].lower() for s in result["segments"] if s["text"])
+
+
+def test_speech_is_transcribed_by_default_and_on_request(client, user_key, speech):
+    r = client.post("/invocations", files={"video": ("s.mp4", speech, "video/mp4")})
+    assert r.status_code == 200, r.text
+    assert "happy" in spoken_words(r.json()) and "terrible" in spoken_words(r.json())
+    assert r.json()["media"]["transcript"]["source"] == "asr"
+    on = wait_for(client, user_key, submit(client, user_key, speech, options='{"transcribe": "on"}').json()["id"])
+    assert on["status"] == "succeeded" and on["options"] == {"transcribe": "on"}, on
+    assert_contract_v1(on["result"])
+    assert on["result"]["media"]["transcript"]["source"] == "asr" and "hate" in spoken_words(on["result"])
+    off = wait_for(client, user_key, submit(client, user_key, speech, options='{"transcribe": "off"}').json()["id"])
+    assert off["result"]["media"]["transcript"] == {"source": "none", "model": None, "reason": "transcription is off"}
+    assert spoken_words(off["result"]) == ""
+    both = error_of(submit(client, user_key, speech, text="hi", options='{"transcribe": "on"}'), 422)
+    assert both["code"] == "invalid_request" and "transcribe is 'on'" in both["message"]
+    bad = error_of(submit(client, user_key, speech, options='{"transcribe": "yes"}'), 422)
+    assert bad["code"] == "invalid_options"
+
+
 def test_predict_mvp_route(client, clip, tmp_path):
     r = client.post("/predict", files={"file": ("v.mp4", clip, "video/mp4")})
     assert r.status_code == 200, r.text

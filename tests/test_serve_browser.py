@@ -29,7 +29,7 @@ if not Path(CHROMIUM).is_file():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
 expect = sync_api.expect
 
-from media_factory import make_clip, make_face_image  # noqa: E402
+from media_factory import make_clip, make_face_image, make_speech_clip  # noqa: E402
 from support import free_port  # noqa: E402
 
 PASSWORD = "correct horse 42"
@@ -855,3 +855,23 @@ def test_face_strip_is_quiet_when_the_file_cannot_be_played(page, server, tmp_pa
     expect(page.get_by_test_id("face-thumb")).to_have_count(0)
     expect(page.get_by_test_id("analysis-error")).to_be_hidden()
     expect(page.get_by_test_id("analyze-error")).to_be_hidden()
+
+
+def test_speech_comes_back_with_its_words(page, server, tmp_path):
+    """An uploaded clip with speech is transcribed by the offline default Whisper model and its
+    words are listed per window with the text reading; unchecking the box turns it off (issue 17)."""
+    speech, _ = make_speech_clip(tmp_path / "speech.mp4", width=160, height=128)
+    _signup(page, _email("words"))
+    expect(page.get_by_test_id("opt-transcribe")).to_be_checked()
+    page.get_by_test_id("media-file").set_input_files(str(speech))
+    page.get_by_test_id("analyze-submit").click()
+    _wait_for_result(page, server)
+    expect(page.get_by_test_id("words-source")).to_contain_text("recognised by Whisper tiny.en")
+    words = page.get_by_test_id("words-list")
+    expect(words).to_contain_text("happy")
+    expect(words).to_contain_text("text: ")
+    page.get_by_test_id("opt-transcribe").uncheck()
+    page.get_by_test_id("media-file").set_input_files(str(speech))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("words-source")).to_contain_text("none: transcription is off")
+    expect(page.get_by_test_id("words-list").locator("li")).to_have_count(0)

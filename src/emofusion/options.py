@@ -33,6 +33,9 @@ MAX_FRAMES_PER_SECOND = 30.0
 MAX_WINDOWS = 20_000
 
 MODALITIES: tuple[str, ...] = ("face", "voice", "text")
+#: When an analysis transcribes the input's speech (see `AnalysisOptions.transcribe`).
+TRANSCRIBE_MODES: tuple[str, ...] = ("auto", "on", "off")
+DEFAULT_TRANSCRIBE = "auto"
 
 
 def shown(value: object) -> str:
@@ -142,12 +145,19 @@ class AnalysisOptions:
 
     `modalities` None means every modality the model has; a model-independent check (known
     names, no repeats) happens here, the model's own (`for_model`) when the model is known.
+
+    `transcribe` says when the input's speech is turned into words for the text channel:
+    "auto" (the default) when the input has audio, no transcript or text was given, "text" is
+    read, and a speech-recognition model is available without a download (otherwise no words,
+    and the result's `media.transcript.reason` says why); "on" always (a model may be downloaded; no
+    model, or a transcript or text given as well, is an error); "off" never.
     """
 
     window: float = DEFAULT_WINDOW_SECONDS
     hop: float = DEFAULT_HOP_SECONDS
     frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
     modalities: tuple[str, ...] | None = None
+    transcribe: str = DEFAULT_TRANSCRIBE
 
     def __post_init__(self) -> None:
         window, hop, fps = check_options(self.window, self.hop, self.frames_per_second)
@@ -155,6 +165,7 @@ class AnalysisOptions:
         object.__setattr__(self, "hop", hop)
         object.__setattr__(self, "frames_per_second", fps)
         object.__setattr__(self, "modalities", _checked_modalities(self.modalities))
+        object.__setattr__(self, "transcribe", check_transcribe(self.transcribe))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | str | None) -> "AnalysisOptions":
@@ -171,14 +182,15 @@ class AnalysisOptions:
                                  "modalities")
         return cls(window=raw.get("window", DEFAULT_WINDOW_SECONDS), hop=raw.get("hop", DEFAULT_HOP_SECONDS),
                    frames_per_second=raw.get("frames_per_second", DEFAULT_FRAMES_PER_SECOND),
-                   modalities=tuple(modalities) if modalities is not None else None)
+                   modalities=tuple(modalities) if modalities is not None else None,
+                   transcribe=raw.get("transcribe", DEFAULT_TRANSCRIBE))
 
     @classmethod
     def from_flags(cls, window: float, hop: float, frames_per_second: float,
-                   modalities: str | None) -> "AnalysisOptions":
+                   modalities: str | None, transcribe: str = DEFAULT_TRANSCRIBE) -> "AnalysisOptions":
         """Options from command-line flags (`--modalities` is comma-separated)."""
         return cls(window=window, hop=hop, frames_per_second=frames_per_second,
-                   modalities=parse_modalities(modalities))
+                   modalities=parse_modalities(modalities), transcribe=transcribe)
 
     def for_model(self, model_modalities: "list[str] | tuple[str, ...]", model_name: str) -> tuple[str, ...]:
         """The modalities an analysis with this model reads: the ones asked for (all the model
@@ -198,7 +210,7 @@ class AnalysisOptions:
         return d
 
 
-OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities")
+OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities", "transcribe")
 
 
 def options_mapping(raw: Mapping[str, Any] | str | None) -> Mapping[str, Any]:
@@ -246,7 +258,20 @@ def _checked_modalities(modalities: object) -> tuple[str, ...] | None:
     return names
 
 
-def check_text_inputs(transcript: object, text: object) -> None:
-    """AnalysisError when an input comes with both a transcript and a text (one source of words)."""
+def check_transcribe(value: object) -> str:
+    """The transcribe mode ("auto", "on" or "off"), or InvalidOptions."""
+    if not isinstance(value, str) or value not in TRANSCRIBE_MODES:
+        raise InvalidOptions(f"transcribe must be one of {', '.join(TRANSCRIBE_MODES)} (got {shown(value)})",
+                             "transcribe")
+    return value
+
+
+def check_text_inputs(transcript: object, text: object, transcribe: str = DEFAULT_TRANSCRIBE) -> None:
+    """AnalysisError when an input comes with both a transcript and a text (one source of words),
+    or with either of them while transcription is "on" (words given and words to recognise)."""
     if transcript is not None and text is not None:
         raise AnalysisError("give a transcript or a text, not both")
+    if transcribe == "on" and (transcript is not None or text is not None):
+        given = "a transcript" if transcript is not None else "a text"
+        raise AnalysisError(f"transcribe is 'on' but {given} was given: give words or ask for "
+                            "transcription, not both (use transcribe 'auto' to keep the given words)")

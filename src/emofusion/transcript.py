@@ -1,4 +1,4 @@
-"""Transcripts: plain text, .txt, .srt and .vtt subtitles, or faster-whisper transcription."""
+"""Transcripts: plain text, .txt, .srt and .vtt subtitles (speech recognition: emofusion.transcription)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,26 @@ from .errors import TranscriptError, TranscriptionUnavailable  # noqa: F401  (re
 
 
 @dataclass(frozen=True)
+class TranscriptWord:
+    """One recognised word spoken in [start, end) seconds; `probability` is the recogniser's."""
+
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
 class TranscriptSegment:
-    """Text spoken in [start, end) seconds; `end` None means "until the end of the media"."""
+    """Text spoken in [start, end) seconds; `end` None means "until the end of the media".
+
+    `words` holds the words with their own times when a recogniser gave them (empty for
+    transcripts read from text or subtitles)."""
 
     start: float
     end: float | None
     text: str
+    words: tuple[TranscriptWord, ...] = ()
 
 
 SUPPORTED_SUFFIXES = (".txt", ".srt", ".vtt")
@@ -91,25 +105,3 @@ def from_text(text: str) -> list[TranscriptSegment]:
     if not cleaned:
         raise TranscriptError("the transcript is empty")
     return [TranscriptSegment(0.0, None, cleaned)]
-
-
-def transcribe(source: str | os.PathLike, model: str | None = None, language: str | None = None) -> list[TranscriptSegment]:
-    """Transcribe speech with faster-whisper from a local model folder ($EMOFUSION_WHISPER_MODEL).
-
-    Needs the `asr` extra and a model on disk; never downloads. Raises TranscriptionUnavailable otherwise.
-    """
-    model = model or os.environ.get("EMOFUSION_WHISPER_MODEL")
-    try:
-        from faster_whisper import WhisperModel
-    except ImportError:
-        raise TranscriptionUnavailable("transcription needs faster-whisper: pip install 'emofusion[asr]'") from None
-    if not model:
-        raise TranscriptionUnavailable(
-            "transcription needs a local faster-whisper model: set EMOFUSION_WHISPER_MODEL to its folder "
-            "or pass --transcript"
-        )
-    if not Path(model).is_dir():
-        raise TranscriptionUnavailable(f"faster-whisper model folder {model} not found")
-    whisper = WhisperModel(model, device="cpu", compute_type="int8", local_files_only=True)
-    segments, _ = whisper.transcribe(str(source), language=language, vad_filter=True)
-    return [TranscriptSegment(s.start, s.end, s.text.strip()) for s in segments if s.text.strip()]

@@ -14,18 +14,20 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..errors import AnalysisError, ExternalAudioError, MediaError
+from ..errors import AnalysisError, ExternalAudioError, MediaError, TranscriptionUnavailable
 from ..media import AudioWindowReader, MediaInfo, Source, probe
 from ..models.interfaces import InferenceModel, is_joint
 from ..models.loading import ModelSource, load_model
-from ..options import AnalysisOptions, check_text_inputs
-from ..transcript import TranscriptSegment, from_text, read_transcript, transcribe
+from ..options import AnalysisOptions, check_text_inputs, check_transcribe
+from ..transcript import TranscriptSegment, from_text, read_transcript
+from ..transcription import Transcriber
 from .face import FaceObservation
 from .fusion import summarise
 from .joint import JointRunner
 from .late import LateFusionRunner
 from .results import Analysis, Segment
 from .windows import make_windows
+from .words import GivenWords, LiveTranscript, NoWords, Words
 
 ProgressCallback = Callable[[int, int], None]
 MIN_PROGRESS_BLOCK = 4  # windows per block at the least when progress is asked for in steps
@@ -40,7 +42,7 @@ class _Input:
     audio: Source | None
     external_audio: bool
     duration: float
-    transcript: list[TranscriptSegment] | None
+    words: Words  # given, recognised while the windows are analysed, or none (and why)
 
 
 class Analyzer:
@@ -51,7 +53,11 @@ class Analyzer:
 
     `model`: a name, a folder (model, seed checkpoint or ONNX export) or a loaded model.
     `options`: an AnalysisOptions, or its fields as keywords (window, hop, modalities,
-    frames_per_second); not both.
+    frames_per_second, transcribe); not both.
+
+    Speech is transcribed as `options.transcribe` says ("auto": when no words are given and a
+    model is available offline); the Whisper model is resolved once per Analyzer and loaded once
+    per process. The result's `media.transcript` says where the words came from.
     """
 
     def __init__(
@@ -74,6 +80,7 @@ class Analyzer:
         self.modalities = list(self.options.for_model(self.model.modalities, self.model.config.name))
         self.labels = self.model.labels
         self.block_windows = max(1, block_windows)
+        self._transcribers: dict[bool, Transcriber] = {}  # by allow_download
         self.joint = is_joint(self.model)
         self.runner: JointRunner | LateFusionRunner
         if self.joint:
@@ -99,16 +106,19 @@ class Analyzer:
     # ------------------------------------------------------------------------------------
     def analyze(self, source: Source, *, audio: Source | None = None,
                 transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
-                transcribe_audio: bool = False, progress: ProgressCallback | None = None,
+                transcribe_audio: bool | str | None = None, progress: ProgressCallback | None = None,
                 progress_steps: int | None = None, face_observations: list[FaceObservation] | None = None) -> Analysis:
         """Analyse one input. `audio` replaces the input's own audio track; `transcript` is a
         .txt/.srt/.vtt path or segments; `text` a plain string for the whole input.
+        `transcribe_audio` overrides `options.transcribe` for this input: "auto", "on", "off"
+        (True is "on", False "off"; None keeps the options').
         `progress_steps`: report progress about this many times over the input (smaller blocks
         of windows, at least MIN_PROGRESS_BLOCK; the result is the same), instead of once per block.
         `face_observations` (from `observe_faces` on the same input, possibly in another
         process) replace decoding and face detection here; the result is the same.
 
-        Raises MediaError (unreadable media), TranscriptError, or AnalysisError (all EmofusionErrors).
+        Raises MediaError (unreadable media), TranscriptError, TranscriptionUnavailable (transcribe
+        "on" without a model), or AnalysisError (all EmofusionErrors).
         """
         given = self._prepare(source, audio, transcript, text, transcribe_audio)
         ended: dict[str, float] = {}
@@ -127,7 +137,8 @@ class Analyzer:
                 "duration": round(duration, 3),
                 "has_audio": given.audio is not None,
                 "external_audio": given.external_audio,
-                "has_transcript": bool(given.transcript),
+                "has_transcript": bool(given.words.until(math.inf)),
+                "transcript": given.words.info(),
             },
             labels=list(self.labels),
             segments=segments,
@@ -138,7 +149,7 @@ class Analyzer:
 
     def iter_segments(self, source: Source, *, audio: Source | None = None,
                       transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
-                      transcribe_audio: bool = False, progress: ProgressCallback | None = None,
+                      transcribe_audio: bool | str | None = None, progress: ProgressCallback | None = None,
                       progress_steps: int | None = None) -> Iterator[Segment]:
         """The input's segments in time order, each as soon as its block of windows is done
         (the same segments `analyze` returns, without keeping them)."""
@@ -157,23 +168,51 @@ class Analyzer:
 
     # ------------------------------------------------------------------------------------
     def _prepare(self, source: Source, audio: Source | None, transcript: Any, text: str | None,
-                 transcribe_audio: bool) -> _Input:
+                 transcribe_audio: bool | str | None) -> _Input:
         info, audio_source, duration = self._probe(source, audio)
-        check_text_inputs(transcript, text)
-        segments: list[TranscriptSegment] | None = None
+        mode = _transcribe_mode(transcribe_audio, self.options.transcribe)
+        check_text_inputs(transcript, text, mode)
+        words: Words
         if isinstance(transcript, list):
-            segments = transcript
+            words = GivenWords(transcript)
         elif transcript is not None:
-            segments = read_transcript(transcript)
+            words = GivenWords(read_transcript(transcript))
         elif text is not None:
-            segments = from_text(text)
-        elif transcribe_audio and "text" in self.modalities:
-            if audio_source is None:
+            words = GivenWords(from_text(text))
+        else:
+            words = self._speech_words(audio_source, mode)
+        return _Input(source, info, audio_source, audio is not None, duration, words)
+
+    def _speech_words(self, audio_source: Source | None, mode: str) -> Words:
+        """The words of the input's speech as `mode` says: recognised while the windows are
+        analysed, or none and why. A missing model is an error only when mode is "on"."""
+        if mode == "off":
+            return NoWords("transcription is off")
+        if "text" not in self.modalities:
+            if mode == "on":
+                raise AnalysisError("transcribe is 'on' but the text modality is not analysed "
+                                    f"(modalities: {', '.join(self.modalities)})")
+            return NoWords("the text modality is not analysed")
+        if audio_source is None:
+            if mode == "on":
                 raise AnalysisError("cannot transcribe: the input has no audio")
-            if isinstance(audio_source, bytes):
-                raise AnalysisError("transcription needs a file path, not bytes")
-            segments = transcribe(audio_source)
-        return _Input(source, info, audio_source, audio is not None, duration, segments)
+            return NoWords("the input has no audio")
+        try:
+            transcriber = self.transcriber(allow_download=mode == "on")
+        except TranscriptionUnavailable as exc:
+            if mode == "on":
+                raise
+            return NoWords(f"no ASR model available offline ({exc})")
+        return LiveTranscript(transcriber, audio_source)
+
+    def transcriber(self, *, allow_download: bool = False) -> Transcriber:
+        """This Analyzer's Transcriber, resolved (and its model loaded) on first use; raises
+        TranscriptionUnavailable when no model is found (downloads only if `allow_download`)."""
+        found = self._transcribers.get(allow_download) or self._transcribers.get(False)
+        if found is None:
+            found = Transcriber(allow_download=allow_download).load()
+            self._transcribers[allow_download] = found
+        return found
 
     def model_runtime(self) -> dict[str, str]:
         """How the model ran, for the JSON's `model`: `backend` ("torch", "onnx" or "seed"), and
@@ -190,13 +229,15 @@ class Analyzer:
         headers claimed, the windows past that end are dropped and `ended["duration"]` says where."""
         use_face = "face" in self.modalities and given.info.has_video
         use_voice = "voice" in self.modalities and given.audio is not None
-        use_text = "text" in self.modalities and bool(given.transcript)
+        use_text = "text" in self.modalities and given.words.has_words()
         windows = make_windows(given.duration, self.window, self.hop)
         reader = AudioWindowReader(given.audio) if use_voice else None
         run = None
         try:
+            if use_text:
+                given.words.start()  # recognition runs beside the face and voice paths
             run = self.runner.start(given.source, given.info, given.duration, windows, use_face=use_face, reader=reader,
-                                    transcript=given.transcript if use_text else None,
+                                    words=given.words if use_text else None,
                                     face_observations=face_observations)
             if progress:
                 progress(0, len(windows))
@@ -219,6 +260,7 @@ class Analyzer:
                 if done >= len(windows):
                     break
         finally:
+            given.words.close()
             if reader is not None:
                 reader.close()
             if run is not None:
@@ -251,6 +293,15 @@ def _known_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "modalities" in chosen and not isinstance(chosen["modalities"], str):
         chosen["modalities"] = tuple(chosen["modalities"])
     return chosen
+
+
+def _transcribe_mode(override: bool | str | None, default: str) -> str:
+    """The transcribe mode for one input: the override (True "on", False "off") or the options'."""
+    if override is None:
+        return default
+    if isinstance(override, bool):
+        return "on" if override else "off"
+    return check_transcribe(override)
 
 
 def _decoded_end(ends: list[float | None]) -> float | None:

@@ -19,11 +19,11 @@ import numpy as np
 from ..media import AudioWindowReader, MediaInfo, Source, iter_frames
 from ..models.interfaces import JointModel
 from ..models.seed.preprocess import fill_frames, sample_times, square_frame
-from ..transcript import TranscriptSegment
 from .fusion import emotion_sentiment
 from .results import FaceResult, Segment, TextResult, Verdict, VoiceResult
 from .voice import voiced
 from .windows import Window, window_texts
+from .words import Words
 
 
 class WindowFrames:
@@ -90,18 +90,18 @@ class JointRunner:
         return self.model.text_sentiment
 
     def start(self, source: Source, info: MediaInfo, duration: float, windows: list[Window], *, use_face: bool,
-              reader: AudioWindowReader | None, transcript: list[TranscriptSegment] | None,
+              reader: AudioWindowReader | None, words: Words | None,
               face_observations: object = None) -> "JointRun":
         frames = WindowFrames(source, windows, self.model.frames_per_window, self.model.frame_size) if use_face else None
-        return JointRun(self, frames, reader, transcript, duration)
+        return JointRun(self, frames, reader, words, duration)
 
 
 class JointRun:
     """A JointModel over one input."""
 
     def __init__(self, runner: JointRunner, frames: WindowFrames | None, reader: AudioWindowReader | None,
-                 transcript: list[TranscriptSegment] | None, duration: float):
-        self.runner, self.frames, self.reader, self.transcript, self.duration = runner, frames, reader, transcript, duration
+                 words: Words | None, duration: float):
+        self.runner, self.frames, self.reader, self.words, self.duration = runner, frames, reader, words, duration
 
     @property
     def stream_ends(self) -> list[float | None]:
@@ -115,7 +115,8 @@ class JointRun:
         clips = self.frames.take(block) if self.frames is not None else [None] * len(block)
         voices = (voiced(block, self.reader, self.runner.min_speech_fraction) if self.reader is not None
                   else [None] * len(block))
-        texts = window_texts(block, self.transcript, self.duration)[0] if self.transcript else [None] * len(block)
+        texts = (window_texts(block, self.words.until(block[-1].end), self.duration)[0] if self.words is not None
+                 else [None] * len(block))
         inputs = [WindowInputs(frames=c[0] if c else None, audio=v[0] if v else None, text=t)
                   for c, v, t in zip(clips, voices, texts)]
         predictions = model.predict_windows(inputs)

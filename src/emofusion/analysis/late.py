@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ..media import AudioWindowReader, MediaInfo, Source
 from ..models.interfaces import LateFusionModel
-from ..transcript import TranscriptSegment
 from .face import FaceObservation, FacePath, FaceRun
 from .fusion import fused_segment
 from .results import Segment
@@ -13,6 +12,7 @@ from .text import TextPath
 from .threads import beside_workers, torch_threads
 from .voice import VoicePath
 from .windows import Window
+from .words import Words
 
 
 class LateFusionRunner:
@@ -29,10 +29,10 @@ class LateFusionRunner:
         self.voice = VoicePath(model, min_speech_fraction)
 
     def start(self, source: Source, info: MediaInfo, duration: float, windows: list[Window], *, use_face: bool,
-              reader: AudioWindowReader | None, transcript: list[TranscriptSegment] | None,
+              reader: AudioWindowReader | None, words: Words | None,
               face_observations: list[FaceObservation] | None = None) -> "LateFusionRun":
         faces = self.face.start(source, duration, info, face_observations) if use_face and self.face else None
-        text = TextPath(self.model, transcript, duration) if transcript else None
+        text = TextPath(self.model, words, duration) if words is not None else None
         return LateFusionRun(self, faces, reader, text)
 
 

@@ -7,22 +7,22 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.interfaces import LateFusionModel
-from ..transcript import TranscriptSegment
 from .results import TextResult
 from .windows import Window, window_texts
+from .words import Words
 
 
 class TextPath:
     """The text path of a late-fusion model over one input (its cache lives as long as the input)."""
 
-    def __init__(self, model: LateFusionModel, segments: list[TranscriptSegment], duration: float):
-        self.model, self.segments, self.duration = model, segments, duration
+    def __init__(self, model: LateFusionModel, words: Words, duration: float):
+        self.model, self.words, self.duration = model, words, duration
         self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def results_for(self, block: list[Window]) -> list[TextResult | None]:
         """Per window: the text heads' emotion and sentiment, or None where no text overlaps."""
         turns = self.model.config.text_net.context_turns
-        texts, contexts = window_texts(block, self.segments, self.duration, turns)
+        texts, contexts = window_texts(block, self.words.until(block[-1].end), self.duration, turns)
         unique = sorted({(t, c) for t, c in zip(texts, contexts) if t is not None})
         todo = [pair for pair in unique if pair not in self._cache]
         if todo:

@@ -1,5 +1,5 @@
 """Windows of time over an input, the instants at which frames are sampled, and the transcript
-text that overlaps each window."""
+text spoken in each window."""
 
 from __future__ import annotations
 
@@ -42,20 +42,35 @@ def frame_times(duration: float, fps: float) -> list[float]:
 
 def window_texts(block: list[Window], segments: list[TranscriptSegment], duration: float,
                  turns: int = 0) -> tuple[list[str | None], list[str]]:
-    """Per window: the transcript text overlapping it (None: none) and the `turns` segments
-    before that text as context ("" without)."""
+    """Per window: the transcript text spoken in it (None: none) and the `turns` segments
+    before that text as context ("" without).
+
+    A segment with `words` (from speech recognition) contributes the words whose midpoint lies
+    in the window, so a window reads what was said inside it; a segment without words (a text,
+    subtitles) contributes its whole text to every window it overlaps."""
     texts: list[str | None] = []
     contexts: list[str] = []
     for w in block:
-        overlapping = [
-            k for k, s in enumerate(segments)
-            if s.start < w.end and (s.end if s.end is not None else duration + 1) > w.start
-        ]
-        if not overlapping:
+        parts: list[str] = []
+        first: int | None = None
+        for k, s in enumerate(segments):
+            if s.words:  # by the words' own times (a word may end a little past its segment)
+                if s.words[-1].end < w.start or s.words[0].start >= w.end:
+                    continue
+                inside = [x.text for x in s.words if w.start <= (x.start + x.end) / 2 < w.end]
+                if not inside:
+                    continue
+                parts.append(" ".join(inside))
+            elif s.start < w.end and (s.end if s.end is not None else duration + 1) > w.start:
+                parts.append(s.text)
+            else:
+                continue
+            if first is None:
+                first = k
+        if first is None:
             texts.append(None)
             contexts.append("")
             continue
-        texts.append(" ".join(segments[k].text for k in overlapping))
-        first = overlapping[0]
+        texts.append(" ".join(parts))
         contexts.append(" ".join(s.text for s in segments[max(0, first - turns) : first]) if turns else "")
     return texts, contexts

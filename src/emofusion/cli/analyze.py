@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
+from .common import TRANSCRIBE_HELP, ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
 
 MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
 PROGRESS_STEPS = 20  # about as many steps of the bar per input
@@ -21,7 +21,7 @@ def analyze(
     audio: Optional[Path] = typer.Option(None, "--audio", help="Separate audio file to use instead of the input's audio track."),
     transcript: Optional[Path] = typer.Option(None, "--transcript", help="Transcript: .txt (whole input), .srt or .vtt."),
     text: Optional[str] = typer.Option(None, "--text", help="Text for the whole input (instead of --transcript)."),
-    transcribe: bool = typer.Option(False, "--transcribe", help="Transcribe the audio with faster-whisper (needs the asr extra and a local model)."),
+    transcribe: str = typer.Option("auto", "--transcribe", help=TRANSCRIBE_HELP),
     window: float = typer.Option(DEFAULT_WINDOW_SECONDS, "--window", help="Window length in seconds."),
     hop: float = typer.Option(DEFAULT_HOP_SECONDS, "--hop", help="Seconds between window starts."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
@@ -40,12 +40,15 @@ def analyze(
     # the arguments first: a typo is answered at once, before torch is imported and the model loads
     if transcript is not None and text is not None:
         fail(input, "give --transcript or --text, not both")
+    if transcribe == "on" and (transcript is not None or text is not None):
+        fail(input, f"--transcribe on transcribes the speech: give {'--transcript' if transcript is not None else '--text'} "
+                    "or --transcribe on, not both (--transcribe auto keeps the given words)")
     check_input(input)
     for given in (audio, transcript):
         if given is not None:
             check_input(given)
     try:
-        options = AnalysisOptions.from_flags(window, hop, fps, modalities)
+        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe)
     except AnalysisError as exc:
         fail_with(exc, input)
     check_output(json_out, "--json")
@@ -70,7 +73,7 @@ def analyze(
         progress.status(f"analysing {Path(input).name} ...")
         try:
             analysis = analyzer.analyze(input, audio=str(audio) if audio is not None else None, transcript=transcript,
-                                        text=text, transcribe_audio=transcribe, progress=progress.update,
+                                        text=text, progress=progress.update,
                                         progress_steps=PROGRESS_STEPS if progress.enabled else None)
         except ExternalAudioError as exc:  # the --audio file, not the input, is at fault
             fail_with(exc, str(audio))

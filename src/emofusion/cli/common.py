@@ -13,6 +13,13 @@ import typer
 
 from ..errors import EXIT_USAGE, EmofusionError
 
+TRANSCRIBE_HELP = (
+    "Transcribe the speech for the text channel with Whisper (faster-whisper): auto (when no transcript or text is "
+    "given and a model is available offline), on (always; may download a model; an error with a transcript or "
+    "text), off. The model: EMOFUSION_ASR_MODEL (a faster-whisper model folder, or a size name such as base or "
+    "small.en, found in the Hugging Face cache or, with on, downloaded), else the offline default installed with "
+    "emofusion (Whisper tiny.en, English only).")
+
 
 def fail(subject: str, reason: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print `error: <subject>: <reason>` on stderr (one line) and exit with `code`."""

@@ -17,7 +17,7 @@ def evaluate(
     dataset: str = typer.Option(..., "--dataset", help=f"Dataset reader: {', '.join(DATASETS)}."),
     root: Path = typer.Option(..., "--root", help="Dataset folder (or the manifest file for --dataset manifest)."),
     split: Optional[str] = typer.Option(
-        None, "--split", help="Split to evaluate, or 'all' (default: val for fer2013, dev for meld, all otherwise)."
+        None, "--split", help="Split to evaluate, or 'all' (default: val for fer2013, dev for meld and goemotions, all otherwise)."
     ),
     model: str = typer.Option("default", "--model", help="Bundled model name, model folder, or hub id."),
     speakers: Optional[str] = typer.Option(

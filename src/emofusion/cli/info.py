@@ -26,3 +26,8 @@ def info(as_json: bool = typer.Option(False, "--json", help="JSON on stdout inst
         typer.echo(f"bundled model: {name} {m['version']} ({parts}; {len(m['labels'])} labels)")
     typer.echo(f"backends: {', '.join(data['backends'])}; batch engines: {', '.join(data['batch_engines'])}")
     typer.echo("extras: " + ", ".join(f"{e} {'yes' if ok else 'no'}" for e, ok in data["extras"].items()))
+    asr = data["speech_recognition"]
+    if asr["model"]:
+        typer.echo(f"speech recognition: Whisper {asr['model']} ({asr['source']}: {asr['path']})")
+    else:
+        typer.echo(f"speech recognition: none ({asr['reason']})")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .base import DatasetLayoutError, DatasetScan, Item
 from .faces import IMAGE_SUFFIXES, image_splits, scan_fer2013, scan_imagefolder
+from .goemotions import goemotions_splits, scan_goemotions
 from .manifest import scan_manifest
 from .meld import meld_splits, scan_meld
 from .registry import DATASETS, DatasetSpec, get_dataset
@@ -32,12 +33,14 @@ __all__ = [
     "Item",
     "default_data_root",
     "get_dataset",
+    "goemotions_splits",
     "image_splits",
     "leave_one_speaker_out",
     "meld_splits",
     "scan_cremad",
     "scan_emodb",
     "scan_fer2013",
+    "scan_goemotions",
     "scan_imagefolder",
     "scan_manifest",
     "scan_meld",

@@ -11,6 +11,7 @@ from ..errors import UnknownDatasetError
 from .base import DatasetScan
 from .faces import IMAGEFOLDER_LAYOUT, image_splits, scan_fer2013, scan_imagefolder
 from .manifest import MANIFEST_LAYOUT, scan_manifest
+from .goemotions import GOEMOTIONS_LAYOUT, goemotions_splits, scan_goemotions
 from .meld import MELD_LAYOUT, meld_splits, scan_meld
 from .speech import CREMAD_LAYOUT, EMODB_LAYOUT, RAVDESS_LAYOUT, scan_cremad, scan_emodb, scan_ravdess
 
@@ -60,6 +61,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "emodb": _spec("emodb", "voice", EMODB_LAYOUT, *_single_split("emodb", scan_emodb)),
     "cremad": _spec("cremad", "voice", CREMAD_LAYOUT, *_single_split("cremad", scan_cremad)),
     "meld": _spec("meld", "text", MELD_LAYOUT, meld_splits, scan_meld),
+    "goemotions": _spec("goemotions", "text", GOEMOTIONS_LAYOUT, goemotions_splits, scan_goemotions),
     # A manifest may list any media; "voice" is its default use (audio segments with text).
     "manifest": _spec("manifest", "voice", MANIFEST_LAYOUT, *_single_split("manifest", scan_manifest, is_file=True)),
 }

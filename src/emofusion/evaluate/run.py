@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..models import EmotionModel
 
 ALL = "all"
-DEFAULT_SPLITS = {"fer2013": "val", "meld": "dev"}
+DEFAULT_SPLITS = {"fer2013": "val", "meld": "dev", "goemotions": "dev"}
 
 # --------------------------------------------------------------------------------------
 # Reading datasets

@@ -67,7 +67,9 @@ def fusion_report(probs: dict[str, np.ndarray], y: np.ndarray, weights: dict[str
     for r in range(1, len(names) + 1):
         for subset in itertools.combinations(names, r):
             fused = fuse({m: probs[m] for m in subset}, weights)
-            assert fused is not None
+            if fused is None:  # every modality of the subset has weight 0: the fusion ignores it
+                out["+".join(subset)] = None
+                continue
             rep = classification_report(y, fused, labels)
             out["+".join(subset)] = {"accuracy": rep["accuracy"], "uar": rep["uar"], "macro_f1": rep["macro_f1"]}
     return out
@@ -115,6 +117,14 @@ def assemble(parts: dict[str, str | Path], out: str | Path, *, name: str = "defa
     return combined
 
 
+def _val_speakers(model: EmotionModel) -> set[str]:
+    """The validation speakers of a voice part: from its training record, or from the record of
+    the voice part inside an assembled (bundled) model."""
+    extra = model.config.extra or {}
+    record = extra.get("parts", {}).get("voice", extra)
+    return set(record.get("data", {}).get("val_speakers", []))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Fit fusion weights on composed held-out examples and write the bundled model folder."""
     import argparse
@@ -125,12 +135,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--face", required=True, help="face model folder (trained on FER-2013 train)")
     ap.add_argument("--voice", required=True, help="voice model folder to ship")
-    ap.add_argument("--voice-cv", required=True, help="cross-validation folder (fold*/last) for held-out voice predictions")
+    held_out = ap.add_mutually_exclusive_group(required=True)
+    held_out.add_argument("--voice-cv", help="cross-validation folder (fold*/last) for held-out voice predictions")
+    held_out.add_argument("--voice-val-speakers", action="store_true",
+                          help="instead of --voice-cv: the --voice model's predictions on its own validation "
+                               "speakers (its config's val_speakers), a smaller held-out pool")
     ap.add_argument("--text", required=True, help="text model folder (trained on MELD train)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--data", default=str(default_data_root()))
     ap.add_argument("--per-class", type=int, default=400)
-    ap.add_argument("--version", default="0.5.0")
+    ap.add_argument("--version", default="0.6.0")
     args = ap.parse_args(argv)
     data = Path(args.data)
 
@@ -139,11 +153,23 @@ def main(argv: list[str] | None = None) -> None:
     face_y, face_p, _, _ = predict_items(face_model, "face", scan.items)
 
     voice_y_parts, voice_p_parts = [], []
+    voice_model = load_model(args.voice, load_text_encoder=False) if args.voice_val_speakers else None
+    val_speakers = _val_speakers(voice_model) if voice_model is not None else set()
+    if voice_model is not None and not val_speakers:
+        raise SystemExit(f"{args.voice} names no val_speakers in its config: use --voice-cv")
     for dataset, root in (("ravdess", data / "ravdess-speech-16k"), ("emodb", data / "emodb")):
+        if voice_model is not None:
+            items = [i for i in get_dataset(dataset).scan(root, "all").items if i.speaker in val_speakers]
+            y, p, _, _ = predict_items(voice_model, "voice", items)
+            voice_y_parts.append(y)
+            voice_p_parts.append(p)
+            continue
         report = evaluate_cross_validation(args.voice_cv, dataset, root, return_predictions=True)
         voice_y_parts.append(np.asarray(report["predictions"]["y_true"]))
         voice_p_parts.append(np.asarray(report["predictions"]["probs"]))
     voice_y, voice_p = np.concatenate(voice_y_parts), np.concatenate(voice_p_parts)
+    voice_source = (f"the shipped voice net on its validation speakers {sorted(val_speakers)} ({len(voice_y)} clips)"
+                    if voice_model is not None else "speaker-held-out CV voice from RAVDESS+EmoDB")
 
     text_model = load_model(args.text)
     scan = get_dataset("meld").scan(data / "meld", "dev")
@@ -158,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     weights = fit_weights({m: p[fit_idx] for m, p in probs.items()}, y[fit_idx])
     report = {
         "protocol": (
-            "composed examples: per emotion, random (FER-2013 val face, speaker-held-out CV voice from RAVDESS+EmoDB, "
+            f"composed examples: per emotion, random (FER-2013 val face, {voice_source}, "
             f"MELD dev utterance) of that emotion, {args.per_class} per class; weights fitted on a random half, "
             "metrics on the other half"
         ),

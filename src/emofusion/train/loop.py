@@ -148,10 +148,12 @@ def train(
             probs = task.predict_val(model)
             report = classification_report(task.val_y, probs, task.labels)
             val_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(task.val_y)), task.val_y], 1e-8, 1.0))))
-            score = float(report[opt.select_on])
+            score, by_source = selection_score(task, report, probs, opt.select_on)
             entry = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": scheduler.get_last_lr()[0],
                      "accuracy": report["accuracy"], "uar": report["uar"], "macro_f1": report["macro_f1"],
                      "weighted_f1": report["weighted_f1"], "seconds": round(time.time() - t0, 1)}
+            if by_source:
+                entry["by_source"] = by_source
             history.append(entry)
             log(json.dumps(entry))
             assert writer is not None
@@ -161,6 +163,8 @@ def train(
             for key in ("accuracy", "uar", "macro_f1", "weighted_f1"):
                 writer.add_scalar(f"val/{key}", report[key], epoch + 1)
             meta = {"recipe": recipe.name, "epoch": epoch + 1, "val": short_report(report), "data": task.data_summary()}
+            if by_source:
+                meta["val_by_source"] = by_source
             task.save(model, out / "last", meta)
             if score > best_score:
                 best_score, best_epoch, stale = score, epoch, 0
@@ -191,6 +195,19 @@ def train(
         if writer is not None:
             writer.close()
     return summary
+
+
+def selection_score(task: Task, report: dict[str, Any], probs: np.ndarray,
+                    select_on: str) -> tuple[float, dict[str, dict[str, Any]]]:
+    """The checkpoint's score, and each validation corpus's figures when there are several:
+    with several corpora the score is the mean of their `select_on`, so the largest does not
+    outvote the others."""
+    groups = task.val_groups or {}
+    if len(groups) < 2:
+        return float(report[select_on]), {}
+    by_source = {name: short_report(classification_report(task.val_y[rows], probs[rows], task.labels))
+                 for name, rows in groups.items()}
+    return float(np.mean([r[select_on] for r in by_source.values()])), by_source
 
 
 def short_report(report: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ ANALYSIS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-d
         "audio": {"type": "string", "format": "binary", "description": "audio that replaces the file's own track"},
         "transcript": {"type": "string", "format": "binary", "description": ".srt, .vtt or .txt"},
         "text": {"type": "string", "description": "plain text said over the whole file"},
-        "options": {"type": "string", "description": 'JSON, e.g. {"window": 2, "hop": 1}'},
+        "options": {"type": "string", "description": 'JSON, e.g. {"window": 2, "hop": 1, "transcribe": "auto"}'},
         "callback_url": {"type": "string", "description": "POSTed the outcome as JSON when done"},
     }}}}}}
 
@@ -94,7 +94,7 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
     services.engine.check_options(chosen)  # now, not in the job
     if transcript is not None:
         parse_transcript(bounded_transcript(transcript.file.read(MAX_TRANSCRIPT_BYTES + 1)))
-    check_text_inputs(transcript, text or None)
+    check_text_inputs(transcript, text or None, chosen.transcribe)
     if text and "\x00" in text:  # no database stores a NUL in text, and no one says one
         raise ApiError(422, "invalid_request", "the text contains a NUL character")
     if callback_url:

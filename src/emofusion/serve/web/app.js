@@ -471,6 +471,9 @@ async function submitAnalysis() {
   const hop = parseFloat($("opt-hop").value);
   if (Number.isFinite(win)) options.window = win;
   if (Number.isFinite(hop)) options.hop = hop;
+  // checked (the default): the service's "auto" (speech is transcribed when no words are given);
+  // unchecked: "off"
+  if (!$("opt-transcribe").checked) options.transcribe = "off";
   if (Object.keys(options).length) form.append("options", JSON.stringify(options));
 
   const button = $("analyze-submit");
@@ -653,6 +656,7 @@ function renderResult(a) {
   if (r.model) extra.push(`model ${r.model.name} ${r.model.version}${r.model.trained ? "" : " (untrained)"}`);
   if (windows) extra.push(`windows: ${windows}`);
   $("analysis-meta").textContent = [meta, ...extra].filter(Boolean).join(" · ");
+  renderWords(r);
   drawTimeline();
   renderFaces(a);
   const png = `/v1/analyses/${encodeURIComponent(a.id)}/timeline.png`;
@@ -663,6 +667,36 @@ function renderResult(a) {
   }
   $("timeline-link").href = png;
   $("json-link").href = `/v1/analyses/${encodeURIComponent(a.id)}`;
+}
+
+// ------------------------------------------------------------------ words
+// Where the words came from (media.transcript) and, per window with text, what was read there
+// and the text reading's top emotion.
+
+function wordsSource(t) {
+  if (!t) return "";
+  if (t.source === "asr") return `(recognised by Whisper ${t.model})`;
+  if (t.source === "given") return "(from the transcript or text given)";
+  return t.reason ? `(none: ${t.reason})` : "(none)";
+}
+
+function renderWords(r) {
+  const t = r.media && r.media.transcript;
+  const spoken = (r.segments || []).filter((s) => s.text && s.text.text);
+  const box = $("words");
+  box.hidden = !t && !spoken.length;
+  $("words-source").textContent = wordsSource(t);
+  $("words-list").replaceChildren(
+    ...spoken.map((s) => {
+      const probs = s.text.probs || {};
+      let top = null;
+      for (const [k, v] of Object.entries(probs)) if (top === null || v > probs[top]) top = k;
+      return h("li", {},
+        h("span", { class: "muted small", text: `${s.start.toFixed(1)}–${s.end.toFixed(1)} s ` }),
+        h("span", { text: `“${s.text.text}”` }),
+        top ? h("span", { class: "muted small", text: ` · text: ${top} ${pct(probs[top])}` }) : null);
+    }),
+  );
 }
 
 // ------------------------------------------------------------------ face strip

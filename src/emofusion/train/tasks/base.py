@@ -42,6 +42,8 @@ class Task:
     # to be provided by subclasses
     train_y: np.ndarray
     val_y: np.ndarray
+    # validation rows per corpus (name -> row indices), when validation spans several corpora
+    val_groups: dict[str, np.ndarray] | None = None
 
     def build_model(self) -> EmotionModel:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Utterances with their dialogue context (MELD) -> emotion and sentiment."""
+"""Utterances with their dialogue context (MELD, GoEmotions, ...) -> emotion and sentiment."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...data import DatasetScan, Item
 from ...features import dialogue_contexts
 from ...labels import SENTIMENTS
 from ...models import EmotionModel, ModelConfig, TextHeads, TextNetConfig
 from ..recipe import Recipe
 from .base import Task, _cache_key
 
+IGNORE = -100  # a target that takes no part in a loss
+
 
 class TextTask(Task):
-    """Transcripts (MELD) -> emotion + sentiment.
+    """Transcripts of one or more corpora (MELD, GoEmotions, manifests) -> emotion + sentiment.
 
     With `finetune_layers = 0` the sentence encoder is frozen and its embeddings are cached;
     with k > 0 its top k layers train too (their tensors are saved in the model file).
@@ -36,21 +39,36 @@ class TextTask(Task):
         self.max_length = self.net_cfg.max_length
         self.context_turns = self.net_cfg.context_turns
         self.sentiment_labels = list(SENTIMENTS)
-        spec = get_dataset(recipe.data["dataset"])
-        train_scan = spec.scan(recipe.data["root"], recipe.data.get("train_split", "train"))
-        val_scan = spec.scan(recipe.data["root"], recipe.data.get("val_split", "dev"))
-        for scan in (train_scan, val_scan):
-            for reason, count in scan.skipped.items():
-                self.skipped[reason] = self.skipped.get(reason, 0) + count
-        train_ctx = dialogue_contexts(train_scan.items, self.context_turns)
-        val_ctx = dialogue_contexts(val_scan.items, self.context_turns)
-        train_pairs = [(i, c) for i, c in zip(train_scan.items, train_ctx) if i.label in self.label_index]
-        val_pairs = [(i, c) for i, c in zip(val_scan.items, val_ctx) if i.label in self.label_index]
+        train_pairs: list[tuple[Item, str]] = []
+        val_pairs: list[tuple[Item, str]] = []
+        train_weights: list[float] = []
+        val_source: list[str] = []
+        for source in text_sources(recipe.data):
+            spec = get_dataset(source["dataset"])
+            train_split = source.get("train_split", "train")
+            # train_split = false: a corpus that is only validated on (e.g. kept in view while
+            # fine-tuning on another)
+            train_scan = spec.scan(source["root"], train_split) if train_split is not False else DatasetScan(Path(), [])
+            val_scan = spec.scan(source["root"], source.get("val_split", "dev"))
+            for scan in (train_scan, val_scan):
+                for reason, count in scan.skipped.items():
+                    key = f"{spec.name}: {reason}"
+                    self.skipped[key] = self.skipped.get(key, 0) + count
+            kept_train = self._labelled(train_scan.items, dialogue_contexts(train_scan.items, self.context_turns))
+            kept_val = self._labelled(val_scan.items, dialogue_contexts(val_scan.items, self.context_turns))
+            train_pairs += kept_train
+            val_pairs += kept_val
+            train_weights += [float(source.get("loss_weight", 1.0))] * len(kept_train)
+            val_source += [spec.name] * len(kept_val)
         self.train_y = np.asarray([self.label_index[i.label] for i, _ in train_pairs], dtype=np.int64)
         self.val_y = np.asarray([self.label_index[i.label] for i, _ in val_pairs], dtype=np.int64)
+        self.train_w = torch.tensor(train_weights, dtype=torch.float32)
+        names = np.asarray(val_source)
+        self.val_groups = {name: np.flatnonzero(names == name) for name in dict.fromkeys(val_source)}
         s_index = {name: k for k, name in enumerate(self.sentiment_labels)}
-        self.train_s = np.asarray([s_index[i.sentiment] for i, _ in train_pairs], dtype=np.int64)
-        self.val_s = np.asarray([s_index[i.sentiment] for i, _ in val_pairs], dtype=np.int64)
+        # no sentiment truth (e.g. a GoEmotions comment labelled "ambiguous"): left out of that loss
+        self.train_s = np.asarray([s_index.get(i.sentiment or "", IGNORE) for i, _ in train_pairs], dtype=np.int64)
+        self.val_s = np.asarray([s_index.get(i.sentiment or "", IGNORE) for i, _ in val_pairs], dtype=np.int64)
         self.encoder = SentenceEncoder(self.encoder_source, max_length=self.max_length)
         self.finetune_layers = int(m.get("finetune_layers", 0))
         self.encoder_lr = float(m.get("encoder_lr", 5e-5))
@@ -63,6 +81,17 @@ class TextTask(Task):
         else:
             self.train_u, self.train_c = self._embed([i.text or "" for i, _ in train_pairs], [c for _, c in train_pairs])
             self.val_u, self.val_c = self._embed([i.text or "" for i, _ in val_pairs], [c for _, c in val_pairs])
+
+    def _labelled(self, items: list[Item], contexts: list[str]) -> list[tuple[Item, str]]:
+        """(item, context) for the items whose label the model has; the others counted as skipped."""
+        kept = []
+        for item, context in zip(items, contexts):
+            if item.label in self.label_index:
+                kept.append((item, context))
+            else:
+                key = f"label {item.label!r} not in the model's labels"
+                self.skipped[key] = self.skipped.get(key, 0) + 1
+        return kept
 
     def _embed(self, texts: list[str], contexts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         key = _cache_key("text", texts + ["\x01"] + contexts, {"enc": self.encoder_source, "max": self.max_length})
@@ -120,23 +149,26 @@ class TextTask(Task):
         bs = self.recipe.optim.batch_size
         for start in range(0, len(idx), bs):
             sel = torch.as_tensor(idx[start : start + bs])
-            y, s = torch.as_tensor(self.train_y[sel]), torch.as_tensor(self.train_s[sel])
+            y, s, w = torch.as_tensor(self.train_y[sel]), torch.as_tensor(self.train_s[sel]), self.train_w[sel]
             if self.finetune_layers > 0:
-                yield TextBatch([self.train_texts[i] for i in sel], [self.train_ctx[i] for i in sel]), y, s
+                yield TextBatch([self.train_texts[i] for i in sel], [self.train_ctx[i] for i in sel]), y, s, w
             else:
-                yield self.train_u[sel], self.train_c[sel], y, s
+                yield self.train_u[sel], self.train_c[sel], y, s, w
 
     def loss(self, part, batch, class_weights, smoothing):
         if self.finetune_layers > 0:
-            texts, y, s = batch
+            texts, y, s, w = batch
             emo, sent = part(texts)
         else:
-            u, c, y, s = batch
+            u, c, y, s, w = batch
             emo, sent = part(u, c)
-        w = self.recipe.optim.sentiment_weight
-        return F.cross_entropy(emo, y, weight=class_weights, label_smoothing=smoothing) + w * F.cross_entropy(
-            sent, s, label_smoothing=smoothing
-        )
+        emotion = F.cross_entropy(emo, y, weight=class_weights, label_smoothing=smoothing, reduction="none")
+        sentiment = F.cross_entropy(sent, s, label_smoothing=smoothing, reduction="none", ignore_index=IGNORE)
+        has_sentiment = (s != IGNORE).to(w.dtype)
+        total = (w * emotion).sum() / w.sum()
+        if has_sentiment.any():
+            total = total + self.recipe.optim.sentiment_weight * (w * has_sentiment * sentiment).sum() / (w * has_sentiment).sum()
+        return total
 
     @torch.inference_mode()
     def predict_val(self, model: EmotionModel) -> np.ndarray:
@@ -146,6 +178,23 @@ class TextTask(Task):
             return emo
         emo, _ = model.text(self.val_u, self.val_c)
         return torch.softmax(emo, -1).numpy()
+
+
+def text_sources(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The corpora of a text recipe's [data]: its `sources` list, or the table itself when it names
+    one `dataset`. Each: dataset, root, train_split ("train"; false: validation only), val_split
+    ("dev"), loss_weight (1.0)."""
+    sources = data.get("sources")
+    if sources is None:
+        if "dataset" not in data:
+            raise ValueError("a text recipe's [data] needs `dataset` and `root`, or `sources`")
+        return [data]
+    if not sources or any("dataset" not in s or "root" not in s for s in sources):
+        raise ValueError("each of [data].sources needs `dataset` and `root`")
+    for s in sources:
+        if float(s.get("loss_weight", 1.0)) <= 0:
+            raise ValueError(f"loss_weight of {s['dataset']} must be > 0")
+    return list(sources)
 
 
 class TextBatch:
