@@ -401,3 +401,38 @@ select_on = "weighted_f1"
     summary = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert summary["data"]["train_n"] == 12 and summary["data"]["val_n"] == 4 + 3
     assert set(summary["history"][0]["by_source"]) == {"meld", "goemotions"}
+
+
+def test_fine_tuned_layers_are_stored_in_half_precision_and_older_float32_files_still_load(tmp_path, tiny_encoder_dir):
+    """New text models store their fine-tuned encoder layers in float16 (half the file); a model
+    folder written before (float32, no `dtype` in its config) loads and answers as it did."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    recipe = _text_recipe(tmp_path, tiny_encoder_dir, "finetune_layers = 1\nencoder_lr = 0.01\ncontext_turns = 1")
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0
+    config = json.loads((out / "last" / "config.json").read_text())
+    assert config["text"]["finetuned"]["dtype"] == "float16"
+    with safe_open(str(out / "last" / "model.safetensors"), "pt") as f:
+        deltas = [f.get_tensor(k) for k in f.keys() if k.startswith("text_encoder_delta.")]
+    assert deltas and all(t.dtype == torch.float16 for t in deltas)
+    texts, contexts = ["the cat is happy", "i am angry at you"], ["", "the dog is sad"]
+    half, _ = load_model(out / "last").text_probs(texts, contexts)
+
+    # the same tensors written as an older model folder: float32, no dtype in the config
+    old = tmp_path / "old"
+    old.mkdir()
+    state = {k: (v.float() if k.startswith("text_encoder_delta.") else v)
+             for k, v in load_file(str(out / "last" / "model.safetensors")).items()}
+    save_file(state, str(old / "model.safetensors"), metadata={"format": "emofusion"})
+    del config["text"]["finetuned"]["dtype"]
+    (old / "config.json").write_text(json.dumps(config))
+    loaded = load_model(old)
+    assert all(t.dtype == torch.float32 for t in loaded.text_encoder_delta.tensors().values())
+    again, _ = loaded.text_probs(texts, contexts)
+    assert np.allclose(half, again, atol=1e-6)  # the same values (float16 ones, widened)
+    config["text"]["finetuned"]["dtype"] = "int4"
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="text.finetuned.dtype must be one of float16, float32"):
+        load_model(old)

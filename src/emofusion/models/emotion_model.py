@@ -145,7 +145,7 @@ class EmotionModel(ModelParts, torch.nn.Module):
             )
             finetuned = config.text.get("finetuned")
             if finetuned:
-                self.text_encoder_delta = EncoderDelta(finetuned["shapes"])
+                self.text_encoder_delta = EncoderDelta.from_config(finetuned)
             if load_text_encoder:
                 self._load_encoder()
         self.eval()

@@ -215,7 +215,7 @@ class OnnxModel(ModelParts):
             raise ModelLoadError(f"{self.directory}: the text encoder was fine-tuned but {path.name} is missing")
         from safetensors.torch import load_file
 
-        delta = EncoderDelta(finetuned["shapes"])
+        delta = EncoderDelta.from_config(finetuned)
         tensors = load_file(str(path))
         missing = [n for n in delta.names if n not in tensors]
         if missing:

@@ -125,15 +125,27 @@ class TextHeads(nn.Module):
 class EncoderDelta(torch.nn.Module):
     """Fine-tuned tensors of the sentence encoder's top layers, stored in model.safetensors.
 
-    Shapes come from the config (`text.finetuned`), so a model loads strictly without the
-    encoder; the tensors are copied into the encoder when it is loaded.
+    Shapes and the stored precision come from the config (`text.finetuned`: `shapes`, and
+    `dtype`, "float16" or "float32" (the default, what models before 0.6.0 stored)), so a model
+    loads strictly without the encoder; the tensors are copied into the encoder, in its own
+    precision, when it is loaded. Float16 halves the file (four MiniLM layers: 14 MB instead of
+    28 MB) for a rounding the model card measures.
     """
 
-    def __init__(self, shapes: dict[str, list[int]]):
+    DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+    def __init__(self, shapes: dict[str, list[int]], dtype: str = "float32"):
         super().__init__()
+        if dtype not in self.DTYPES:
+            raise ModelLoadError(f"text.finetuned.dtype must be one of {', '.join(self.DTYPES)}, not {dtype!r}")
         self.names = sorted(shapes)
         for name in self.names:
-            self.register_buffer(self.key(name), torch.zeros(shapes[name]))
+            self.register_buffer(self.key(name), torch.zeros(shapes[name], dtype=self.DTYPES[dtype]))
+
+    @classmethod
+    def from_config(cls, finetuned: dict[str, Any]) -> "EncoderDelta":
+        """The (empty) tensors a config's `text.finetuned` describes."""
+        return cls(finetuned["shapes"], finetuned.get("dtype", "float32"))
 
     @staticmethod
     def key(name: str) -> str:

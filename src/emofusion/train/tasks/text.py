@@ -120,7 +120,9 @@ class TextTask(Task):
         if self.finetune_layers > 0:
             names = top_layer_tensors(self.encoder.model, self.finetune_layers)
             state = self.encoder.model.state_dict()
-            text["finetuned"] = {"layers": self.finetune_layers, "shapes": {n: list(state[n].shape) for n in names}}
+            # stored in float16: half the model file (the encoder trains and runs in float32)
+            text["finetuned"] = {"layers": self.finetune_layers, "shapes": {n: list(state[n].shape) for n in names},
+                                 "dtype": "float16"}
         model = EmotionModel(ModelConfig(name=self.recipe.name, labels=self.labels, text=text), load_text_encoder=False)
         model.attach_encoder(self.encoder)
         return model
