@@ -149,21 +149,27 @@ SPOKEN = ("I am so happy to see you again.", "This is terrible, I hate it.")
 SPEECH_LEAD, SPEECH_GAP = 0.5, 3.0
 
 
-def espeak_audio(text: str):
-    """``text`` spoken by espeak-ng's en-us voice, 16 kHz mono float32; the test is skipped
-    when espeak-ng is not installed (scripts/ensure-test-services.sh installs it)."""
+def espeak_wav(text: str, speed: int | None = 150) -> bytes:
+    """``text`` spoken by espeak-ng's en-us voice as WAV bytes (`speed` in words per minute;
+    None: espeak-ng's own default, 175); the test is skipped when espeak-ng is not installed
+    (scripts/ensure-test-services.sh installs it)."""
     import shutil
     import subprocess
 
     import pytest
 
-    from emofusion.media import read_audio
-
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True,
-                         capture_output=True).stdout
-    return read_audio(wav)
+    rate = ["-s", str(speed)] if speed is not None else []
+    return subprocess.run(["espeak-ng", "-v", "en-us", *rate, "--stdout", text], check=True,
+                          capture_output=True).stdout
+
+
+def espeak_audio(text: str):
+    """``text`` as :func:`espeak_wav` speaks it, decoded: 16 kHz mono float32."""
+    from emofusion.media import read_audio
+
+    return read_audio(espeak_wav(text))
 
 
 def make_speech_clip(path: str | os.PathLike, **clip: Any) -> tuple[Path, list[tuple[float, float]]]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
+from media_factory import espeak_audio, espeak_wav
 
 from emofusion.errors import TranscriptionUnavailable
-from emofusion.media import read_audio
 from emofusion.transcription import (
     DEFAULT_REGISTRY_MODEL,
     ENV_HOME,
@@ -34,8 +33,8 @@ SENTENCES = [
     "The children were playing football in the park.",
 ]
 # espeak-ng's en-us voice is clean and unaccented: on ten such sentences the default model
-# (Whisper tiny.en) has a WER of 0.08 and base 0.01 (benchmarks/results/asr.md). 0.25 leaves room for another espeak-ng build or CPU (about one word
-# in four) while a broken pipeline (a wrong model, chunks cut mid-word, lost or shifted words)
+# (Whisper tiny.en) has a WER of 0.08 and base 0.01 (benchmarks/results/asr.md). 0.25 leaves
+# room for another espeak-ng build or CPU (about one word in four) while a broken pipeline (a wrong model, chunks cut mid-word, lost or shifted words)
 # lands far above it.
 WER_BOUND = 0.25
 
@@ -57,14 +56,6 @@ def default_model(home, monkeypatch):
     monkeypatch.setenv(ENV_HOME, str(home))
     resolved = resolve_model()
     return resolved
-
-
-def espeak(text: str) -> np.ndarray:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], check=True,
-                         capture_output=True).stdout
-    return read_audio(wav)
 
 
 # --- word error rate -----------------------------------------------------------------------
@@ -191,7 +182,7 @@ def test_folder_and_env_resolve_to_the_same_model(default_model, monkeypatch):
 # --- real transcription --------------------------------------------------------------------
 
 def test_transcribes_espeak_speech_with_word_times(default_model):
-    audio = [espeak(s) for s in SENTENCES]
+    audio = [espeak_audio(s) for s in SENTENCES]
     gap = np.zeros(8000, np.float32)
     joined = np.concatenate([a for clip in audio for a in (clip, gap)])
     duration = joined.size / 16000
@@ -212,7 +203,7 @@ def test_transcribes_espeak_speech_with_word_times(default_model):
 
 
 def test_long_input_is_chunked_and_keeps_times(default_model):
-    clips = [espeak(s) for s in SENTENCES]
+    clips = [espeak_audio(s) for s in SENTENCES]
     gap = np.zeros(8000, np.float32)
     joined = np.concatenate([a for clip in clips for a in (clip, gap)])
     whole = list(Transcriber(default_model).transcribe(joined))
@@ -224,16 +215,13 @@ def test_long_input_is_chunked_and_keeps_times(default_model):
 
 
 def test_transcribes_a_media_source(default_model):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", SENTENCES[2]], check=True,
-                         capture_output=True).stdout
+    wav = espeak_wav(SENTENCES[2], speed=None)
     segments = list(Transcriber(default_model).transcribe_source(wav))
     assert wer(SENTENCES[2], " ".join(s.text for s in segments)) < WER_BOUND
 
 
 def test_model_is_loaded_once_for_two_calls(default_model):
-    clip = espeak(SENTENCES[1])
+    clip = espeak_audio(SENTENCES[1])
     transcriber.unload_all()
     before = transcriber.load_count
     first = list(Transcriber(default_model).transcribe(clip))
@@ -256,10 +244,7 @@ def test_english_only_model_refuses_another_language():
 def test_transcript_transcribe_uses_the_transcriber(default_model):
     from emofusion.transcription import transcribe
 
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/ensure-test-services.sh installs it)")
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", " ".join(SENTENCES)], check=True,
-                         capture_output=True).stdout
+    wav = espeak_wav(" ".join(SENTENCES), speed=None)
     segments = transcribe(wav, model=default_model.path)
     assert wer(" ".join(SENTENCES), " ".join(s.text for s in segments)) < WER_BOUND
     assert all(s.words for s in segments)
@@ -418,7 +403,7 @@ def test_batch_transcribes_unless_told_not_to(default_model, speech, tmp_path):
 
 
 def test_recognition_reports_how_far_it_has_covered(default_model):
-    clips = [espeak(s) for s in SENTENCES]
+    clips = [espeak_audio(s) for s in SENTENCES]
     gap = np.zeros(8000, np.float32)
     joined = np.concatenate([a for clip in clips for a in (clip, gap)])
     marks: list[float] = []

@@ -37,3 +37,18 @@ class DatasetScan:
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
+
+
+#: The official train / dev / test splits of a text corpus (MELD, GoEmotions), and the other
+#: names users give them.
+TEXT_SPLITS = ("train", "dev", "test")
+_SPLIT_ALIASES = {"train": "train", "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "test": "test"}
+
+
+def text_split(split: str, corpus: str) -> str:
+    """`split` as one of TEXT_SPLITS ("val", "valid", "validation" mean "dev"); ValueError naming
+    `corpus` for anything else."""
+    key = split.strip().lower()
+    if key not in _SPLIT_ALIASES:
+        raise ValueError(f"unknown {corpus} split {split!r}; use one of {list(TEXT_SPLITS)} (or 'val' for 'dev')")
+    return _SPLIT_ALIASES[key]

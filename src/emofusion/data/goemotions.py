@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..labels import canonical_emotion, canonical_sentiment
-from .base import DatasetLayoutError, DatasetScan, Item
+from .base import TEXT_SPLITS, DatasetLayoutError, DatasetScan, Item, text_split
 from .meld import clean_text, decode_bytes
 
 GOEMOTIONS_LAYOUT = (
@@ -22,8 +22,7 @@ GOEMOTIONS_LAYOUT = (
     "<root>/group/<split>.tsv and labels.txt (sentiment); each row: text<TAB>label ids "
     "(comma-separated)<TAB>comment id"
 )
-GOEMOTIONS_SPLITS = ("train", "dev", "test")
-_SPLIT_ALIASES = {"train": "train", "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "test": "test"}
+GOEMOTIONS_SPLITS = TEXT_SPLITS
 MULTI_LABEL = "multi-label row (several Ekman emotions)"
 
 
@@ -74,10 +73,7 @@ def _sentiments(root: Path, split: str) -> dict[str, str]:
 def scan_goemotions(root: str | Path, split: str = "dev") -> DatasetScan:
     """The single-label comments of one split (multi-label ones skipped and counted)."""
     root = Path(root)
-    key = split.strip().lower()
-    if key not in _SPLIT_ALIASES:
-        raise ValueError(f"unknown GoEmotions split {split!r}; use one of {list(GOEMOTIONS_SPLITS)}")
-    split = _SPLIT_ALIASES[key]
+    split = text_split(split, "GoEmotions")
     file = root / "ekman" / f"{split}.tsv"
     if not file.is_file():
         raise DatasetLayoutError(f"{file} not found; expected {GOEMOTIONS_LAYOUT}")

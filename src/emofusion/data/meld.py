@@ -15,15 +15,14 @@ import re
 from pathlib import Path
 
 from ..labels import UnknownLabelError, canonical_emotion, canonical_sentiment
-from .base import DatasetLayoutError, DatasetScan, Item
+from .base import TEXT_SPLITS, DatasetLayoutError, DatasetScan, Item, text_split
 
 MELD_LAYOUT = (
     "<root>/{train,dev,test}_sent_emo.csv (MELD columns: Sr No., Utterance, Speaker, Emotion, "
     "Sentiment, Dialogue_ID, Utterance_ID, Season, Episode, StartTime, EndTime); optional clips "
     "<root>/<split>_splits/dia{D}_utt{U}.mp4 or <root>/<split>/dia{D}_utt{U}.mp4"
 )
-MELD_SPLITS = ("train", "dev", "test")
-_SPLIT_ALIASES = {"train": "train", "dev": "dev", "val": "dev", "valid": "dev", "validation": "dev", "test": "test"}
+MELD_SPLITS = TEXT_SPLITS
 _REQUIRED_COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 
 # ---------------------------------------------------------------------------------------
@@ -115,13 +114,6 @@ def read_text_file(path: str | Path) -> str:
 # MELD
 
 
-def _split_name(split: str) -> str:
-    key = split.strip().lower()
-    if key not in _SPLIT_ALIASES:
-        raise ValueError(f"unknown MELD split {split!r}; use one of {list(MELD_SPLITS)} (or 'val' for 'dev')")
-    return _SPLIT_ALIASES[key]
-
-
 def meld_splits(root: str | Path) -> list[str]:
     """MELD splits whose CSV is present under `root`, in train, dev, test order."""
     root = Path(root)
@@ -171,7 +163,7 @@ def scan_meld(root: str | Path, split: str = "dev") -> DatasetScan:
     (Item.start/end stay None: a MELD clip is already cut to the utterance).
     """
     root = Path(root)
-    split = _split_name(split)
+    split = text_split(split, "MELD")
     if not root.is_dir():
         raise DatasetLayoutError(f"{root} is not a folder; expected {MELD_LAYOUT}")
     csv_path = root / f"{split}_sent_emo.csv"

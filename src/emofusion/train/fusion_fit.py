@@ -120,9 +120,7 @@ def assemble(parts: dict[str, str | Path], out: str | Path, *, name: str = "defa
 def _val_speakers(model: EmotionModel) -> set[str]:
     """The validation speakers of a voice part: from its training record, or from the record of
     the voice part inside an assembled (bundled) model."""
-    extra = model.config.extra or {}
-    record = extra.get("parts", {}).get("voice", extra)
-    return set(record.get("data", {}).get("val_speakers", []))
+    return set(_part_provenance(model, "voice").get("data", {}).get("val_speakers", []))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -105,13 +105,17 @@ class Task:
             idx = torch.randperm(n, generator=generator).numpy()
         return idx[rank::world]
 
-    def _items_to_y(self, items: list[Item]) -> tuple[list[Item], np.ndarray]:
-        kept, ys = [], []
-        for item in items:
-            if item.label not in self.label_index:
+    def _known(self, items: list[Item]) -> list[int]:
+        """Indices of the items whose label the model has; the others are counted as skipped."""
+        kept = []
+        for k, item in enumerate(items):
+            if item.label in self.label_index:
+                kept.append(k)
+            else:
                 key = f"label {item.label!r} not in the model's labels"
                 self.skipped[key] = self.skipped.get(key, 0) + 1
-                continue
-            kept.append(item)
-            ys.append(self.label_index[item.label])
-        return kept, np.asarray(ys, dtype=np.int64)
+        return kept
+
+    def _items_to_y(self, items: list[Item]) -> tuple[list[Item], np.ndarray]:
+        kept = [items[k] for k in self._known(items)]
+        return kept, np.asarray([self.label_index[item.label] for item in kept], dtype=np.int64)

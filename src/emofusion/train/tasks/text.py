@@ -83,15 +83,8 @@ class TextTask(Task):
             self.val_u, self.val_c = self._embed([i.text or "" for i, _ in val_pairs], [c for _, c in val_pairs])
 
     def _labelled(self, items: list[Item], contexts: list[str]) -> list[tuple[Item, str]]:
-        """(item, context) for the items whose label the model has; the others counted as skipped."""
-        kept = []
-        for item, context in zip(items, contexts):
-            if item.label in self.label_index:
-                kept.append((item, context))
-            else:
-                key = f"label {item.label!r} not in the model's labels"
-                self.skipped[key] = self.skipped.get(key, 0) + 1
-        return kept
+        """(item, context) for the items whose label the model has."""
+        return [(items[k], contexts[k]) for k in self._known(items)]
 
     def _embed(self, texts: list[str], contexts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         key = _cache_key("text", texts + ["\x01"] + contexts, {"enc": self.encoder_source, "max": self.max_length})
