@@ -867,6 +867,9 @@ def test_speech_comes_back_with_its_words(page, server, tmp_path):
     page.get_by_test_id("analyze-submit").click()
     _wait_for_result(page, server)
     expect(page.get_by_test_id("words-source")).to_contain_text("recognised by Whisper tiny.en")
+    # a few seconds of speech: too few voiced windows to calibrate the voice, and the page says so
+    expect(page.get_by_test_id("opt-calibrate")).to_be_checked()
+    expect(page.get_by_test_id("voice-calibration")).to_contain_text("Voice not calibrated (the input has")
     words = page.get_by_test_id("words-list")
     expect(words).to_contain_text("happy")
     expect(words).to_contain_text("text: ")
@@ -874,4 +877,8 @@ def test_speech_comes_back_with_its_words(page, server, tmp_path):
     page.get_by_test_id("media-file").set_input_files(str(speech))
     page.get_by_test_id("analyze-submit").click()
     expect(page.get_by_test_id("words-source")).to_contain_text("none: transcription is off")
+    page.get_by_test_id("opt-calibrate").uncheck()
+    page.get_by_test_id("media-file").set_input_files(str(speech))
+    page.get_by_test_id("analyze-submit").click()
+    expect(page.get_by_test_id("voice-calibration")).to_contain_text("Voice not calibrated (calibration is off)")
     expect(page.get_by_test_id("words-list").locator("li")).to_have_count(0)

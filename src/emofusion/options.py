@@ -36,6 +36,9 @@ MODALITIES: tuple[str, ...] = ("face", "voice", "text")
 #: When an analysis transcribes the input's speech (see `AnalysisOptions.transcribe`).
 TRANSCRIBE_MODES: tuple[str, ...] = ("auto", "on", "off")
 DEFAULT_TRANSCRIBE = "auto"
+#: When the voice readings are calibrated to the recording's own speaker (see `AnalysisOptions.calibrate`).
+CALIBRATE_MODES: tuple[str, ...] = ("auto", "on", "off")
+DEFAULT_CALIBRATE = "auto"
 
 
 def shown(value: object) -> str:
@@ -151,6 +154,13 @@ class AnalysisOptions:
     read, and a speech-recognition model is available without a download (otherwise no words,
     and the result's `media.transcript.reason` says why); "on" always (a model may be downloaded; no
     model, or a transcript or text given as well, is an error); "off" never.
+
+    `calibrate` says when the voice part reads each window relative to the recording's own voice:
+    its functionals standardised over the recording's voiced windows (a baseline of the speaker,
+    `analysis.voice.VoiceCalibration`). "auto" (the default) when the model's voice part can and
+    the input has at least `MIN_CALIBRATION_WINDOWS` voiced windows; "on" always (too few voiced
+    windows, no audio or a voice part without a calibrated regression is an error); "off" never.
+    The result's `media.voice_calibration` says whether it was used, and why not.
     """
 
     window: float = DEFAULT_WINDOW_SECONDS
@@ -158,6 +168,7 @@ class AnalysisOptions:
     frames_per_second: float = DEFAULT_FRAMES_PER_SECOND
     modalities: tuple[str, ...] | None = None
     transcribe: str = DEFAULT_TRANSCRIBE
+    calibrate: str = DEFAULT_CALIBRATE
 
     def __post_init__(self) -> None:
         window, hop, fps = check_options(self.window, self.hop, self.frames_per_second)
@@ -166,6 +177,7 @@ class AnalysisOptions:
         object.__setattr__(self, "frames_per_second", fps)
         object.__setattr__(self, "modalities", _checked_modalities(self.modalities))
         object.__setattr__(self, "transcribe", check_transcribe(self.transcribe))
+        object.__setattr__(self, "calibrate", check_calibrate(self.calibrate))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | str | None) -> "AnalysisOptions":
@@ -183,14 +195,16 @@ class AnalysisOptions:
         return cls(window=raw.get("window", DEFAULT_WINDOW_SECONDS), hop=raw.get("hop", DEFAULT_HOP_SECONDS),
                    frames_per_second=raw.get("frames_per_second", DEFAULT_FRAMES_PER_SECOND),
                    modalities=tuple(modalities) if modalities is not None else None,
-                   transcribe=raw.get("transcribe", DEFAULT_TRANSCRIBE))
+                   transcribe=raw.get("transcribe", DEFAULT_TRANSCRIBE),
+                   calibrate=raw.get("calibrate", DEFAULT_CALIBRATE))
 
     @classmethod
     def from_flags(cls, window: float, hop: float, frames_per_second: float,
-                   modalities: str | None, transcribe: str = DEFAULT_TRANSCRIBE) -> "AnalysisOptions":
+                   modalities: str | None, transcribe: str = DEFAULT_TRANSCRIBE,
+                   calibrate: str = DEFAULT_CALIBRATE) -> "AnalysisOptions":
         """Options from command-line flags (`--modalities` is comma-separated)."""
         return cls(window=window, hop=hop, frames_per_second=frames_per_second,
-                   modalities=parse_modalities(modalities), transcribe=transcribe)
+                   modalities=parse_modalities(modalities), transcribe=transcribe, calibrate=calibrate)
 
     def for_model(self, model_modalities: "list[str] | tuple[str, ...]", model_name: str) -> tuple[str, ...]:
         """The modalities an analysis with this model reads: the ones asked for (all the model
@@ -210,7 +224,7 @@ class AnalysisOptions:
         return d
 
 
-OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities", "transcribe")
+OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities", "transcribe", "calibrate")
 
 
 def options_mapping(raw: Mapping[str, Any] | str | None) -> Mapping[str, Any]:
@@ -263,6 +277,13 @@ def check_transcribe(value: object) -> str:
     if not isinstance(value, str) or value not in TRANSCRIBE_MODES:
         raise InvalidOptions(f"transcribe must be one of {', '.join(TRANSCRIBE_MODES)} (got {shown(value)})",
                              "transcribe")
+    return value
+
+
+def check_calibrate(value: object) -> str:
+    """The calibrate mode ("auto", "on" or "off"), or InvalidOptions."""
+    if not isinstance(value, str) or value not in CALIBRATE_MODES:
+        raise InvalidOptions(f"calibrate must be one of {', '.join(CALIBRATE_MODES)} (got {shown(value)})", "calibrate")
     return value
 
 

@@ -26,7 +26,8 @@ from .fusion import summarise
 from .joint import JointRunner
 from .late import LateFusionRunner
 from .results import Analysis, Segment
-from .windows import make_windows
+from .voice import VoiceCalibration, calibrate_voice, not_calibrated
+from .windows import Window, make_windows
 from .words import GivenWords, LiveTranscript, NoWords, Words
 
 ProgressCallback = Callable[[int, int], None]
@@ -43,6 +44,7 @@ class _Input:
     external_audio: bool
     duration: float
     words: Words  # given, recognised while the windows are analysed, or none (and why)
+    calibration: VoiceCalibration | None = None  # decided when the windows are analysed
 
 
 class Analyzer:
@@ -53,7 +55,7 @@ class Analyzer:
 
     `model`: a name, a folder (model, seed checkpoint or ONNX export) or a loaded model.
     `options`: an AnalysisOptions, or its fields as keywords (window, hop, modalities,
-    frames_per_second, transcribe); not both.
+    frames_per_second, transcribe, calibrate); not both.
 
     Speech is transcribed as `options.transcribe` says ("auto": when no words are given and a
     model is available offline); the Whisper model is resolved once per Analyzer and loaded once
@@ -80,6 +82,12 @@ class Analyzer:
         self.modalities = list(self.options.for_model(self.model.modalities, self.model.config.name))
         self.labels = self.model.labels
         self.block_windows = max(1, block_windows)
+        self.min_speech_fraction = min_speech_fraction
+        if self.options.calibrate == "on":  # what no input can change is refused before any is read
+            if "voice" not in self.modalities:
+                not_calibrated("on", "the voice modality is not analysed")
+            if not getattr(self.model, "can_calibrate_voice", False):
+                not_calibrated("on", f"model {self.model.config.name!r} has no calibrated voice regression")
         self._transcribers: dict[bool, Transcriber] = {}  # by allow_download
         self.joint = is_joint(self.model)
         self.runner: JointRunner | LateFusionRunner
@@ -139,6 +147,7 @@ class Analyzer:
                 "external_audio": given.external_audio,
                 "has_transcript": bool(given.words.until(math.inf)),
                 "transcript": given.words.info(),
+                "voice_calibration": (given.calibration or VoiceCalibration(self.options.calibrate, used=False)).info(),
             },
             labels=list(self.labels),
             segments=segments,
@@ -205,6 +214,17 @@ class Analyzer:
             return NoWords(f"no ASR model available offline ({exc})")
         return LiveTranscript(transcriber, audio_source)
 
+    def _voice_calibration(self, given: _Input, windows: list[Window], use_voice: bool) -> VoiceCalibration:
+        """The recording's voice baseline as `options.calibrate` says (see `calibrate_voice`)."""
+        mode = self.options.calibrate
+        if mode == "off":
+            return VoiceCalibration(mode, used=False, reason="calibration is off")
+        if "voice" not in self.modalities:
+            return not_calibrated(mode, "the voice modality is not analysed")
+        if not use_voice or given.audio is None:
+            return not_calibrated(mode, "the input has no audio")
+        return calibrate_voice(self.model, windows, given.audio, self.min_speech_fraction, mode)
+
     def transcriber(self, *, allow_download: bool = False) -> Transcriber:
         """This Analyzer's Transcriber, resolved (and its model loaded) on first use; raises
         TranscriptionUnavailable when no model is found (downloads only if `allow_download`)."""
@@ -236,9 +256,10 @@ class Analyzer:
         try:
             if use_text:
                 given.words.start()  # recognition runs beside the face and voice paths
+            given.calibration = self._voice_calibration(given, windows, use_voice)
             run = self.runner.start(given.source, given.info, given.duration, windows, use_face=use_face, reader=reader,
                                     words=given.words if use_text else None,
-                                    face_observations=face_observations)
+                                    face_observations=face_observations, calibration=given.calibration)
             if progress:
                 progress(0, len(windows))
             size = self.block_windows

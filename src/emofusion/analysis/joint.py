@@ -91,7 +91,8 @@ class JointRunner:
 
     def start(self, source: Source, info: MediaInfo, duration: float, windows: list[Window], *, use_face: bool,
               reader: AudioWindowReader | None, words: Words | None,
-              face_observations: object = None) -> "JointRun":
+              face_observations: object = None, calibration: object = None) -> "JointRun":
+        # a joint (seed) model has no functionals head: `calibration` is never used here
         frames = WindowFrames(source, windows, self.model.frames_per_window, self.model.frame_size) if use_face else None
         return JointRun(self, frames, reader, words, duration)
 

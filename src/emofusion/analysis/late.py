@@ -10,7 +10,7 @@ from .fusion import fused_segment
 from .results import Segment
 from .text import TextPath
 from .threads import beside_workers, torch_threads
-from .voice import VoicePath
+from .voice import VoiceCalibration, VoicePath
 from .windows import Window
 from .words import Words
 
@@ -30,18 +30,20 @@ class LateFusionRunner:
 
     def start(self, source: Source, info: MediaInfo, duration: float, windows: list[Window], *, use_face: bool,
               reader: AudioWindowReader | None, words: Words | None,
-              face_observations: list[FaceObservation] | None = None) -> "LateFusionRun":
+              face_observations: list[FaceObservation] | None = None,
+              calibration: VoiceCalibration | None = None) -> "LateFusionRun":
         faces = self.face.start(source, duration, info, face_observations) if use_face and self.face else None
         text = TextPath(self.model, words, duration) if words is not None else None
-        return LateFusionRun(self, faces, reader, text)
+        return LateFusionRun(self, faces, reader, text, calibration)
 
 
 class LateFusionRun:
     """A LateFusionModel over one input."""
 
     def __init__(self, runner: LateFusionRunner, faces: FaceRun | None, reader: AudioWindowReader | None,
-                 text: TextPath | None):
+                 text: TextPath | None, calibration: VoiceCalibration | None = None):
         self.runner, self.faces, self.reader, self.text = runner, faces, reader, text
+        self.calibration = calibration
 
     @property
     def stream_ends(self) -> list[float | None]:
@@ -53,7 +55,7 @@ class LateFusionRun:
         # voice and text first: they run here while the face worker threads decode and detect
         # ahead; the face results of the block are collected after them
         with torch_threads(beside_workers() if self.faces is not None and self.faces.busy else None):
-            voices = self.runner.voice.results_for(block, self.reader) if self.reader is not None else none
+            voices = self.runner.voice.results_for(block, self.reader, self.calibration) if self.reader is not None else none
             texts = self.text.results_for(block) if self.text is not None else none
         faces = self.faces.results_for(block) if self.faces is not None else none
         labels, fuse = self.runner.model.labels, self.runner.model.fuse

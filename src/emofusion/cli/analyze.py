@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import TRANSCRIBE_HELP, ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
+from .common import CALIBRATE_HELP, TRANSCRIBE_HELP, ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
 
 MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
 PROGRESS_STEPS = 20  # about as many steps of the bar per input
@@ -22,6 +22,7 @@ def analyze(
     transcript: Optional[Path] = typer.Option(None, "--transcript", help="Transcript: .txt (whole input), .srt or .vtt."),
     text: Optional[str] = typer.Option(None, "--text", help="Text for the whole input (instead of --transcript)."),
     transcribe: str = typer.Option("auto", "--transcribe", help=TRANSCRIBE_HELP),
+    calibrate: str = typer.Option("auto", "--calibrate", help=CALIBRATE_HELP),
     window: float = typer.Option(DEFAULT_WINDOW_SECONDS, "--window", help="Window length in seconds."),
     hop: float = typer.Option(DEFAULT_HOP_SECONDS, "--hop", help="Seconds between window starts."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
@@ -48,7 +49,7 @@ def analyze(
         if given is not None:
             check_input(given)
     try:
-        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe)
+        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe, calibrate)
     except AnalysisError as exc:
         fail_with(exc, input)
     check_output(json_out, "--json")

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 
 from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import TRANSCRIBE_HELP, ProgressBar, fail, fail_with, warn_untrained
+from .common import CALIBRATE_HELP, TRANSCRIBE_HELP, ProgressBar, fail, fail_with, warn_untrained
 
 FAILED_SHOWN = 10  # failed inputs named after the summary line; the rest are counted
 FLAG_OF_OPTION = {"window": "--window", "hop": "--hop", "frames_per_second": "--fps", "modalities": "--modalities",
-                  "transcribe": "--transcribe"}
+                  "transcribe": "--transcribe", "calibrate": "--calibrate"}
 
 
 def batch(
@@ -38,6 +38,7 @@ def batch(
     fps: float = typer.Option(DEFAULT_FRAMES_PER_SECOND, "--fps", help="Video frames sampled per second for the face net."),
     transcribe: str = typer.Option("auto", "--transcribe", help=TRANSCRIBE_HELP + " Per input: an input with a "
                                    "transcript or text in the manifest keeps it under auto."),
+    calibrate: str = typer.Option("auto", "--calibrate", help=CALIBRATE_HELP),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse again the inputs whose line in the output is an error."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the summary line is still printed)."),
 ) -> None:
@@ -56,7 +57,7 @@ def batch(
     if not inputs and manifest is None:
         fail("batch", "no inputs: give input files or --manifest FILE")
     try:
-        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe)
+        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe, calibrate)
     except InvalidOptions as exc:
         fail_with(exc, FLAG_OF_OPTION.get(exc.option or "", "--modalities"))
     try:

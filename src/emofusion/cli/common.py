@@ -13,6 +13,11 @@ import typer
 
 from ..errors import EXIT_USAGE, EmofusionError
 
+CALIBRATE_HELP = (
+    "Read the voice relative to the recording's own speaker (the voice functionals standardised over the "
+    "recording's voiced windows): auto (when the model's voice part can and there are at least 20 voiced windows), "
+    "on (always; an error with fewer), off. See media.voice_calibration in the JSON.")
+
 TRANSCRIBE_HELP = (
     "Transcribe the speech for the text channel with Whisper (faster-whisper): auto (when no transcript or text is "
     "given and a model is available offline), on (always; may download a model; an error with a transcript or "

@@ -28,6 +28,10 @@ def evaluate(
     ),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to PATH, or '-' for stdout (JSON only)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the confusion matrix to this PNG file."),
+    calibrate: str = typer.Option(
+        "off", "--calibrate", help="Voice datasets: 'speaker' reads each clip relative to its speaker's own baseline "
+        "(mean and spread of the voice functionals over that speaker's clips), as an analysis calibrates over one "
+        "recording; 'off' (default) reads each clip alone."),
 ) -> None:
     """Evaluate a model on a labelled dataset: accuracy, UAR, F1, per-class scores, confusion matrix, ROC-AUC, ECE."""
     from ..data import get_dataset
@@ -44,6 +48,10 @@ def evaluate(
         fail(str(root), f"no such file or folder; expected {spec.layout}")
     check_output(json_out, "--json")
     check_output(plot, "--plot")
+    if calibrate not in ("off", "speaker"):
+        fail("--calibrate", f"must be off or speaker (got {calibrate!r})")
+    if calibrate == "speaker" and spec.modality != "voice":
+        fail("--calibrate", f"speaker calibration reads voices; {spec.name} is a {spec.modality} dataset")
     if cv_dir is not None and speakers is not None:
         fail(str(cv_dir), "give --cv-dir or --speakers, not both (each fold model evaluates its own held-out speakers)")
     split_name = split if split is not None else DEFAULT_SPLITS.get(spec.name, ALL)
@@ -55,13 +63,13 @@ def evaluate(
     try:
         if cv_dir is not None:
             subject = str(cv_dir)
-            report = evaluate_cross_validation(cv_dir, spec, root, split=split_name)
+            report = evaluate_cross_validation(cv_dir, spec, root, split=split_name, calibrate=calibrate)
         else:
             subject = model
             loaded = load_model(model, load_text_encoder=spec.modality == "text")
             require_net(loaded, spec.modality, spec.name)
             subject = str(root)
-            report = evaluate_dataset(loaded, spec, root, split=split_name, speakers=speaker_list)
+            report = evaluate_dataset(loaded, spec, root, split=split_name, speakers=speaker_list, calibrate=calibrate)
     except EmofusionError as exc:
         fail_with(exc, subject)
     except ValueError as exc:  # a reader's own complaint about a file's content (readers start with the path)

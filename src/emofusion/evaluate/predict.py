@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 FACE_BATCH = 256
 MIN_CLIP_SECONDS = 0.5
+#: How clips are read by a voice part: each on its own ("off"), or relative to its speaker's baseline
+#: over that speaker's evaluated clips ("speaker": the calibrated regression, as an analysis does
+#: over one recording's voiced windows).
+CALIBRATE_MODES = ("off", "speaker")
 
 
 def _short(reason: object, limit: int = 80) -> str:
@@ -77,7 +81,8 @@ def _face_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipp
     return np.concatenate(out) if out else np.zeros((0, len(model.config.labels)))
 
 
-def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter) -> np.ndarray:
+def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skipped: Counter,
+                 calibrate: str = "off") -> np.ndarray:
     from ..features import fit_length
     from ..media import MediaError, read_audio
 
@@ -102,7 +107,26 @@ def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skip
         wavs.append(wav)
         readable.append(i)
     keep[:] = readable
+    if calibrate == "speaker":
+        return model.clip_voice_probs(wavs, speakers=[str(items[i].speaker) for i in readable])
     return model.clip_voice_probs(wavs)
+
+
+def check_calibration(model: "EmotionModel", modality: str, items: list[Item], calibrate: str) -> None:
+    """EvaluationError unless `calibrate` can apply: a known mode; for "speaker", a voice part with
+    a calibrated regression and speaker ids on every item."""
+    if calibrate not in CALIBRATE_MODES:
+        raise EvaluationError(f"--calibrate must be one of {', '.join(CALIBRATE_MODES)} (got {calibrate!r})")
+    if calibrate == "off":
+        return
+    if modality != "voice":
+        raise EvaluationError(f"--calibrate speaker reads voices relative to their speaker; this is a {modality} dataset")
+    if not getattr(model, "can_calibrate_voice", False):
+        raise EvaluationError(f"model {model.config.name!r} has no calibrated voice regression "
+                              "(its voice part was trained without functionals.calibrated)")
+    missing = sum(1 for item in items if not item.speaker)
+    if missing:
+        raise EvaluationError(f"--calibrate speaker needs a speaker id on every item; {missing} of {len(items)} have none")
 
 
 def predict_items(
@@ -111,6 +135,7 @@ def predict_items(
     items: list[Item],
     contexts: list[str] | None = None,
     batch_size: int = FACE_BATCH,
+    calibrate: str = "off",
 ) -> tuple[np.ndarray, np.ndarray, Counter, dict[str, Any]]:
     """Run the `modality` net on `items` -> (y_true, probs, skipped, extra).
 
@@ -119,9 +144,12 @@ def predict_items(
     extra["index"]: for each row, its position in `items`. Text adds
     extra["sentiment_probs"] (N, 3) and extra["sentiment_true"] (N,) (-1 where an item has
     no sentiment truth). `contexts` (text only) defaults to the dialogue history of
-    `items` with the model's `context_turns`. Raises EvaluationError when nothing is left.
+    `items` with the model's `context_turns`. `calibrate` (voice only): "speaker" reads each clip
+    relative to its speaker's baseline (see CALIBRATE_MODES). Raises EvaluationError when nothing
+    is left, or when calibration cannot apply.
     """
     require_net(model, modality)
+    check_calibration(model, modality, items, calibrate)
     labels = list(model.config.labels)
     index = {name: k for k, name in enumerate(labels)}
     skipped: Counter = Counter()
@@ -135,7 +163,7 @@ def predict_items(
     if modality == "face":
         probs = _face_probs(model, items, keep, skipped, batch_size) if keep else None
     elif modality == "voice":
-        probs = _voice_probs(model, items, keep, skipped) if keep else None
+        probs = _voice_probs(model, items, keep, skipped, calibrate) if keep else None
     elif modality == "text":
         from ..features import dialogue_contexts
 

@@ -139,11 +139,13 @@ def evaluate_dataset(
     root: str | Path,
     split: str = ALL,
     speakers: list[str] | None = None,
+    calibrate: str = "off",
 ) -> dict[str, Any]:
     """Metrics of `model` on `split` (a split name, or "all": every split found) of a dataset.
 
     `speakers` keeps only the items of those speakers (held-out-speaker evaluation of a
-    fold model). With several splits, each is reported under "splits" and the pooled
+    fold model). `calibrate` "speaker": each voice clip read relative to its speaker's
+    baseline over their clips here (`predict_items`). With several splits, each is reported under "splits" and the pooled
     numbers are at the top level. Raises DatasetLayoutError / ValueError (incl.
     EvaluationError) with a reason instead of ever reporting on nothing.
     """
@@ -154,13 +156,15 @@ def evaluate_dataset(
     data = _select_speakers(_read(spec, root, split, turns), speakers)
     if not data.items:
         raise EvaluationError(f"{root}: no items ({summarise_skips(data.skipped)}); expected {spec.layout}")
-    y, probs, pred_skipped, extra = predict_items(model, spec.modality, data.items, contexts=data.contexts)
+    y, probs, pred_skipped, extra = predict_items(model, spec.modality, data.items, contexts=data.contexts,
+                                                  calibrate=calibrate)
     report = _report(y, probs, model.config.labels, _sentiment_report(model, extra))
     report.update(
         dataset=spec.name,
         modality=spec.modality,
         root=str(root),
         split=split,
+        calibrate=calibrate,
         model=_model_info(model, spec.modality),
         skipped=dict((data.skipped + pred_skipped).most_common()),
     )
@@ -192,7 +196,7 @@ def fold_model_dirs(cv_dir: str | Path) -> list[Path]:
 
 def evaluate_cross_validation(
     cv_dir: str | Path, dataset: str | DatasetSpec, root: str | Path, split: str = ALL,
-    return_predictions: bool = False,
+    return_predictions: bool = False, calibrate: str = "off",
 ) -> dict[str, Any]:
     """Pool held-out-speaker predictions of fold models into one report.
 
@@ -254,7 +258,8 @@ def evaluate_cross_validation(
         if contexts is not None and fold_turns != turns:  # this fold's own dialogue-history length
             contexts = _select_speakers(_read(spec, root, split, fold_turns), here).contexts
         try:
-            y, probs, pred_skipped, extra = predict_items(model, spec.modality, part.items, contexts=contexts)
+            y, probs, pred_skipped, extra = predict_items(model, spec.modality, part.items, contexts=contexts,
+                                                          calibrate=calibrate)
         except EvaluationError as exc:
             raise EvaluationError(f"fold {name}: {exc}") from None
         skipped.update(pred_skipped)
@@ -280,6 +285,7 @@ def evaluate_cross_validation(
         modality=spec.modality,
         root=str(root),
         split=split,
+        calibrate=calibrate,
         cv_dir=str(Path(cv_dir).expanduser()),
         model={
             "name": first.config.name,

@@ -9,7 +9,7 @@ thing made: `mel`, `functionals` (with `opensmile`), `audio`, `face`, `text`.
 from .audio import fit_length, rms_dbfs, speech_fraction
 from .face import FaceConfig, crop_face, load_face_images, normalize_faces
 from .functionals import (ACOUSTIC_FEATURE_SETS, SPECTRAL_DIM, SPECTRAL_SET, acoustic_functionals, matmul_in_torch,
-                          spectral_functionals)
+                          spectral_band_level_columns, spectral_functionals)
 from .mel import SAMPLE_RATE, MelConfig, log_mel, mel_filterbank, num_mel_frames, power_spectrogram
 from .opensmile import OPENSMILE_FEATURE_SETS, AcousticFeaturesUnavailable
 from .text import dialogue_contexts
@@ -35,6 +35,7 @@ __all__ = [
     "num_mel_frames",
     "power_spectrogram",
     "rms_dbfs",
+    "spectral_band_level_columns",
     "spectral_functionals",
     "speech_fraction",
 ]

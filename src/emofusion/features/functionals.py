@@ -121,6 +121,17 @@ def spectral_functionals(wav: np.ndarray) -> np.ndarray:
 
 
 SPECTRAL_DIM = (_SPECTRAL_STFT.n_mels + _SPECTRAL_MFCC + 5 + 2) * _FUNCTIONALS_PER_CONTOUR + 2
+_LEVEL_FUNCTIONALS = (0, 2, 3, 4, 5, 6)  # mean and the five percentiles of a contour
+
+
+def spectral_band_level_columns() -> np.ndarray:
+    """(SPECTRAL_DIM,) bool: the `spectral_v1` columns that give the level of each log-mel band and
+    MFCC (its mean and percentiles), which a room, a microphone or a codec shifts; their spread,
+    shape and dynamics are the other columns."""
+    columns = np.zeros(SPECTRAL_DIM, dtype=bool)
+    for contour in range(_SPECTRAL_STFT.n_mels + _SPECTRAL_MFCC):
+        columns[contour * _FUNCTIONALS_PER_CONTOUR + np.array(_LEVEL_FUNCTIONALS)] = True
+    return columns
 
 ACOUSTIC_FEATURE_SETS = (SPECTRAL_SET, *OPENSMILE_FEATURE_SETS)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from .config import CONFIG_NAME, FORMAT, WEIGHTS_NAME, ModelConfig
 from .face import FaceNet
 from .fusion import MODALITIES, fuse
 from .text import EncoderDelta, SentenceEncoder, TextHeads
+
+if TYPE_CHECKING:
+    from .voice import SpeakerBaseline
 
 
 def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
@@ -60,16 +63,39 @@ class ModelParts:
         """The voice part's acoustic-functionals head settings, or None when it has none."""
         return (self.config.voice or {}).get("functionals")
 
-    def with_voice_functionals(self, cnn_probs: np.ndarray, wavs: list[np.ndarray]) -> np.ndarray:
-        """The voice CNN's probabilities for `wavs`, combined with the functionals head when the model has one."""
+    @property
+    def can_calibrate_voice(self) -> bool:
+        """True when the voice part has a regression on per-speaker standardised functionals."""
+        head = getattr(self, "voice_functionals", None)
+        return head is not None and head.calibrated is not None
+
+    def voice_functionals_of(self, wavs: list[np.ndarray]) -> np.ndarray | None:
+        """(N, D) acoustic functionals of `wavs` as the voice part's head reads them; None without a head."""
+        cfg = self.voice_functionals_config
+        if cfg is None or getattr(self, "voice_functionals", None) is None:
+            return None
+        from ..features import acoustic_functionals
+
+        return acoustic_functionals(wavs, cfg["feature_set"], self.config.mel.sample_rate)
+
+    def with_voice_functionals(self, cnn_probs: np.ndarray, wavs: list[np.ndarray], *,
+                               baseline: "SpeakerBaseline | None" = None,
+                               feats: np.ndarray | None = None) -> np.ndarray:
+        """The voice CNN's probabilities for `wavs`, combined with the functionals head when the model
+        has one. With `baseline` (the speaker's own, see `SpeakerBaseline`), the calibrated regression
+        reads the functionals relative to it. `feats`: the functionals of `wavs`, when already taken."""
         cfg = self.voice_functionals_config
         head = getattr(self, "voice_functionals", None)
         if cfg is None or head is None or len(wavs) == 0:
+            if baseline is not None:
+                raise ValueError("the voice part has no calibrated regression")
             return cnn_probs
-        from ..features import acoustic_functionals
-        from .voice import combine_voice
+        from .voice import calibrated_probs, combine_voice
 
-        feats = acoustic_functionals(wavs, cfg["feature_set"], self.config.mel.sample_rate)
+        if feats is None:
+            feats = self.voice_functionals_of(wavs)
+        if baseline is not None:
+            return combine_voice(cnn_probs, calibrated_probs(head, feats, baseline), float(cfg["calibrated"]["weight"]))
         return combine_voice(cnn_probs, head.probs(feats), float(cfg["weight"]))
 
     def fuse(self, probs: dict[str, np.ndarray | None]) -> np.ndarray | None:
@@ -132,7 +158,8 @@ class EmotionModel(ModelParts, torch.nn.Module):
             if functionals:
                 from .voice import VoiceFunctionalsHead
 
-                self.voice_functionals = VoiceFunctionalsHead(int(functionals["dim"]), n)
+                self.voice_functionals = VoiceFunctionalsHead(int(functionals["dim"]), n,
+                                                              calibrated=bool(functionals.get("calibrated")))
         if config.text is not None:
             text_net = config.text_net
             self.text = TextHeads(
@@ -197,22 +224,38 @@ class EmotionModel(ModelParts, torch.nn.Module):
         assert self.voice is not None
         return torch.softmax(self._net("voice")(mels), dim=-1).numpy()
 
-    def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64,
+                         speakers: list[str] | None = None) -> np.ndarray:
         """Whole clips (16 kHz mono) -> (N, C) probabilities; clips of equal length share a batch
         (the log-mel is normalised per clip, so batching does not change any clip's input); with
-        the CNN's probabilities combined with the functionals head's when the model has one."""
+        the CNN's probabilities combined with the functionals head's when the model has one.
+        With `speakers` (one name per clip), each clip is read relative to its speaker's baseline
+        over all of that speaker's clips here (the calibrated regression; ValueError without one)."""
         from ..features import log_mel
 
-        out = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
+        cnn = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
         by_length: dict[int, list[int]] = {}
         for i, w in enumerate(wavs):
             by_length.setdefault(len(w), []).append(i)
         for idx in by_length.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                clips = [wavs[i] for i in chunk]
-                cnn = self.voice_probs(log_mel(torch.from_numpy(np.stack(clips)), self.config.mel))
-                out[chunk] = self.with_voice_functionals(cnn, clips)
+                cnn[chunk] = self.voice_probs(log_mel(torch.from_numpy(np.stack([wavs[i] for i in chunk])), self.config.mel))
+        if speakers is None:
+            return self.with_voice_functionals(cnn, wavs)
+        from .voice import SpeakerBaseline
+
+        if len(speakers) != len(wavs):
+            raise ValueError(f"{len(speakers)} speakers for {len(wavs)} clips")
+        if not self.can_calibrate_voice:
+            raise ValueError(f"model {self.config.name!r} has no calibrated voice regression")
+        feats = self.voice_functionals_of(wavs)
+        out = np.zeros_like(cnn)
+        names = np.asarray(speakers)
+        for name in dict.fromkeys(speakers):
+            rows = np.flatnonzero(names == name)
+            out[rows] = self.with_voice_functionals(cnn[rows], [wavs[i] for i in rows], feats=feats[rows],
+                                                    baseline=SpeakerBaseline.of(feats[rows]))
         return out
 
     @torch.inference_mode()

@@ -198,7 +198,7 @@ class OnnxModel(ModelParts):
         path = self.directory / ((self.manifest.get("nets", {}).get("voice") or {}).get("functionals") or VOICE_FUNCTIONALS_NAME)
         if not path.is_file():
             raise ModelLoadError(f"{self.directory}: the voice part has a functionals head but {path.name} is missing")
-        head = VoiceFunctionalsHead(int(cfg["dim"]), len(self.config.labels))
+        head = VoiceFunctionalsHead(int(cfg["dim"]), len(self.config.labels), calibrated=bool(cfg.get("calibrated")))
         try:
             head.load_state_dict(load_file(str(path)))
         except (RuntimeError, KeyError) as exc:
@@ -247,12 +247,13 @@ class OnnxModel(ModelParts):
             return np.zeros((0, len(self.config.labels)), dtype=np.float32)
         return softmax(self.voice(x)[0])
 
-    def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        """Whole clips (16 kHz mono) -> (N, C) probabilities, batched as EmotionModel does."""
+    def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64,
+                         speakers: list[str] | None = None) -> np.ndarray:
+        """Whole clips (16 kHz mono) -> (N, C) probabilities, batched and calibrated as EmotionModel does."""
         from .emotion_model import EmotionModel
 
-        # the same grouping code (it only uses config and voice_probs)
-        return EmotionModel.clip_voice_probs(self, wavs, batch_size)  # type: ignore[arg-type]
+        # the same grouping code (it only uses config, voice_probs and the functionals head)
+        return EmotionModel.clip_voice_probs(self, wavs, batch_size, speakers)  # type: ignore[arg-type]
 
     def text_probs(self, texts: list[str], contexts: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Texts (and optional preceding context) -> (emotion probs (N, C), sentiment probs (N, 3)).

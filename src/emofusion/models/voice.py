@@ -68,20 +68,64 @@ class VoiceNet(nn.Module):
 Z_LIMIT = 5.0
 
 
+# A speaker's spread of a functional below this is taken as no spread: the feature is then the
+# same in every clip (or window) of that speaker, and standardises to 0.
+MIN_SPEAKER_SCALE = 1e-6
+
+
+@dataclass(frozen=True)
+class SpeakerBaseline:
+    """One speaker's mean and spread of the voice functionals: over their clips in a corpus, or
+    over the voiced windows of one recording (the recording's calibration)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, feats: np.ndarray) -> "SpeakerBaseline":
+        """The baseline of (N, D) functionals of one speaker (N >= 1)."""
+        feats = np.asarray(feats, dtype=np.float64)
+        if feats.ndim != 2 or len(feats) == 0:
+            raise ValueError("a speaker baseline needs at least one row of functionals")
+        scale = feats.std(axis=0)
+        scale[scale < MIN_SPEAKER_SCALE] = 1.0
+        return cls(feats.mean(axis=0), scale, len(feats))
+
+    def standardise(self, feats: np.ndarray) -> np.ndarray:
+        """(N, D) functionals relative to this speaker: (x - mean) / scale."""
+        return (np.asarray(feats, dtype=np.float64) - self.mean) / self.scale
+
+
+def standardise_per_speaker(feats: np.ndarray, speakers: list[str] | np.ndarray) -> np.ndarray:
+    """Each row of (N, D) functionals standardised over the rows of its own speaker."""
+    speakers = np.asarray(speakers)
+    out = np.empty(feats.shape, dtype=np.float64)
+    for name in np.unique(speakers):
+        rows = speakers == name
+        out[rows] = SpeakerBaseline.of(feats[rows]).standardise(feats[rows])
+    return out
+
+
 class VoiceFunctionalsHead(nn.Module):
     """A linear classifier on standardised acoustic functionals (spectral_v1 or openSMILE), beside the CNN.
 
     An L2 logistic regression fitted on the training speakers' whole clips; its probabilities
     are combined with the CNN's by `combine_voice`. At inference the standardised features are
     clipped to +-Z_LIMIT.
+
+    With `calibrated`, a second regression (`self.calibrated`) reads the functionals standardised
+    per speaker (`standardise_per_speaker` in training, a recording's own `SpeakerBaseline` at
+    inference): the reading relative to that speaker's range.
     """
 
-    def __init__(self, dim: int, num_classes: int):
+    def __init__(self, dim: int, num_classes: int, calibrated: bool = False):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
         self.register_buffer("weight", torch.zeros(num_classes, dim))
         self.register_buffer("bias", torch.zeros(num_classes))
+        self.calibrated: VoiceFunctionalsHead | None = VoiceFunctionalsHead(dim, num_classes) if calibrated else None
 
     @property
     def dim(self) -> int:
@@ -119,6 +163,26 @@ class VoiceFunctionalsHead(nn.Module):
         for name, value in (("mean", mean), ("scale", scale), ("weight", weight), ("bias", bias)):
             getattr(head, name).copy_(torch.as_tensor(value, dtype=torch.float32))
         return head
+
+
+def fit_calibrated_head(feats: np.ndarray, y: np.ndarray, speakers: list[str] | np.ndarray, num_classes: int,
+                        c: float, ignore: np.ndarray | None = None) -> VoiceFunctionalsHead:
+    """The regression a calibrated analysis reads: fitted on functionals standardised per speaker.
+    `ignore`: (D,) bool, columns the regression does not read (their weights are 0)."""
+    z = standardise_per_speaker(feats, speakers)
+    if ignore is not None:
+        z[:, ignore] = 0.0
+    head = VoiceFunctionalsHead.fit(z, y, num_classes, c)
+    if ignore is not None:
+        head.weight[:, torch.as_tensor(ignore)] = 0.0
+    return head
+
+
+def calibrated_probs(head: VoiceFunctionalsHead, feats: np.ndarray, baseline: SpeakerBaseline) -> np.ndarray:
+    """(N, D) functionals of one speaker -> (N, C) probabilities of `head.calibrated`, relative to `baseline`."""
+    if head.calibrated is None:
+        raise ValueError("the voice part has no calibrated regression")
+    return head.calibrated.probs(baseline.standardise(feats))
 
 
 def select_functionals_c(feats: np.ndarray, y: np.ndarray, speakers: list[str], num_classes: int,

@@ -34,7 +34,7 @@ ANALYSIS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-d
         "audio": {"type": "string", "format": "binary", "description": "audio that replaces the file's own track"},
         "transcript": {"type": "string", "format": "binary", "description": ".srt, .vtt or .txt"},
         "text": {"type": "string", "description": "plain text said over the whole file"},
-        "options": {"type": "string", "description": 'JSON, e.g. {"window": 2, "hop": 1, "transcribe": "auto"}'},
+        "options": {"type": "string", "description": 'JSON, e.g. {"window": 2, "hop": 1, "transcribe": "auto", "calibrate": "auto"}'},
         "callback_url": {"type": "string", "description": "POSTed the outcome as JSON when done"},
     }}}}}}
 

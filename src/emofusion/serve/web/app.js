@@ -474,6 +474,8 @@ async function submitAnalysis() {
   // checked (the default): the service's "auto" (speech is transcribed when no words are given);
   // unchecked: "off"
   if (!$("opt-transcribe").checked) options.transcribe = "off";
+  // checked (the default): "auto" (calibrated when the recording has enough voiced windows); unchecked: "off"
+  if (!$("opt-calibrate").checked) options.calibrate = "off";
   if (Object.keys(options).length) form.append("options", JSON.stringify(options));
 
   const button = $("analyze-submit");
@@ -657,6 +659,7 @@ function renderResult(a) {
   if (windows) extra.push(`windows: ${windows}`);
   $("analysis-meta").textContent = [meta, ...extra].filter(Boolean).join(" · ");
   renderWords(r);
+  renderCalibration(r);
   drawTimeline();
   renderFaces(a);
   const png = `/v1/analyses/${encodeURIComponent(a.id)}/timeline.png`;
@@ -678,6 +681,17 @@ function wordsSource(t) {
   if (t.source === "asr") return `(recognised by Whisper ${t.model})`;
   if (t.source === "given") return "(from the transcript or text given)";
   return t.reason ? `(none: ${t.reason})` : "(none)";
+}
+
+// Whether the voice was read relative to the recording's own speaker (media.voice_calibration).
+function renderCalibration(r) {
+  const c = r.media && r.media.voice_calibration;
+  const line = $("voice-calibration");
+  line.hidden = !c;
+  if (!c) return;
+  line.textContent = c.used
+    ? `Voice calibrated to the speaker over ${c.voiced_windows} voiced windows: readings are relative to this voice's own range.`
+    : `Voice not calibrated${c.reason ? ` (${c.reason})` : ""}.`;
 }
 
 function renderWords(r) {

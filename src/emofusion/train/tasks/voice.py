@@ -63,28 +63,32 @@ class VoiceTask(Task):
 
     @staticmethod
     def _functionals_settings(given: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The recipe's `[model] functionals` table, checked: feature_set, c (> 0), weight (0..1)."""
+        """The recipe's `[model] functionals` table, checked: feature_set, c (> 0, or a list), weight
+        (0..1), and optionally `calibrated = { c, weight, band_levels }`: the regression on per-speaker
+        standardised functionals that a calibrated analysis reads, its weight against the CNN, and
+        whether it reads the band levels (`features.spectral_band_level_columns`; default true)."""
         if not given:
             return None
         from ...features import ACOUSTIC_FEATURE_SETS
 
-        unknown = set(given) - {"feature_set", "c", "weight"}
+        unknown = set(given) - {"feature_set", "c", "weight", "calibrated"}
         if unknown:
-            raise ValueError(f"[model] functionals: unknown key(s) {sorted(unknown)}; expected feature_set, c, weight")
-        c = given.get("c", 0.001)
-        try:
-            grid = sorted({float(v) for v in c}) if isinstance(c, list) else [float(c)]
-            weight = float(given.get("weight", 0.5))
-        except (TypeError, ValueError):
-            raise ValueError("[model] functionals: c must be a number or a list of numbers, weight a number") from None
+            raise ValueError(f"[model] functionals: unknown key(s) {sorted(unknown)}; expected feature_set, c, weight, "
+                             "calibrated")
         feature_set = str(given.get("feature_set", "ComParE_2016"))
         if feature_set not in ACOUSTIC_FEATURE_SETS:
             raise ValueError(f"[model] functionals.feature_set must be one of {', '.join(ACOUSTIC_FEATURE_SETS)}")
-        if not grid or min(grid) <= 0 or not 0.0 <= weight <= 1.0:
-            raise ValueError("[model] functionals: c must be > 0 (one value or a list) and weight between 0 and 1")
-        out: dict[str, Any] = {"feature_set": feature_set, "c": grid[0], "weight": weight}
-        if len(grid) > 1:
-            out["c_grid"] = grid
+        out: dict[str, Any] = {"feature_set": feature_set, **_regression_settings(given, "[model] functionals")}
+        calibrated = given.get("calibrated")
+        if calibrated is not None:
+            if not isinstance(calibrated, dict) or set(calibrated) - {"c", "weight", "band_levels"}:
+                raise ValueError("[model] functionals.calibrated must be a table of c, weight and band_levels")
+            band_levels = calibrated.get("band_levels", True)
+            if not isinstance(band_levels, bool) or (not band_levels and feature_set != "spectral_v1"):
+                raise ValueError("[model] functionals.calibrated.band_levels must be true or false (false only "
+                                 "with feature_set spectral_v1)")
+            out["calibrated"] = {**_regression_settings(calibrated, "[model] functionals.calibrated"),
+                                 "band_levels": band_levels}
         return out
 
     def _functionals(self, items: list[Item], wavs: list[np.ndarray]) -> np.ndarray:
@@ -109,17 +113,28 @@ class VoiceTask(Task):
         return np.stack([known[k] for k in keys])
 
     def fit_functionals_head(self, train_items: list[Item]) -> Any:
-        """The functionals head of this recipe, fitted on the training speakers' whole clips. With a
-        list of c values, the one with the best speaker-held-out likelihood within the training
-        speakers (`select_functionals_c`) is used, and recorded as `c`."""
-        from ...models.voice import VoiceFunctionalsHead, select_functionals_c
+        """The functionals head of this recipe, fitted on the training speakers' whole clips (and its
+        calibrated regression, on the same clips standardised per speaker). With a list of c values,
+        the one with the best speaker-held-out likelihood within the training speakers
+        (`select_functionals_c`) is used, and recorded as `c`."""
+        from ...models.voice import VoiceFunctionalsHead, fit_calibrated_head, select_functionals_c, standardise_per_speaker
 
         feats = self._functionals(train_items, self.train_wavs)
-        grid = self.functionals.get("c_grid")
-        if grid:
-            self.functionals["c"] = select_functionals_c(feats, self.train_y, [i.speaker for i in train_items],
-                                                         len(self.labels), grid)
-        return VoiceFunctionalsHead.fit(feats, self.train_y, len(self.labels), self.functionals["c"])
+        speakers = [i.speaker for i in train_items]
+        n = len(self.labels)
+        _choose_c(self.functionals, feats, self.train_y, speakers, n)
+        head = VoiceFunctionalsHead.fit(feats, self.train_y, n, self.functionals["c"])
+        calibrated = self.functionals.get("calibrated")
+        if calibrated is not None:
+            from ...features import spectral_band_level_columns
+
+            ignore = None if calibrated["band_levels"] else spectral_band_level_columns()
+            z = standardise_per_speaker(feats, speakers)
+            if ignore is not None:
+                z[:, ignore] = 0.0
+            _choose_c(calibrated, z, self.train_y, speakers, n)
+            head.calibrated = fit_calibrated_head(feats, self.train_y, speakers, n, calibrated["c"], ignore)
+        return head
 
     def attach_functionals(self, model: EmotionModel) -> None:
         """Give `model`'s voice part this task's fitted functionals head (and its config entry)."""
@@ -127,7 +142,7 @@ class VoiceTask(Task):
 
         head = self.functionals_head
         model.config.voice["functionals"] = {**self.functionals, "dim": head.dim}
-        model.voice_functionals = VoiceFunctionalsHead(head.dim, len(self.labels))
+        model.voice_functionals = VoiceFunctionalsHead(head.dim, len(self.labels), calibrated=head.calibrated is not None)
         model.voice_functionals.load_state_dict(head.state_dict())
 
     def data_summary(self) -> dict[str, Any]:
@@ -180,3 +195,28 @@ class VoiceTask(Task):
 
     def predict_val(self, model: EmotionModel) -> np.ndarray:
         return model.clip_voice_probs(self.val_wavs)
+
+
+def _regression_settings(given: dict[str, Any], where: str) -> dict[str, Any]:
+    """`c` (> 0; a list becomes `c_grid`, its smallest value `c` until one is chosen) and `weight` (0..1)."""
+    c = given.get("c", 0.001)
+    try:
+        grid = sorted({float(v) for v in c}) if isinstance(c, list) else [float(c)]
+        weight = float(given.get("weight", 0.5))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: c must be a number or a list of numbers, weight a number") from None
+    if not grid or min(grid) <= 0 or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"{where}: c must be > 0 (one value or a list) and weight between 0 and 1")
+    out: dict[str, Any] = {"c": grid[0], "weight": weight}
+    if len(grid) > 1:
+        out["c_grid"] = grid
+    return out
+
+
+def _choose_c(settings: dict[str, Any], feats: np.ndarray, y: np.ndarray, speakers: list[str], num_classes: int) -> None:
+    """Set `settings["c"]` to the value of its `c_grid` (if any) that best predicts held-out training speakers."""
+    from ...models.voice import select_functionals_c
+
+    grid = settings.get("c_grid")
+    if grid:
+        settings["c"] = select_functionals_c(feats, y, speakers, num_classes, grid)
