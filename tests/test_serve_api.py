@@ -127,6 +127,20 @@ def test_speech_is_transcribed_by_default_and_on_request(client, user_key, speec
     assert bad["code"] == "invalid_options"
 
 
+def test_voice_calibration_is_an_option_and_said_in_the_result(client, user_key, speech):
+    """`calibrate`: the service's model here has no calibrated voice regression, so "auto" says why
+    it was not used and "on" is refused at submission (issue 18)."""
+    auto = wait_for(client, user_key, submit(client, user_key, speech, options='{"transcribe": "off"}').json()["id"])
+    calibration = auto["result"]["media"]["voice_calibration"]
+    assert calibration["mode"] == "auto" and calibration["used"] is False and calibration["reason"]
+    on = error_of(submit(client, user_key, speech, options='{"calibrate": "on"}'), 422)
+    assert on["code"] == "invalid_request" and "calibrate is 'on' but" in on["message"]
+    bad = error_of(submit(client, user_key, speech, options='{"calibrate": "speaker"}'), 422)
+    assert bad["code"] == "invalid_options" and "calibrate must be one of auto, on, off" in bad["message"]
+    r = client.post("/invocations", files={"video": ("s.mp4", speech, "video/mp4")})
+    assert r.status_code == 200 and r.json()["media"]["voice_calibration"]["used"] is False
+
+
 def test_predict_mvp_route(client, clip, tmp_path):
     r = client.post("/predict", files={"file": ("v.mp4", clip, "video/mp4")})
     assert r.status_code == 200, r.text

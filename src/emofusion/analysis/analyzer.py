@@ -26,7 +26,7 @@ from .fusion import summarise
 from .joint import JointRunner
 from .late import LateFusionRunner
 from .results import Analysis, Segment
-from .voice import VoiceCalibration, calibrate_voice, not_calibrated
+from .voice import VoiceCalibration, calibrate_voice, check_calibration, not_calibrated
 from .windows import Window, make_windows
 from .words import GivenWords, LiveTranscript, NoWords, Words
 
@@ -83,11 +83,7 @@ class Analyzer:
         self.labels = self.model.labels
         self.block_windows = max(1, block_windows)
         self.min_speech_fraction = min_speech_fraction
-        if self.options.calibrate == "on":  # what no input can change is refused before any is read
-            if "voice" not in self.modalities:
-                not_calibrated("on", "the voice modality is not analysed")
-            if not getattr(self.model, "can_calibrate_voice", False):
-                not_calibrated("on", f"model {self.model.config.name!r} has no calibrated voice regression")
+        check_calibration(self.options.calibrate, self.modalities, self.model)
         self._transcribers: dict[bool, Transcriber] = {}  # by allow_download
         self.joint = is_joint(self.model)
         self.runner: JointRunner | LateFusionRunner

@@ -66,6 +66,17 @@ def not_calibrated(mode: str, reason: str) -> VoiceCalibration:
     return VoiceCalibration(mode, used=False, reason=reason)
 
 
+def check_calibration(mode: str, modalities: "list[str] | tuple[str, ...]", model: Any) -> None:
+    """AnalysisError when `mode` is "on" and no input could be calibrated with this model and these
+    modalities (the voice not analysed, or no calibrated regression): refused before any input is read."""
+    if mode != "on":
+        return
+    if "voice" not in modalities:
+        not_calibrated(mode, "the voice modality is not analysed")
+    if not getattr(model, "can_calibrate_voice", False):
+        not_calibrated(mode, f"model {model.config.name!r} has no calibrated voice regression")
+
+
 def calibrate_voice(model: Any, windows: list[Window], audio: Source, min_speech_fraction: float,
                     mode: str) -> VoiceCalibration:
     """The recording's voice baseline as `mode` says: the functionals of every voiced window (read

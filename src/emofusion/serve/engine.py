@@ -52,8 +52,12 @@ class Engine:
                 "modalities": list(self.model.modalities), "labels": list(self.model.labels)}
 
     def check_options(self, options: AnalysisOptions) -> None:
-        """InvalidOptions for a modality the model lacks."""
-        options.for_model(self.model.modalities, self.model.config.name)
+        """InvalidOptions for a modality the model lacks; AnalysisError for calibrate "on" that no
+        input could satisfy with this model."""
+        from ..analysis.voice import check_calibration
+
+        modalities = options.for_model(self.model.modalities, self.model.config.name)
+        check_calibration(options.calibrate, modalities, self.model)
 
     def analyzer(self, options: AnalysisOptions | dict[str, Any] | None = None) -> Analyzer:
         """This thread's Analyzer for these options; the ANALYZERS_PER_THREAD most recently used
