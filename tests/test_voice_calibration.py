@@ -251,3 +251,21 @@ def test_a_calibrated_part_reproduces_through_the_attach_command(trained, tmp_pa
     assert set(got) == set(want) and any(k.startswith("calibrated.") for k in got)
     for key in want:
         np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-5, err_msg=key)
+
+
+def test_random_recording_conditions_keep_the_speech_and_are_seeded():
+    """`train.channel` (what issue 18 tried as augmentation): every condition gives finite 16 kHz
+    audio of the clip's length (pitch shifts change it by at most 3 semitones), reproducibly."""
+    from emofusion.train.channel import CONDITIONS, random_recording
+
+    wav = _voice(1.0, 150.0, seed=1)
+    for name in CONDITIONS:
+        out = random_recording(wav, np.random.default_rng(0), p=1.0, conditions=(name,))
+        assert out.dtype == np.float32 and np.isfinite(out).all() and 0.09 < np.abs(out).max() <= 0.9
+        if name == "pitch":
+            assert 16000 / 2 ** (3 / 12) - 1 <= len(out) <= 16000 * 2 ** (3 / 12) + 1
+        else:
+            assert len(out) == len(wav)
+            assert not np.allclose(out / np.abs(out).max(), wav / np.abs(wav).max(), atol=1e-3)
+    a = random_recording(wav, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, random_recording(wav, np.random.default_rng(7)))

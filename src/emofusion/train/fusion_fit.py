@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--data", default=str(default_data_root()))
     ap.add_argument("--per-class", type=int, default=400)
-    ap.add_argument("--version", default="0.6.0")
+    ap.add_argument("--version", default="0.7.0")
     args = ap.parse_args(argv)
     data = Path(args.data)
 
