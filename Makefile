@@ -76,7 +76,7 @@ default-model: setup
 	for k in 1 2 3 4 5 6 7 8 9 10; do $(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --fold $$k --cache-dir $(RUNS)/voice-cache --out $(RUNS)/voice-cv/fold$$k || exit 1; done
 	$(BIN)/emofusion train recipes/voice_ravdess_emodb.toml --cache-dir $(RUNS)/voice-cache --out $(RUNS)/voice
 	$(BIN)/python -m emofusion.train.fusion_fit --face $(RUNS)/face-s4/best --voice $(RUNS)/voice/last \
-	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text-s2/best --out src/emofusion/weights/default --version 0.6.0
+	  --voice-cv $(RUNS)/voice-cv --text $(RUNS)/text-s2/best --out src/emofusion/weights/default --version 0.7.0
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

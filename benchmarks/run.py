@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SCRIPTS = ("bench_analyze.py", "bench_serve.py", "bench_batch.py", "bench_export.py", "bench_long.py", "bench_tracker.py",
-           "bench_hostile.py")
+           "bench_hostile.py", "bench_calibration.py")
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SCRIPTS)
