@@ -48,8 +48,10 @@ def evaluate(
         fail(str(root), f"no such file or folder; expected {spec.layout}")
     check_output(json_out, "--json")
     check_output(plot, "--plot")
-    if calibrate not in ("off", "speaker"):
-        fail("--calibrate", f"must be off or speaker (got {calibrate!r})")
+    from ..evaluate.predict import CALIBRATE_MODES
+
+    if calibrate not in CALIBRATE_MODES:
+        fail("--calibrate", f"must be {' or '.join(CALIBRATE_MODES)} (got {calibrate!r})")
     if calibrate == "speaker" and spec.modality != "voice":
         fail("--calibrate", f"speaker calibration reads voices; {spec.name} is a {spec.modality} dataset")
     if cv_dir is not None and speakers is not None:
