@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -22,20 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from bench_long import CACHE, long_clip, run_sampled  # noqa: E402
-
-
-def analyse(path: Path, calibrate: str, cores: int) -> tuple[dict, dict]:
-    out = CACHE / f"calibration-{os.getpid()}.tmp"
-    cmd = [sys.executable, "-m", "emofusion.cli", "analyze", str(path), "--transcribe", "off", "--calibrate", calibrate,
-           "--json", str(out), "-q"]
-    run = run_sampled(cmd, cores)
-    if run["returncode"] != 0:
-        print(run["stderr_tail"], file=sys.stderr)
-        raise SystemExit(f"emofusion analyze failed with exit status {run['returncode']}")
-    analysis = json.loads(out.read_text())
-    out.unlink()
-    return run, analysis
+from bench_long import analyse, long_clip  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +38,7 @@ def main() -> None:
     info: dict = {}
     for _ in range(args.repeats):
         for mode in ("off", "on"):
-            run, analysis = analyse(path, mode, args.cores)
+            run, analysis = analyse(path, "default", "off", args.cores, ("--calibrate", mode))
             runs[mode].append(run)
             info[mode] = analysis["media"]["voice_calibration"]
             duration = analysis["media"]["duration"]

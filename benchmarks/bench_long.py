@@ -202,11 +202,13 @@ TRANSCRIBE_ONLY = (
 )
 
 
-def analyse(path: Path, model: str, transcribe: str, cores: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`emofusion analyze` in a pinned, memory-sampled process: the run and the analysis JSON."""
+def analyse(path: Path, model: str, transcribe: str, cores: int,
+            more: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`emofusion analyze` (with the flags `more`) in a pinned, memory-sampled process: the run and
+    the analysis JSON."""
     analysis_json = CACHE / f"long-analysis-{os.getpid()}.tmp"
     cmd = [sys.executable, "-m", "emofusion.cli", "analyze", str(path), "--model", model,
-           "--transcribe", transcribe, "--json", str(analysis_json), "-q"]
+           "--transcribe", transcribe, *more, "--json", str(analysis_json), "-q"]
     run = run_sampled(cmd, cores)
     if run["returncode"] != 0:
         print(run["stderr_tail"], file=sys.stderr)
