@@ -9,7 +9,7 @@ With calibration the voice answer is the calibrated regression alone (the recipe
 fits the regression exactly as `emofusion train` does (`VoiceTask.fit_functionals_head` on the
 fold's training speakers: C from the recipe's grid by speaker-held-out likelihood, band levels
 left out), and its held-out clips are read against their own speaker's clips, as
-`emofusion evaluate --calibrate speaker` does. The features come from the training cache.
+`emofusion evaluate --calibrate speaker` does. The features of every clip are taken here, once.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from emofusion.features import acoustic_functionals, spectral_band_level_columns
 from emofusion.labels import EMOTIONS
 from emofusion.media import read_audio
 from emofusion.metrics import classification_report
-from emofusion.models.voice import SpeakerBaseline, fit_calibrated_head, select_functionals_c, standardise_per_speaker
+from emofusion.models.voice import SpeakerBaseline, fit_calibrated_head
 from emofusion.train.recipe import load_recipe
 
 
@@ -57,12 +57,8 @@ def main() -> None:
             train_y.append(y_all[name][rows])
             train_s += [i.speaker for i, r in zip(items, rows) if r]
         x, y = np.concatenate(train_x), np.concatenate(train_y)
-        z = standardise_per_speaker(x, train_s)
-        if ignore is not None:
-            z[:, ignore] = 0.0
-        c = select_functionals_c(z, y, train_s, len(EMOTIONS), grid) if len(grid) > 1 else grid[0]
+        head, c = fit_calibrated_head(x, y, train_s, len(EMOTIONS), grid, ignore)
         chosen.append(c)
-        head = fit_calibrated_head(x, y, train_s, len(EMOTIONS), c, ignore)
         for name, items, feats, held in corpora:
             for speaker in held[k]:
                 rows = np.flatnonzero([i.speaker == speaker for i in items])

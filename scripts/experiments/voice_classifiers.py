@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from voice_loco import corpus, score  # noqa: E402
-
-from emofusion.labels import EMOTIONS  # noqa: E402
+from voice_loco import corpus, fit_predict, score  # noqa: E402
 
 
 def _models() -> dict:
@@ -34,14 +32,6 @@ def _models() -> dict:
     }
 
 
-def fit_predict(make, xa: np.ndarray, ya: np.ndarray, xb: np.ndarray) -> np.ndarray:
-    mu, sd = xa.mean(0), xa.std(0) + 1e-6
-    clf = make().fit(np.clip((xa - mu) / sd, -5, 5), ya)
-    probs = np.zeros((len(xb), len(EMOTIONS)))
-    probs[:, clf.classes_] = clf.predict_proba(np.clip((xb - mu) / sd, -5, 5))
-    return probs
-
-
 def main() -> None:
     import warnings
 
@@ -50,10 +40,10 @@ def main() -> None:
     models = _models()
     for name in sys.argv[1:] or list(models):
         make, t0 = models[name], time.time()
-        row = {"ravdess->emodb": score(emo[1], fit_predict(make, rav[0], rav[1], emo[0])),
-               "emodb->ravdess": score(rav[1], fit_predict(make, emo[0], emo[1], rav[0])),
-               "ravdess+emodb->tess": score(tess[1], fit_predict(make, np.concatenate([rav[0], emo[0]]),
-                                                                np.concatenate([rav[1], emo[1]]), tess[0]))}
+        row = {"ravdess->emodb": score(emo[1], fit_predict(rav[0], rav[1], emo[0], make=make)),
+               "emodb->ravdess": score(rav[1], fit_predict(emo[0], emo[1], rav[0], make=make)),
+               "ravdess+emodb->tess": score(tess[1], fit_predict(np.concatenate([rav[0], emo[0]]),
+                                                                np.concatenate([rav[1], emo[1]]), tess[0], make=make))}
         row["selection (mean LOCO UAR)"] = round((row["ravdess->emodb"][1] + row["emodb->ravdess"][1]) / 2, 4)
         print(json.dumps({"classifier": name, **row, "seconds": round(time.time() - t0)}), flush=True)
 

@@ -71,11 +71,13 @@ def corpus(name: str, augment: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x, y, s
 
 
-def fit_predict(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, c: float) -> np.ndarray:
+def fit_predict(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, c: float = 0.001, make=None) -> np.ndarray:
+    """Probabilities for `xb` of a classifier fitted on (xa, ya), inputs standardised on xa and held
+    within 5 SD: the balanced L2 logistic regression with inverse strength `c`, or `make()`."""
     from sklearn.linear_model import LogisticRegression
 
     mu, sd = xa.mean(0), xa.std(0) + 1e-6
-    clf = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+    clf = make() if make is not None else LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     clf.fit(np.clip((xa - mu) / sd, -5, 5), ya)
     probs = np.zeros((len(xb), len(EMOTIONS)))
     probs[:, clf.classes_] = clf.predict_proba(np.clip((xb - mu) / sd, -5, 5))

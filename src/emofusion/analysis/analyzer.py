@@ -26,8 +26,8 @@ from .fusion import summarise
 from .joint import JointRunner
 from .late import LateFusionRunner
 from .results import Analysis, Segment
-from .voice import VoiceCalibration, calibrate_voice, check_calibration, not_calibrated
-from .windows import Window, make_windows
+from .voice import VoiceCalibration, calibrate_voice, check_calibration
+from .windows import make_windows
 from .words import GivenWords, LiveTranscript, NoWords, Words
 
 ProgressCallback = Callable[[int, int], None]
@@ -210,17 +210,6 @@ class Analyzer:
             return NoWords(f"no ASR model available offline ({exc})")
         return LiveTranscript(transcriber, audio_source)
 
-    def _voice_calibration(self, given: _Input, windows: list[Window], use_voice: bool) -> VoiceCalibration:
-        """The recording's voice baseline as `options.calibrate` says (see `calibrate_voice`)."""
-        mode = self.options.calibrate
-        if mode == "off":
-            return VoiceCalibration(mode, used=False, reason="calibration is off")
-        if "voice" not in self.modalities:
-            return not_calibrated(mode, "the voice modality is not analysed")
-        if not use_voice or given.audio is None:
-            return not_calibrated(mode, "the input has no audio")
-        return calibrate_voice(self.model, windows, given.audio, self.min_speech_fraction, mode)
-
     def transcriber(self, *, allow_download: bool = False) -> Transcriber:
         """This Analyzer's Transcriber, resolved (and its model loaded) on first use; raises
         TranscriptionUnavailable when no model is found (downloads only if `allow_download`)."""
@@ -252,7 +241,9 @@ class Analyzer:
         try:
             if use_text:
                 given.words.start()  # recognition runs beside the face and voice paths
-            given.calibration = self._voice_calibration(given, windows, use_voice)
+            given.calibration = calibrate_voice(self.model, windows, given.audio if use_voice else None,
+                                                self.min_speech_fraction, self.options.calibrate,
+                                                voice_analysed="voice" in self.modalities)
             run = self.runner.start(given.source, given.info, given.duration, windows, use_face=use_face, reader=reader,
                                     words=given.words if use_text else None,
                                     face_observations=face_observations, calibration=given.calibration)

@@ -77,13 +77,18 @@ def check_calibration(mode: str, modalities: "list[str] | tuple[str, ...]", mode
         not_calibrated(mode, f"model {model.config.name!r} has no calibrated voice regression")
 
 
-def calibrate_voice(model: Any, windows: list[Window], audio: Source, min_speech_fraction: float,
-                    mode: str) -> VoiceCalibration:
+def calibrate_voice(model: Any, windows: list[Window], audio: Source | None, min_speech_fraction: float,
+                    mode: str, voice_analysed: bool = True) -> VoiceCalibration:
     """The recording's voice baseline as `mode` says: the functionals of every voiced window (read
-    once here and kept for the voice path), their mean and spread. "auto" skips calibration when
-    there are fewer than MIN_CALIBRATION_WINDOWS voiced windows; "on" raises AnalysisError then."""
+    once here and kept for the voice path), their mean and spread. Not calibrated (AnalysisError
+    when `mode` is "on") when the voice is not analysed, there is no `audio`, the model has no
+    calibrated regression, or there are fewer than MIN_CALIBRATION_WINDOWS voiced windows."""
     if mode == "off":
         return VoiceCalibration(mode, used=False, reason="calibration is off")
+    if not voice_analysed:
+        return not_calibrated(mode, "the voice modality is not analysed")
+    if audio is None:
+        return not_calibrated(mode, "the input has no audio")
     if not getattr(model, "can_calibrate_voice", False):
         return not_calibrated(mode, f"model {model.config.name!r} has no calibrated voice regression")
     if len(windows) < MIN_CALIBRATION_WINDOWS:  # too few even if every one is voiced: nothing is read
@@ -126,11 +131,12 @@ class VoicePath:
         by_length: dict[int, list[tuple[int, np.ndarray, float]]] = {}
         for chunk in chunks:  # windows of one length go through the net together
             by_length.setdefault(len(chunk[1]), []).append(chunk)
+        calibrated = calibration is not None and calibration.used
+        reads_cnn = self.model.reads_voice_cnn(calibrated)
         for group in by_length.values():
-            mels = log_mel(torch.from_numpy(np.stack([c[1] for c in group])), mel_cfg)
-            cnn = self.model.voice_probs(mels)
             wavs = [c[1] for c in group]
-            if calibration is not None and calibration.used:
+            cnn = self.model.voice_probs(log_mel(torch.from_numpy(np.stack(wavs)), mel_cfg)) if reads_cnn else None
+            if calibration is not None and calibrated:
                 feats = [calibration.feats.get((block[i].start, block[i].end)) for i, _, _ in group]
                 stacked = (np.stack(feats) if all(f is not None for f in feats)  # type: ignore[arg-type]
                            else self.model.voice_functionals_of(wavs))

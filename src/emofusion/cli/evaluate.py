@@ -48,12 +48,12 @@ def evaluate(
         fail(str(root), f"no such file or folder; expected {spec.layout}")
     check_output(json_out, "--json")
     check_output(plot, "--plot")
-    from ..evaluate.predict import CALIBRATE_MODES
+    from ..evaluate.predict import check_calibrate_mode
 
-    if calibrate not in CALIBRATE_MODES:
-        fail("--calibrate", f"must be {' or '.join(CALIBRATE_MODES)} (got {calibrate!r})")
-    if calibrate == "speaker" and spec.modality != "voice":
-        fail("--calibrate", f"speaker calibration reads voices; {spec.name} is a {spec.modality} dataset")
+    try:
+        check_calibrate_mode(calibrate, spec.modality)  # before the model loads
+    except EmofusionError as exc:
+        fail_with(exc, "--calibrate")
     if cv_dir is not None and speakers is not None:
         fail(str(cv_dir), "give --cv-dir or --speakers, not both (each fold model evaluates its own held-out speakers)")
     split_name = split if split is not None else DEFAULT_SPLITS.get(spec.name, ALL)

@@ -112,15 +112,21 @@ def _voice_probs(model: "EmotionModel", items: list[Item], keep: list[int], skip
     return model.clip_voice_probs(wavs)
 
 
+def check_calibrate_mode(calibrate: str, modality: str) -> None:
+    """EvaluationError unless `calibrate` is one of CALIBRATE_MODES and, when not "off", the data is voice."""
+    if calibrate not in CALIBRATE_MODES:
+        raise EvaluationError(f"--calibrate: must be {' or '.join(CALIBRATE_MODES)} (got {calibrate!r})")
+    if calibrate != "off" and modality != "voice":
+        raise EvaluationError(f"--calibrate: {calibrate} calibration reads voices relative to their speaker; "
+                              f"this is a {modality} dataset")
+
+
 def check_calibration(model: "EmotionModel", modality: str, items: list[Item], calibrate: str) -> None:
     """EvaluationError unless `calibrate` can apply: a known mode; for "speaker", a voice part with
     a calibrated regression and speaker ids on every item."""
-    if calibrate not in CALIBRATE_MODES:
-        raise EvaluationError(f"--calibrate must be one of {', '.join(CALIBRATE_MODES)} (got {calibrate!r})")
+    check_calibrate_mode(calibrate, modality)
     if calibrate == "off":
         return
-    if modality != "voice":
-        raise EvaluationError(f"--calibrate speaker reads voices relative to their speaker; this is a {modality} dataset")
     if not getattr(model, "can_calibrate_voice", False):
         raise EvaluationError(f"model {model.config.name!r} has no calibrated voice regression "
                               "(its voice part was trained without functionals.calibrated)")

@@ -78,12 +78,19 @@ class ModelParts:
 
         return acoustic_functionals(wavs, cfg["feature_set"], self.config.mel.sample_rate)
 
-    def with_voice_functionals(self, cnn_probs: np.ndarray, wavs: list[np.ndarray], *,
+    def reads_voice_cnn(self, calibrated: bool) -> bool:
+        """Whether the voice answer uses the CNN: always, except for a calibrated reading whose
+        regression has all the weight (`functionals.calibrated.weight` 1)."""
+        cfg = self.voice_functionals_config or {}
+        return not (calibrated and float((cfg.get("calibrated") or {}).get("weight", 0.0)) >= 1.0)
+
+    def with_voice_functionals(self, cnn_probs: np.ndarray | None, wavs: list[np.ndarray], *,
                                baseline: "SpeakerBaseline | None" = None,
                                feats: np.ndarray | None = None) -> np.ndarray:
         """The voice CNN's probabilities for `wavs`, combined with the functionals head when the model
         has one. With `baseline` (the speaker's own, see `SpeakerBaseline`), the calibrated regression
-        reads the functionals relative to it. `feats`: the functionals of `wavs`, when already taken."""
+        reads the functionals relative to it. `feats`: the functionals of `wavs`, when already taken.
+        `cnn_probs` is None where `reads_voice_cnn` says the CNN takes no part."""
         cfg = self.voice_functionals_config
         head = getattr(self, "voice_functionals", None)
         if cfg is None or head is None or len(wavs) == 0:
@@ -233,14 +240,17 @@ class EmotionModel(ModelParts, torch.nn.Module):
         over all of that speaker's clips here (the calibrated regression; ValueError without one)."""
         from ..features import log_mel
 
-        cnn = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for i, w in enumerate(wavs):
-            by_length.setdefault(len(w), []).append(i)
-        for idx in by_length.values():
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                cnn[chunk] = self.voice_probs(log_mel(torch.from_numpy(np.stack([wavs[i] for i in chunk])), self.config.mel))
+        cnn: np.ndarray | None = None
+        if self.reads_voice_cnn(calibrated=speakers is not None):
+            cnn = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
+            by_length: dict[int, list[int]] = {}
+            for i, w in enumerate(wavs):
+                by_length.setdefault(len(w), []).append(i)
+            for idx in by_length.values():
+                for start in range(0, len(idx), batch_size):
+                    chunk = idx[start : start + batch_size]
+                    cnn[chunk] = self.voice_probs(log_mel(torch.from_numpy(np.stack([wavs[i] for i in chunk])),
+                                                          self.config.mel))
         if speakers is None:
             return self.with_voice_functionals(cnn, wavs)
         from .voice import SpeakerBaseline
@@ -250,11 +260,12 @@ class EmotionModel(ModelParts, torch.nn.Module):
         if not self.can_calibrate_voice:
             raise ValueError(f"model {self.config.name!r} has no calibrated voice regression")
         feats = self.voice_functionals_of(wavs)
-        out = np.zeros_like(cnn)
+        out = np.zeros((len(wavs), len(self.config.labels)), dtype=np.float32)
         names = np.asarray(speakers)
         for name in dict.fromkeys(speakers):
             rows = np.flatnonzero(names == name)
-            out[rows] = self.with_voice_functionals(cnn[rows], [wavs[i] for i in rows], feats=feats[rows],
+            out[rows] = self.with_voice_functionals(None if cnn is None else cnn[rows], [wavs[i] for i in rows],
+                                                    feats=feats[rows],
                                                     baseline=SpeakerBaseline.of(feats[rows]))
         return out
 

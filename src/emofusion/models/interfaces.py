@@ -56,7 +56,9 @@ class LateFusionModel(InferenceModel, Protocol):
 
     def voice_functionals_of(self, wavs: list[np.ndarray]) -> np.ndarray | None: ...
 
-    def with_voice_functionals(self, cnn_probs: np.ndarray, wavs: list[np.ndarray], *, baseline: Any = None,
+    def reads_voice_cnn(self, calibrated: bool) -> bool: ...
+
+    def with_voice_functionals(self, cnn_probs: np.ndarray | None, wavs: list[np.ndarray], *, baseline: Any = None,
                                feats: np.ndarray | None = None) -> np.ndarray: ...
 
     def clip_voice_probs(self, wavs: list[np.ndarray], batch_size: int = 64,

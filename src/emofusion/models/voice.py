@@ -166,16 +166,19 @@ class VoiceFunctionalsHead(nn.Module):
 
 
 def fit_calibrated_head(feats: np.ndarray, y: np.ndarray, speakers: list[str] | np.ndarray, num_classes: int,
-                        c: float, ignore: np.ndarray | None = None) -> VoiceFunctionalsHead:
-    """The regression a calibrated analysis reads: fitted on functionals standardised per speaker.
-    `ignore`: (D,) bool, columns the regression does not read (their weights are 0)."""
+                        c: float | list[float], ignore: np.ndarray | None = None) -> tuple[VoiceFunctionalsHead, float]:
+    """The regression a calibrated analysis reads, fitted on functionals standardised per speaker,
+    and its inverse regularisation strength: `c`, or from a list the value `select_functionals_c`
+    picks. `ignore`: (D,) bool, columns the regression does not read (their weights are 0)."""
     z = standardise_per_speaker(feats, speakers)
     if ignore is not None:
         z[:, ignore] = 0.0
-    head = VoiceFunctionalsHead.fit(z, y, num_classes, c)
+    grid = sorted(c) if isinstance(c, list) else [float(c)]
+    chosen = select_functionals_c(z, y, list(speakers), num_classes, grid) if len(grid) > 1 else grid[0]
+    head = VoiceFunctionalsHead.fit(z, y, num_classes, chosen)
     if ignore is not None:
         head.weight[:, torch.as_tensor(ignore)] = 0.0
-    return head
+    return head, chosen
 
 
 def calibrated_probs(head: VoiceFunctionalsHead, feats: np.ndarray, baseline: SpeakerBaseline) -> np.ndarray:
@@ -209,9 +212,14 @@ def select_functionals_c(feats: np.ndarray, y: np.ndarray, speakers: list[str], 
     return best_c
 
 
-def combine_voice(cnn_probs: np.ndarray, functional_probs: np.ndarray, weight: float) -> np.ndarray:
-    """Weighted geometric mean of the CNN's and the functionals head's probabilities (weight on the head)."""
-    log = (1.0 - weight) * np.log(np.clip(cnn_probs, 1e-9, 1.0)) + weight * np.log(np.clip(functional_probs, 1e-9, 1.0))
+def combine_voice(cnn_probs: np.ndarray | None, functional_probs: np.ndarray, weight: float) -> np.ndarray:
+    """Weighted geometric mean of the CNN's and the functionals head's probabilities (weight on the head).
+    `cnn_probs` may be None when the weight is 1: the CNN takes no part then."""
+    log = weight * np.log(np.clip(functional_probs, 1e-9, 1.0))
+    if weight < 1.0:
+        if cnn_probs is None:
+            raise ValueError(f"the CNN's probabilities are needed with a functionals weight of {weight} (< 1)")
+        log = log + (1.0 - weight) * np.log(np.clip(cnn_probs, 1e-9, 1.0))
     log -= log.max(axis=1, keepdims=True)
     e = np.exp(log)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -117,7 +117,7 @@ class VoiceTask(Task):
         calibrated regression, on the same clips standardised per speaker). With a list of c values,
         the one with the best speaker-held-out likelihood within the training speakers
         (`select_functionals_c`) is used, and recorded as `c`."""
-        from ...models.voice import VoiceFunctionalsHead, fit_calibrated_head, select_functionals_c, standardise_per_speaker
+        from ...models.voice import VoiceFunctionalsHead, fit_calibrated_head
 
         feats = self._functionals(train_items, self.train_wavs)
         speakers = [i.speaker for i in train_items]
@@ -129,11 +129,8 @@ class VoiceTask(Task):
             from ...features import spectral_band_level_columns
 
             ignore = None if calibrated["band_levels"] else spectral_band_level_columns()
-            z = standardise_per_speaker(feats, speakers)
-            if ignore is not None:
-                z[:, ignore] = 0.0
-            _choose_c(calibrated, z, self.train_y, speakers, n)
-            head.calibrated = fit_calibrated_head(feats, self.train_y, speakers, n, calibrated["c"], ignore)
+            head.calibrated, calibrated["c"] = fit_calibrated_head(feats, self.train_y, speakers, n,
+                                                                   calibrated.get("c_grid", calibrated["c"]), ignore)
         return head
 
     def attach_functionals(self, model: EmotionModel) -> None:
