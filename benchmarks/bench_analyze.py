@@ -62,8 +62,10 @@ TRANSCRIPT = "I honestly cannot believe you did that, this is the best news I ha
 # breakdown rows: key -> label
 PARTS = {
     "decode_sample": "decode + frame sampling (`iter_frames`, decode thread)",
-    "face_detect": "face detection + crop (`FaceTracker.find`, `crop_face`; detection thread)",
-    "face_detect_full": "  of which full-frame `FaceDetector.detect`",
+    "face_detect": "face detection (`FaceDetector.detect`; detection thread)",
+    "face_align": "face crops, aligned on the eyes (`align_face`; detection thread)",
+    "face_track": "tracking (`FaceTracks.update`; detection thread)",
+    "face_mouth": "mouth watching (`eye_framed` + `mouth_motion`; detection thread)",
     "face_net": "face net (`normalize_faces` + `model.face_probs`)",
     "voice": "voice total (audio read + VAD + log-mel + voice net + functionals)",
     "voice_read": "  audio read (`AudioWindowReader.read`)",
@@ -179,7 +181,8 @@ def instrumented(analyzer):
     import emofusion.analysis.face as face_path
     import emofusion.analysis.voice as voice_path
     import emofusion.models.emotion_model as bundle
-    from emofusion.media.faces import FaceDetector, FaceTracker
+    from emofusion.analysis.tracks import FaceTracks
+    from emofusion.media.faces import FaceDetector
     from emofusion.media import AudioWindowReader
 
     timers = Timers()
@@ -192,9 +195,11 @@ def instrumented(analyzer):
         setattr(obj, name, new)
 
     patch(face_path, "iter_frames", timers.wrap_iter("decode_sample", face_path.iter_frames))
-    patch(FaceTracker, "find", timers.wrap("face_detect", FaceTracker.find))
-    patch(face_path, "crop_face", timers.wrap("face_detect", face_path.crop_face))
-    patch(FaceDetector, "detect", timers.wrap("face_detect_full", FaceDetector.detect))
+    patch(FaceDetector, "detect", timers.wrap("face_detect", FaceDetector.detect))
+    patch(face_path, "align_face", timers.wrap("face_align", face_path.align_face))
+    patch(FaceTracks, "update", timers.wrap("face_track", FaceTracks.update))
+    patch(face_path, "eye_framed", timers.wrap("face_mouth", face_path.eye_framed))
+    patch(face_path, "mouth_motion", timers.wrap("face_mouth", face_path.mouth_motion))
     patch(face_path, "normalize_faces", timers.wrap("face_net", face_path.normalize_faces))
     patch(model, "face_probs", timers.wrap("face_net", model.face_probs))
     patch(AudioWindowReader, "read", timers.wrap("voice_read", AudioWindowReader.read))

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ("bench_analyze.py", "bench_serve.py", "bench_batch.py", "bench_export.py", "bench_long.py", "bench_tracker.py",
+SCRIPTS = ("bench_analyze.py", "bench_serve.py", "bench_batch.py", "bench_export.py", "bench_long.py", "bench_detectors.py",
            "bench_hostile.py", "bench_calibration.py")
 
 if __name__ == "__main__":

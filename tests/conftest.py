@@ -94,10 +94,12 @@ def read_config(model_dir: Path) -> dict:
     return json.loads((Path(model_dir) / "config.json").read_text())
 
 
-# ------------------------------------------------------------------ JSON contract v1
+# ------------------------------------------------------------------ JSON contract v1 (1.1)
 
-CONTRACT_TOP_KEYS = {"schema_version", "model", "media", "labels", "options", "segments", "summary"}
-CONTRACT_SEGMENT_KEYS = {"start", "end", "face", "voice", "text", "fused"}
+CONTRACT_TOP_KEYS = {"schema_version", "model", "media", "labels", "options", "segments", "people", "summary"}
+CONTRACT_SEGMENT_KEYS = {"start", "end", "face", "voice", "text", "fused", "speaker"}
+CONTRACT_PERSON_KEYS = {"id", "first_seen", "last_seen", "frames", "box", "box_time", "thumbnail", "windows", "summary"}
+CONTRACT_PERSON_WINDOW_KEYS = {"start", "end", "face", "mouth_motion", "speaking", "fused"}
 CONTRACT_SUMMARY_KEYS = {"probs", "top", "score", "sentiment", "sentiment_source", "windows"}
 
 
@@ -109,9 +111,9 @@ def assert_distribution(probs: dict, labels: list[str]) -> None:
 
 
 def assert_contract_v1(d: dict) -> None:
-    """Pin the analysis JSON (schema 1.0) exactly."""
+    """Pin the analysis JSON (schema 1.1: 1.0 and `people`, each segment's `speaker`) exactly."""
     assert set(d) == CONTRACT_TOP_KEYS
-    assert d["schema_version"] == "1.0"
+    assert d["schema_version"] == "1.1"
     assert {"name", "version", "trained"} <= set(d["model"])
     assert isinstance(d["model"]["name"], str) and isinstance(d["model"]["version"], str)
     assert isinstance(d["model"]["trained"], bool)
@@ -150,6 +152,27 @@ def assert_contract_v1(d: dict) -> None:
             assert s["fused"]["score"] == s["fused"]["probs"][s["fused"]["top"]]
         else:
             assert s["fused"] is None
+    ids = [p["id"] for p in d["people"]]
+    for s in d["segments"]:
+        assert s["speaker"] in (None, "off_screen") or s["speaker"].startswith("p")
+        if s["speaker"] is not None:
+            assert s["voice"] is not None  # only a window with speech has a speaker
+    assert len(d["people"]) <= 32 and ids == sorted(ids, key=lambda i: int(i[1:]))
+    for p in d["people"]:
+        assert set(p) == CONTRACT_PERSON_KEYS and p["id"].startswith("p")
+        assert 0 <= p["first_seen"] < p["last_seen"] and p["frames"] >= 1 and len(p["box"]) == 4
+        assert p["thumbnail"] is None or p["thumbnail"].startswith("data:image/jpeg;base64,")
+        for w in p["windows"]:
+            assert set(w) == CONTRACT_PERSON_WINDOW_KEYS
+            assert set(w["face"]) == {"probs", "box", "frames"}
+            assert_distribution(w["face"]["probs"], labels)
+            assert isinstance(w["speaking"], bool)
+            assert w["mouth_motion"] is None or isinstance(w["mouth_motion"], float)
+        assert set(p["summary"]) == {"probs", "top", "score", "windows", "speaking_windows"}
+    if "people" in d["media"]:
+        info = d["media"]["people"]
+        assert set(info) == {"detector", "faces", "max_faces", "left_out", "speaker_attribution"}
+        assert set(info["speaker_attribution"]) == {"used", "reason"}
     summary = d["summary"]
     assert set(summary) == CONTRACT_SUMMARY_KEYS
     if summary["probs"] is not None:

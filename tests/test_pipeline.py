@@ -9,7 +9,7 @@ from conftest import assert_contract_v1, assert_distribution
 from media_factory import make_clip, make_face_image
 
 from emofusion.media.faces import FaceDetector
-from emofusion.features import crop_face, log_mel, normalize_faces, speech_fraction
+from emofusion.features import align_face, log_mel, normalize_faces, speech_fraction
 from emofusion.labels import EMOTION_TO_SENTIMENT
 from emofusion.media import iter_frames, read_audio
 from emofusion.models import fuse, load_model
@@ -372,9 +372,9 @@ def test_face_batching_equals_one_frame_at_a_time(clips, tiny_model_dir, face_re
 
     # the first sampled frame, cropped and normalised by hand with emofusion.features
     _, frame = next(iter_frames(clips["face"], times[:1], fmt="gray", max_side=640))
-    boxes = FaceDetector().detect(frame)
-    assert boxes
-    by_hand = normalize_faces(crop_face(frame, boxes[0], cfg)[None], cfg)
+    faces = FaceDetector().detect(frame, max_side=320)
+    assert faces
+    by_hand = normalize_faces(align_face(frame, faces[0].box, faces[0].landmarks, cfg)[None], cfg)
     assert torch.equal(by_hand[0], crops[0])
 
     # one crop at a time through the net, averaged per window, equals the batched result
@@ -505,10 +505,11 @@ def test_face_observations_from_elsewhere_give_the_same_analysis(analyzer, clips
     times = [o[0] for o in observations]
     assert times == sorted(times)
     assert times == pytest.approx(frame_times(5.0, analyzer.frames_per_second))
-    assert any(o[1] is not None for o in observations)
-    for t, crop, faces, box in observations:
-        if crop is not None:
-            assert crop.dtype == np.uint8 and faces >= 1 and len(box) == 4
+    assert any(o[1] for o in observations)
+    for t, seen, faces in observations:
+        assert len(seen) <= faces
+        for sighting in seen:
+            assert sighting.crop.dtype == np.uint8 and sighting.track >= 1 and len(sighting.box) == 4
     shipped = pickle.loads(pickle.dumps(observations))
     again = analyzer.analyze(clips["face"], text="i am so happy today", face_observations=shipped).to_dict()
     assert again == face_result

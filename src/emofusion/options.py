@@ -11,6 +11,8 @@ input gets the same answer everywhere. Why these bounds:
   analysed 20 times over) and multiply the work and the result's size.
 - frames per second above 0 and at most 30: beyond a video's own frame rate the same frames are
   sampled again.
+- at most 20 faces per frame (`max_faces`): each is a crop through the face net and a row of the
+  result per window; a crowd beyond it is counted, not read.
 - at most 20,000 windows per analysis (5.5 hours at the default 1 s hop): each window is a segment
   of the result, kept in memory and stored, so the count bounds memory and result size.
 """
@@ -39,6 +41,14 @@ DEFAULT_TRANSCRIBE = "auto"
 #: When the voice readings are calibrated to the recording's own speaker (see `AnalysisOptions.calibrate`).
 CALIBRATE_MODES: tuple[str, ...] = ("auto", "on", "off")
 DEFAULT_CALIBRATE = "auto"
+#: Which faces an analysis reads (see `AnalysisOptions.faces`).
+FACES_MODES: tuple[str, ...] = ("all", "largest")
+DEFAULT_FACES = "all"
+DEFAULT_MAX_FACES = 6
+MAX_FACES = 20
+# the detectors (emofusion.media.faces.FACE_DETECTORS; named here so options need not import OpenCV)
+FACE_DETECTOR_NAMES: tuple[str, ...] = ("yunet", "haar")
+DEFAULT_FACE_DETECTOR = "yunet"
 
 
 def shown(value: object) -> str:
@@ -161,6 +171,12 @@ class AnalysisOptions:
     the input has at least `MIN_CALIBRATION_WINDOWS` voiced windows; "on" always (too few voiced
     windows, no audio or a voice part without a calibrated regression is an error); "off" never.
     The result's `media.voice_calibration` says whether it was used, and why not.
+
+    `faces`: "all" (the default) reads up to `max_faces` faces per frame, the largest first, each
+    followed as a person (the result's `people`, and who speaks in each window); "largest" only the
+    largest face of each frame (one face read per frame, as before people were tracked).
+    `face_detector`: "yunet" (the default; gives landmarks, so crops are aligned and mouths
+    watched) or "haar" (OpenCV's frontal cascade: boxes only, no speaker attribution).
     """
 
     window: float = DEFAULT_WINDOW_SECONDS
@@ -169,6 +185,9 @@ class AnalysisOptions:
     modalities: tuple[str, ...] | None = None
     transcribe: str = DEFAULT_TRANSCRIBE
     calibrate: str = DEFAULT_CALIBRATE
+    faces: str = DEFAULT_FACES
+    max_faces: int = DEFAULT_MAX_FACES
+    face_detector: str = DEFAULT_FACE_DETECTOR
 
     def __post_init__(self) -> None:
         window, hop, fps = check_options(self.window, self.hop, self.frames_per_second)
@@ -178,6 +197,14 @@ class AnalysisOptions:
         object.__setattr__(self, "modalities", _checked_modalities(self.modalities))
         object.__setattr__(self, "transcribe", check_transcribe(self.transcribe))
         object.__setattr__(self, "calibrate", check_calibrate(self.calibrate))
+        object.__setattr__(self, "faces", _one_of("faces", self.faces, FACES_MODES))
+        object.__setattr__(self, "max_faces", check_max_faces(self.max_faces))
+        object.__setattr__(self, "face_detector", _one_of("face_detector", self.face_detector, FACE_DETECTOR_NAMES))
+
+    @property
+    def faces_per_frame(self) -> int:
+        """How many faces of a frame are read: 1 for "largest", else max_faces."""
+        return 1 if self.faces == "largest" else self.max_faces
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | str | None) -> "AnalysisOptions":
@@ -196,15 +223,19 @@ class AnalysisOptions:
                    frames_per_second=raw.get("frames_per_second", DEFAULT_FRAMES_PER_SECOND),
                    modalities=tuple(modalities) if modalities is not None else None,
                    transcribe=raw.get("transcribe", DEFAULT_TRANSCRIBE),
-                   calibrate=raw.get("calibrate", DEFAULT_CALIBRATE))
+                   calibrate=raw.get("calibrate", DEFAULT_CALIBRATE), faces=raw.get("faces", DEFAULT_FACES),
+                   max_faces=raw.get("max_faces", DEFAULT_MAX_FACES),
+                   face_detector=raw.get("face_detector", DEFAULT_FACE_DETECTOR))
 
     @classmethod
     def from_flags(cls, window: float, hop: float, frames_per_second: float,
                    modalities: str | None, transcribe: str = DEFAULT_TRANSCRIBE,
-                   calibrate: str = DEFAULT_CALIBRATE) -> "AnalysisOptions":
+                   calibrate: str = DEFAULT_CALIBRATE, faces: str = DEFAULT_FACES,
+                   max_faces: int = DEFAULT_MAX_FACES, face_detector: str = DEFAULT_FACE_DETECTOR) -> "AnalysisOptions":
         """Options from command-line flags (`--modalities` is comma-separated)."""
         return cls(window=window, hop=hop, frames_per_second=frames_per_second,
-                   modalities=parse_modalities(modalities), transcribe=transcribe, calibrate=calibrate)
+                   modalities=parse_modalities(modalities), transcribe=transcribe, calibrate=calibrate,
+                   faces=faces, max_faces=max_faces, face_detector=face_detector)
 
     def for_model(self, model_modalities: "list[str] | tuple[str, ...]", model_name: str) -> tuple[str, ...]:
         """The modalities an analysis with this model reads: the ones asked for (all the model
@@ -224,7 +255,8 @@ class AnalysisOptions:
         return d
 
 
-OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities", "transcribe", "calibrate")
+OPTION_NAMES: tuple[str, ...] = ("window", "hop", "frames_per_second", "modalities", "transcribe", "calibrate",
+                                  "faces", "max_faces", "face_detector")
 
 
 def options_mapping(raw: Mapping[str, Any] | str | None) -> Mapping[str, Any]:
@@ -284,6 +316,19 @@ def check_calibrate(value: object) -> str:
     """The calibrate mode ("auto", "on" or "off"), or InvalidOptions."""
     if not isinstance(value, str) or value not in CALIBRATE_MODES:
         raise InvalidOptions(f"calibrate must be one of {', '.join(CALIBRATE_MODES)} (got {shown(value)})", "calibrate")
+    return value
+
+
+def _one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidOptions(f"{name} must be one of {', '.join(choices)} (got {shown(value)})", name)
+    return value
+
+
+def check_max_faces(value: object) -> int:
+    """The faces read per frame, 1 to MAX_FACES, or InvalidOptions."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FACES:
+        raise InvalidOptions(f"max_faces must be a whole number from 1 to {MAX_FACES} (got {shown(value)})", "max_faces")
     return value
 
 

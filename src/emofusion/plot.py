@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 FACE_THUMBNAILS = 6
 THUMBNAIL_MAX_SIDE = 320
 STRIP_INCHES = 2.2
+# The people panel: one row per person, this many inches tall, at most this many rows.
+PERSON_ROW_INCHES = 0.5
+MAX_PEOPLE_ROWS = 12
 
 COLORS = {
     "neutral": "#9e9e9e",
@@ -43,21 +46,61 @@ def timeline_figure(analysis: dict[str, Any], source: Any = None, thumbnails: in
 
     faces = face_thumbnails(analysis, source, thumbnails) if source is not None else []
     panels = [("face", "Face"), ("voice", "Voice"), ("text", "Text"), ("fused", "Fused")]
+    people = (analysis.get("people") or [])[:MAX_PEOPLE_ROWS]
+    heights = [1.0] * len(panels)
+    if people:
+        heights.append(PERSON_ROW_INCHES * len(people) / 2.0 + 0.3)
     if faces:
-        fig = plt.figure(figsize=(11, 8.5 + STRIP_INCHES))
-        grid = fig.add_gridspec(len(panels) + 1, 1, height_ratios=[1.0] * len(panels) + [STRIP_INCHES / 1.6])
-        axes = []
-        for row in range(len(panels)):
-            axes.append(fig.add_subplot(grid[row, 0], sharex=axes[0] if axes else None))
-        for ax in axes[:-1]:
-            ax.tick_params(labelbottom=False)
-        _draw_strip(fig, grid[len(panels), 0], faces)
-        return _draw_panels(fig, axes, analysis, panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 8.5), sharex=True)
-    return _draw_panels(fig, axes, analysis, panels)
+        heights.append(STRIP_INCHES / 1.6)
+    fig = plt.figure(figsize=(11, 8.5 * len(panels) / 4 + sum(heights[len(panels):]) * 2.0))
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
+    axes = []
+    for row in range(len(panels) + (1 if people else 0)):
+        axes.append(fig.add_subplot(grid[row, 0], sharex=axes[0] if axes else None))
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    if faces:
+        _draw_strip(fig, grid[len(heights) - 1, 0], faces)
+    if people:
+        _draw_people(axes[-1], analysis, people)
+    return _draw_panels(fig, axes[: len(panels)], analysis, panels, last=axes[-1])
 
 
-def _draw_panels(fig, axes, analysis: dict[str, Any], panels: list[tuple[str, str]]):
+def _draw_people(ax, analysis: dict[str, Any], people: list[dict[str, Any]]) -> None:
+    """One row per person: their face (the thumbnail in the JSON) and their windows coloured by
+    the fused reading, outlined where they spoke."""
+    import base64
+
+    import cv2
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    from matplotlib.patches import Rectangle
+
+    for row, person in enumerate(people):
+        y = len(people) - 1 - row
+        for w in person["windows"]:
+            top = (w.get("fused") or {}).get("top")
+            ax.add_patch(Rectangle((w["start"], y - 0.3), w["end"] - w["start"], 0.6, facecolor=COLORS.get(top, "#bdbdbd"),
+                                   edgecolor="black" if w["speaking"] else "none", linewidth=1.2, alpha=0.8))
+        thumb = person.get("thumbnail") or ""
+        if thumb.startswith("data:image/jpeg;base64,"):
+            data = np.frombuffer(base64.b64decode(thumb.split(",", 1)[1]), np.uint8)
+            img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+            if img is not None:
+                box = AnnotationBbox(OffsetImage(img, cmap="gray", zoom=0.45), (-0.005, y), xycoords=("axes fraction", "data"),
+                                     frameon=False, box_alignment=(1.0, 0.5))
+                ax.add_artist(box)
+        ax.text(0.005, y, f"{person['id']}: {person['summary']['top'] or '-'}", transform=ax.get_yaxis_transform(),
+                va="center", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+    ax.set_yticks([])
+    ax.set_ylim(-0.6, len(people) - 0.4)
+    left_out = ((analysis.get("media") or {}).get("people") or {}).get("left_out", 0)
+    more = len(analysis.get("people") or []) - len(people) + left_out
+    ax.set_title("People (fused reading per window; outlined: speaking)" + (f", {more} more not shown" if more else ""),
+                 loc="left", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+
+
+def _draw_panels(fig, axes, analysis: dict[str, Any], panels: list[tuple[str, str]], last=None):
     labels = analysis["labels"]
     segments = analysis["segments"]
     duration = analysis["media"].get("duration") or (segments[-1]["end"] if segments else 1.0)
@@ -74,7 +117,9 @@ def _draw_panels(fig, axes, analysis: dict[str, Any], panels: list[tuple[str, st
         ax.set_xlim(0, max(duration, 1e-3))
         ax.set_ylabel("p")
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("time (s)")
+    (last if last is not None else axes[-1]).set_xlabel("time (s)")
+    if last is not None:
+        last.set_xlim(0, max(duration, 1e-3))
     axes[0].legend(ncol=len(labels), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.45), frameon=False)
     summary = analysis.get("summary") or {}
     model = analysis.get("model") or {}

@@ -55,7 +55,7 @@ class Analyzer:
 
     `model`: a name, a folder (model, seed checkpoint or ONNX export) or a loaded model.
     `options`: an AnalysisOptions, or its fields as keywords (window, hop, modalities,
-    frames_per_second, transcribe, calibrate); not both.
+    frames_per_second, transcribe, calibrate, faces, max_faces, face_detector); not both.
 
     Speech is transcribed as `options.transcribe` says ("auto": when no words are given and a
     model is available offline); the Whisper model is resolved once per Analyzer and loaded once
@@ -67,9 +67,8 @@ class Analyzer:
         model: ModelSource = "default",
         *,
         options: AnalysisOptions | None = None,
-        face_detector: str = "haar",
         detect_max_side: int = 640,
-        detect_side: int = 320,
+        detect_side: int = 480,
         min_speech_fraction: float = 0.2,
         block_windows: int = 64,
         **option_fields: Any,
@@ -90,9 +89,11 @@ class Analyzer:
         if self.joint:
             self.runner = JointRunner(self.model, min_speech_fraction=min_speech_fraction)  # type: ignore[arg-type]
         else:
-            self.runner = LateFusionRunner(self.model, self.modalities, face_detector=face_detector,  # type: ignore[arg-type]
+            self.runner = LateFusionRunner(self.model, self.modalities,  # type: ignore[arg-type]
+                                           face_detector=self.options.face_detector,
                                            frames_per_second=self.options.frames_per_second,
                                            detect_max_side=detect_max_side, detect_side=detect_side,
+                                           max_faces=self.options.faces_per_frame,
                                            min_speech_fraction=min_speech_fraction)
 
     @property
@@ -125,9 +126,10 @@ class Analyzer:
         "on" without a model), or AnalysisError (all EmofusionErrors).
         """
         given = self._prepare(source, audio, transcript, text, transcribe_audio)
-        ended: dict[str, float] = {}
+        ended: dict[str, Any] = {}
         segments = list(self._segments(given, progress, progress_steps, face_observations, ended))
         duration = ended.get("duration", given.duration)
+        people, left_out = ended.get("people", ([], 0))
         return Analysis(
             model={
                 "name": self.model.config.name,
@@ -144,13 +146,34 @@ class Analyzer:
                 "has_transcript": bool(given.words.until(math.inf)),
                 "transcript": given.words.info(),
                 "voice_calibration": (given.calibration or VoiceCalibration(self.options.calibrate, used=False)).info(),
+                "people": self._people_info(given, left_out),
             },
             labels=list(self.labels),
             segments=segments,
             summary=summarise(segments, self.labels, self.model.config.sentiment_labels, self.runner.text_sentiment),
             options={"window": self.window, "hop": self.hop, "modalities": list(self.modalities),
-                     "frames_per_second": self.frames_per_second},
+                     "frames_per_second": self.frames_per_second, "faces": self.options.faces,
+                     "max_faces": self.options.max_faces, "face_detector": self.options.face_detector},
+            people=people,
         )
+
+    def _people_info(self, given: _Input, left_out: int) -> dict[str, Any]:
+        """The JSON's `media.people`: how people were found, how many were left out of the list,
+        and whether who speaks could be told (and why not)."""
+        reason = None
+        if self.joint:
+            reason = "the model reads one face per window (a joint network)"
+        elif "face" not in self.modalities:
+            reason = "faces are not analysed"
+        elif not given.info.has_video:
+            reason = "the input has no video"
+        elif given.audio is None:
+            reason = "the input has no audio"
+        elif self.runner.face is not None and not self.runner.face.detector.gives_landmarks:  # type: ignore[union-attr]
+            reason = f"the {self.options.face_detector} detector gives no landmarks to watch mouths with"
+        return {"detector": self.options.face_detector, "faces": self.options.faces,
+                "max_faces": self.options.faces_per_frame, "left_out": left_out,
+                "speaker_attribution": {"used": reason is None, "reason": reason}}
 
     def iter_segments(self, source: Source, *, audio: Source | None = None,
                       transcript: str | os.PathLike | list[TranscriptSegment] | None = None, text: str | None = None,
@@ -229,9 +252,10 @@ class Analyzer:
         return runtime
 
     def _segments(self, given: _Input, progress: ProgressCallback | None, progress_steps: int | None,
-                  face_observations: list[FaceObservation] | None, ended: dict[str, float]) -> Iterator[Segment]:
+                  face_observations: list[FaceObservation] | None, ended: dict[str, Any]) -> Iterator[Segment]:
         """Segments block by block. When every stream read has ended before the duration the
-        headers claimed, the windows past that end are dropped and `ended["duration"]` says where."""
+        headers claimed, the windows past that end are dropped and `ended["duration"]` says where.
+        Once every window is done, `ended["people"]` holds (the people listed, how many were left out)."""
         use_face = "face" in self.modalities and given.info.has_video
         use_voice = "voice" in self.modalities and given.audio is not None
         use_text = "text" in self.modalities and given.words.has_words()
@@ -267,6 +291,7 @@ class Analyzer:
                     progress(min(len(windows), done), len(windows))
                 if done >= len(windows):
                     break
+            ended["people"] = run.people()
         finally:
             given.words.close()
             if reader is not None:

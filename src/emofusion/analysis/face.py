@@ -1,5 +1,6 @@
-"""The face path: sampled frames -> face detection and crop (preprocess) -> the face net on
-batches of crops (forward) -> each window's mean over its frames with a face (postprocess).
+"""The face path: sampled frames -> faces found, tracked and cropped (preprocess) -> the face net
+on batches of crops (forward) -> per window, the main face's mean over its frames, and each
+tracked person's (postprocess).
 
 Decoding and detection run in two worker threads, started at once, while the calling thread runs
 the nets (PyAV and OpenCV release the GIL), so decoding, detection and the models overlap. The
@@ -16,22 +17,65 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..media.faces import FaceDetector, FaceTracker
-from ..features import crop_face, normalize_faces
+from ..features import align_face, eye_framed, normalize_faces
 from ..media import MediaInfo, Source, iter_frames
+from ..media.faces import FaceDetector
 from ..models.interfaces import LateFusionModel
 from .results import FaceResult
 from .threads import beside_workers, torch_threads
+from .tracks import FaceTracks
 from .windows import Window, frame_times
 
-# What the CPU stage of the face path finds in one sampled frame: (time in s, the face crop the
-# net reads (uint8, FaceConfig.size square) or None, the number of faces found, the box
-# [x, y, w, h] in displayed-frame pixels or None). `Analyzer.observe_faces` returns them and
-# `Analyzer.analyze(face_observations=...)` takes them, so decoding and detection can run
-# elsewhere than the nets (the Ray engine's decode stage).
-FaceObservation = tuple[float, "np.ndarray | None", int, "list[int] | None"]
+
+@dataclass(frozen=True)
+class Sighting:
+    """One face in one sampled frame, as the CPU stage found it."""
+
+    track: int  # the person's track id (`tracks.FaceTracks`)
+    crop: np.ndarray  # what the face net reads: uint8, FaceConfig.size square, aligned when landmarks were found
+    box: tuple[int, int, int, int]  # x, y, width, height in displayed-frame pixels
+    mouth: float | None  # how much the mouth moved since this track's previous sampled frame (`mouth_motion`)
+
+
+# What the CPU stage of the face path finds in one sampled frame: (time in s, the faces analysed,
+# largest first (at most max_faces), the number of faces found). `Analyzer.observe_faces` returns
+# them and `Analyzer.analyze(face_observations=...)` takes them, so decoding, detection and
+# tracking can run elsewhere than the nets (the Ray engine's decode stage).
+FaceObservation = tuple[float, list[Sighting], int]
+
+# The mouth and eye regions of an eye-framed crop (`features.eye_framed`; fractions of its side:
+# rows, then columns)
+MOUTH_REGION = (0.50, 0.85, 0.25, 0.75)
+EYES_REGION = (0.04, 0.32, 0.10, 0.90)
+MOTION_BLUR = 0.04  # the blur before comparing crops, as a fraction of their side
+MOUTH_GAP = 1.0  # seconds: a mouth is compared only with its own crop at most this long before
+
+
+def mouth_motion(before: np.ndarray, after: np.ndarray) -> float:
+    """How much the mouth moved between two eye-framed crops of one face: the mean absolute change of
+    the mouth region, less that of the eye region (what the whole face's motion, light and
+    compression change anyway), both in units of each crop's own contrast."""
+    import cv2
+
+    def normalised(crop: np.ndarray) -> np.ndarray:
+        # blurred: compression noise, which changes between frames of a still face, is fine
+        # detail; a mouth opening is not
+        c = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), MOTION_BLUR * crop.shape[0])
+        return (c - c.mean()) / max(float(c.std()), 1.0)
+
+    a, b = normalised(before), normalised(after)
+    n = a.shape[0]
+
+    def change(region: tuple[float, float, float, float]) -> float:
+        r0, r1, c0, c1 = (int(round(v * n)) for v in region)
+        return float(np.abs(a[r0:r1, c0:c1] - b[r0:r1, c0:c1]).mean())
+
+    return change(MOUTH_REGION) - change(EYES_REGION)
 
 FACE_BATCH = 32  # face crops per face-net call
+# Tracks kept per input (their frame counts and largest crop); beyond it the ended tracks seen
+# least are forgotten, so a crowd or a long input cannot grow memory without bound.
+MAX_TRACKS_KEPT = 256
 
 # The face path decodes in one thread: it runs beside face detection and the nets, which keep the
 # other cores busy, and FFmpeg's frame threads cost more CPU time for little wall time even alone
@@ -43,20 +87,47 @@ DECODE_THREADS = 1
 @dataclass
 class _FrameResult:
     time: float
-    probs: np.ndarray | None  # None: no face in this frame
-    faces: int
-    box: list[int] | None
+    faces: int  # faces found
+    seen: list[tuple[Sighting, np.ndarray]]  # the faces analysed, largest first, with the face net's probabilities
+
+
+@dataclass
+class PersonFace:
+    """What the face path saw of one tracked person in one window."""
+
+    result: FaceResult  # mean probabilities over the window's frames with this face, the box nearest the middle
+    mouth: float | None  # mean mouth motion over those frames (None: not measured: no landmarks)
+
+
+@dataclass
+class TrackSeen:
+    """What the face path saw of one track over the whole input: its frames and largest face."""
+
+    frames: int
+    box: tuple[int, int, int, int]  # the largest box, displayed-frame pixels
+    time: float  # when it was that large
+    crop: np.ndarray  # the crop then
+    last: float  # when it was last seen
+
+
+@dataclass
+class WindowFaces:
+    """The face path's findings in one window: the main face (the largest in each frame) and everyone."""
+
+    main: FaceResult | None
+    people: dict[int, PersonFace]
 
 
 class FacePath:
     """The face path of a late-fusion model, with its detector and sampling settings."""
 
     def __init__(self, model: LateFusionModel, *, detector: str, frames_per_second: float,
-                 detect_max_side: int, detect_side: int):
+                 detect_max_side: int, detect_side: int, max_faces: int):
         self.model = model
         self.frames_per_second = frames_per_second
         self.detect_max_side = detect_max_side  # frames are sampled at most this large (face crops come from them)
-        self.detect_side = detect_side  # full-frame face detection runs on a copy at most this large
+        self.detect_side = detect_side  # face detection runs on a copy at most this large
+        self.max_faces = max_faces  # the largest faces of each frame analysed; the rest only counted
         self.detector = FaceDetector(detector)  # FaceDetectorError (face_detector_unavailable) when it cannot load
 
     # -- preprocess ---------------------------------------------------------------------------
@@ -66,17 +137,31 @@ class FacePath:
                            max_side=self.detect_max_side, threads=DECODE_THREADS)
 
     def observe(self, frames: Iterable[tuple[float, np.ndarray]], info: MediaInfo) -> Iterator[FaceObservation]:
-        """Sampled gray frames -> face observations (a tracker follows the face between frames)."""
+        """Sampled gray frames -> face observations: the largest faces found, cropped (aligned on
+        the eyes when the detector gives landmarks), tracked, and their mouths' motion."""
         cfg = self.model.config.face_preprocess
-        tracker = FaceTracker(self.detector, detect_max_side=self.detect_side)
+        tracks = FaceTracks()
+        last: dict[int, tuple[float, np.ndarray]] = {}  # track -> (time, eye-framed crop) of its previous sighting
         for t, frame in frames:
-            box, faces = tracker.find(frame)
-            if box is None:
-                yield (t, None, 0, None)
-            else:
-                # boxes are reported in displayed-frame pixels, whatever size was sampled
-                s = (info.width / frame.shape[1]) if info.width else 1.0
-                yield (t, crop_face(frame, box, cfg), faces, [int(round(v * s)) for v in box])
+            found = self.detector.detect(frame, max_side=self.detect_side)
+            faces = found[: self.max_faces]
+            crops = [align_face(frame, f.box, f.landmarks, cfg) for f in faces]
+            ids = tracks.update(t, faces, crops)
+            # boxes are reported in displayed-frame pixels, whatever size was sampled
+            s = (info.width / frame.shape[1]) if info.width else 1.0
+            seen = []
+            for face, crop, track in zip(faces, crops, ids):
+                mouth = None
+                if face.landmarks is not None:
+                    framed = eye_framed(frame, face.landmarks)
+                    before = last.get(track)
+                    if before is not None and t - before[0] <= MOUTH_GAP:
+                        mouth = mouth_motion(before[1], framed)
+                    last[track] = (t, framed)
+                seen.append(Sighting(track, crop, tuple(int(round(v * s)) for v in face.box), mouth))  # type: ignore[arg-type]
+            for track in [k for k, (when, _) in last.items() if t - when > MOUTH_GAP]:
+                del last[track]
+            yield (t, seen, len(found))
 
     # -- a run over one input ------------------------------------------------------------------
     def start(self, source: Source, duration: float, info: MediaInfo,
@@ -169,6 +254,8 @@ class FaceRun:
         self._frames = self._frame_results(observations, caught_up)
         self._buffer: list[_FrameResult] = []
         self.end: float | None = None  # the last frame result's time, once the results have ended
+        self.tracks: dict[int, TrackSeen] = {}  # the tracks so far (see MAX_TRACKS_KEPT): frames seen, largest face
+        self.forgotten = 0  # tracks forgotten to keep memory bounded
 
     @property
     def busy(self) -> bool:
@@ -181,23 +268,23 @@ class FaceRun:
         pending: list[FaceObservation] = []
 
         def flush() -> list[_FrameResult]:
-            crops = [c for _, c, _, _ in pending if c is not None]
+            crops = [s.crop for _, seen, _ in pending for s in seen]
             probs = self.path.forward(crops, self.busy) if crops else None
             out, k = [], 0
-            for t, crop, n, box in pending:
-                if crop is None:
-                    out.append(_FrameResult(t, None, 0, None))
-                else:
-                    assert probs is not None
-                    out.append(_FrameResult(t, probs[k], n, box))
-                    k += 1
+            for t, seen, n in pending:
+                assert probs is not None or not seen
+                out.append(_FrameResult(t, n, [(s, probs[k + j]) for j, s in enumerate(seen)]))  # type: ignore[index]
+                k += len(seen)
             pending.clear()
             return out
 
         try:
+            crops = 0
             for item in observations:
                 pending.append(item)
-                if len(pending) >= FACE_BATCH or (caught_up() and len(pending) >= 8):
+                crops += len(item[1])
+                if crops >= FACE_BATCH or len(pending) >= FACE_BATCH or (caught_up() and crops >= 8):
+                    crops = 0
                     yield from flush()
             if pending:
                 yield from flush()
@@ -207,32 +294,57 @@ class FaceRun:
                 worker.join()
 
     # -- postprocess ----------------------------------------------------------------------------
-    def results_for(self, block: list[Window]) -> list[FaceResult | None]:
-        """Consume the frame results up to the block's end and aggregate them per window: the
-        mean probabilities over the frames with a face, the box of the one nearest the middle."""
+    def results_for(self, block: list[Window]) -> list[WindowFaces]:
+        """Consume the frame results up to the block's end and aggregate them per window: for the
+        main face (the largest in each frame) and for each tracked person, the mean probabilities
+        over the frames with that face, the box of the one nearest the middle."""
         end = block[-1].end
         latest = self._buffer[-1].time if self._buffer else -math.inf
         # frames before this block's first window are no longer needed
         buffer = [f for f in self._buffer if f.time >= block[0].start]
         while not buffer or buffer[-1].time < end:
             try:
-                buffer.append(next(self._frames))
+                frame = next(self._frames)
             except StopIteration:
                 self.end = buffer[-1].time if buffer else latest
                 break
+            buffer.append(frame)
+            self._count(frame)
         self._buffer = buffer
         labels = self.path.model.labels
-        out: list[FaceResult | None] = []
+        out: list[WindowFaces] = []
         for w in block:
-            with_face = [f for f in buffer if w.start <= f.time < w.end and f.probs is not None]
-            if not with_face:
-                out.append(None)
-                continue
+            frames = [f for f in buffer if w.start <= f.time < w.end]
             mid = (w.start + w.end) / 2
-            rep = min(with_face, key=lambda f: abs(f.time - mid))
-            out.append(FaceResult(labels, np.mean([f.probs for f in with_face], axis=0),
-                                  faces=max(f.faces for f in with_face), box=list(rep.box or []), frames=len(with_face)))
+            mains = [(f.time, f.faces, *f.seen[0]) for f in frames if f.seen]
+            main = _face_result(labels, mains, mid) if mains else None
+            by_track: dict[int, list] = {}
+            for f in frames:
+                for sighting, probs in f.seen:
+                    by_track.setdefault(sighting.track, []).append((f.time, f.faces, sighting, probs))
+            people = {}
+            for track, seen in by_track.items():
+                mouths = [s.mouth for _, _, s, _ in seen if s.mouth is not None]
+                people[track] = PersonFace(_face_result(labels, seen, mid), float(np.mean(mouths)) if mouths else None)
+            out.append(WindowFaces(main, people))
         return out
+
+    def _count(self, frame: _FrameResult) -> None:
+        for sighting, _ in frame.seen:
+            known = self.tracks.get(sighting.track)
+            area = sighting.box[2] * sighting.box[3]
+            if known is None or area > known.box[2] * known.box[3]:
+                self.tracks[sighting.track] = TrackSeen((known.frames if known else 0) + 1, sighting.box, frame.time,
+                                                        sighting.crop, frame.time)
+            else:
+                known.frames += 1
+                known.last = frame.time
+        if len(self.tracks) > MAX_TRACKS_KEPT:
+            # a long input with many short tracks (passers-by, a crowd): forget the ended tracks seen least
+            ended = sorted((k for k, v in self.tracks.items() if v.last < frame.time), key=lambda k: self.tracks[k].frames)
+            for track in ended[: len(self.tracks) - MAX_TRACKS_KEPT // 2]:
+                del self.tracks[track]
+                self.forgotten += 1
 
     def close(self) -> None:
         """Stop and join the worker threads, even when the results were never read."""
@@ -240,3 +352,10 @@ class FaceRun:
         self._stop.set()
         for worker in self._workers:
             worker.join()
+
+
+def _face_result(labels, seen: list[tuple[float, int, Sighting, np.ndarray]], mid: float) -> FaceResult:
+    """(time, faces found, sighting, probabilities) of one face over a window's frames -> its FaceResult."""
+    rep = min(seen, key=lambda item: abs(item[0] - mid))
+    return FaceResult(labels, np.mean([probs for *_, probs in seen], axis=0), faces=max(n for _, n, _, _ in seen),
+                      box=list(rep[2].box), frames=len(seen))

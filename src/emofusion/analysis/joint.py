@@ -109,6 +109,10 @@ class JointRun:
         """Where each media stream this run reads ended (None while it goes on)."""
         return [self.frames.end] if self.frames is not None else []
 
+    def people(self) -> tuple[list, int]:
+        """No people: the joint network reads whole frames, not tracked faces."""
+        return [], 0
+
     def segments_for(self, block: list[Window]) -> list[Segment]:
         from ..models.seed_backend import WindowInputs
 

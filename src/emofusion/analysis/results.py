@@ -1,4 +1,5 @@
-"""Typed results of an analysis and their JSON form (contract v1).
+"""Typed results of an analysis and their JSON form (contract v1; 1.1 added `people` and each
+segment's `speaker`).
 
 Probabilities are float arrays over their labels; they are rounded (6 decimals) only when
 serialised (`to_dict`), never before fusion or the summary read them.
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 DECIMALS = 6
 
 
@@ -97,6 +98,9 @@ class Segment:
     voice: VoiceResult | None = None
     text: TextResult | None = None
     fused: Verdict | None = None  # None only when no modality is present in the window
+    # who speaks: a person's id ("p1"), "off_screen" (speech, no visible mouth moving), or None (no
+    # speech, or it could not be told: no video, faces not analysed, a detector without landmarks)
+    speaker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +110,7 @@ class Segment:
             "voice": self.voice.to_dict() if self.voice else None,
             "text": self.text.to_dict() if self.text else None,
             "fused": self.fused.to_dict() if self.fused else None,
+            "speaker": self.speaker,
         }
 
 
@@ -153,6 +158,7 @@ class Analysis:
     segments: list[Segment]
     summary: Summary
     options: dict[str, Any] = field(default_factory=dict)
+    people: list[Any] = field(default_factory=list)  # `analysis.people.Person`s, in id order
     schema_version: str = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,6 +169,7 @@ class Analysis:
             "labels": self.labels,
             "options": self.options,
             "segments": [s.to_dict() for s in self.segments],
+            "people": [p.to_dict() for p in self.people],
             "summary": self.summary.to_dict(),
         }
 

@@ -9,8 +9,9 @@ from typing import Optional
 
 import typer
 
-from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import CALIBRATE_HELP, TRANSCRIBE_HELP, ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
+from ..options import (DEFAULT_FACE_DETECTOR, DEFAULT_FACES, DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS,
+                       DEFAULT_MAX_FACES, DEFAULT_WINDOW_SECONDS)
+from .common import CALIBRATE_HELP, FACE_DETECTOR_HELP, FACES_HELP, MAX_FACES_HELP, TRANSCRIBE_HELP, ProgressBar, check_input, check_output, fail, fail_with, stderr_is_terminal, warn_untrained
 
 MIN_SECONDS_FOR_PROGRESS = 2.0  # work that ends sooner gets the status line only
 PROGRESS_STEPS = 20  # about as many steps of the bar per input
@@ -23,6 +24,9 @@ def analyze(
     text: Optional[str] = typer.Option(None, "--text", help="Text for the whole input (instead of --transcript)."),
     transcribe: str = typer.Option("auto", "--transcribe", help=TRANSCRIBE_HELP),
     calibrate: str = typer.Option("auto", "--calibrate", help=CALIBRATE_HELP),
+    faces: str = typer.Option(DEFAULT_FACES, "--faces", help=FACES_HELP),
+    max_faces: int = typer.Option(DEFAULT_MAX_FACES, "--max-faces", help=MAX_FACES_HELP),
+    face_detector: str = typer.Option(DEFAULT_FACE_DETECTOR, "--face-detector", help=FACE_DETECTOR_HELP),
     window: float = typer.Option(DEFAULT_WINDOW_SECONDS, "--window", help="Window length in seconds."),
     hop: float = typer.Option(DEFAULT_HOP_SECONDS, "--hop", help="Seconds between window starts."),
     modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of face,voice,text (default: all the model has)."),
@@ -49,7 +53,8 @@ def analyze(
         if given is not None:
             check_input(given)
     try:
-        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe, calibrate)
+        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe, calibrate,
+                                               faces, max_faces, face_detector)
     except AnalysisError as exc:
         fail_with(exc, input)
     check_output(json_out, "--json")
@@ -99,6 +104,29 @@ def analyze(
     print_table(result)
 
 
+def people_table(result: dict):
+    """One row per person: when they were seen, how much they spoke, their face and fused readings."""
+    from rich.table import Table
+
+    table = Table(title="people")
+    for column in ("person", "seen (s)", "frames", "speaking", "face (mean)", "fused (mean)"):
+        table.add_column(column)
+    labels = result["labels"]
+    for p in result["people"]:
+        faces = [w["face"]["probs"] for w in p["windows"]]
+        mean = {label: sum(f[label] for f in faces) / len(faces) for label in labels} if faces else {}
+        face_top = max(mean, key=mean.get) if mean else None
+        summary = p["summary"]
+        table.add_row(p["id"], f"{p['first_seen']:.1f}-{p['last_seen']:.1f}", str(p["frames"]),
+                      f"{summary['speaking_windows']}/{summary['windows']} windows",
+                      f"{face_top} {mean[face_top]:.2f}" if face_top else "-",
+                      f"[bold]{summary['top']} {summary['score']:.2f}[/bold]" if summary["top"] else "-")
+    left_out = (result["media"].get("people") or {}).get("left_out", 0)
+    if left_out:
+        table.caption = f"{left_out} more tracked faces not listed (seen in one sampled frame, or beyond the first 32)"
+    return table
+
+
 def print_table(result: dict) -> None:
     """The analysis as a table of windows and a summary line, on stdout."""
     from rich.console import Console
@@ -110,17 +138,22 @@ def print_table(result: dict) -> None:
         label = max(part["probs"], key=part["probs"].get)
         return f"{label} {part['probs'][label]:.2f}"
 
+    speakers = any(s.get("speaker") for s in result["segments"])
     table = Table()
-    for column in ("start", "end", "face", "voice", "text", "fused"):
+    for column in ("start", "end", "face", "voice", "text", "fused", *(["speaker"] if speakers else [])):
         table.add_column(column, justify="right" if column in ("start", "end") else "left")
     for s in result["segments"]:
         fused = s["fused"]
         table.add_row(
             f"{s['start']:.1f}", f"{s['end']:.1f}", top(s["face"]), top(s["voice"]), top(s["text"]),
             f"[bold]{fused['top']} {fused['score']:.2f}[/bold]" if fused else "-",
+            *([(s.get("speaker") or "-").replace("_", "-")] if speakers else []),
         )
     console = Console()
     console.print(table)
+    people = result.get("people") or []
+    if len(people) > 1 or speakers:
+        console.print(people_table(result))
     summary = result["summary"]
     model = result["model"]
     if summary["top"] is None:

@@ -8,12 +8,14 @@ from typing import Optional
 
 import typer
 
-from ..options import DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS, DEFAULT_WINDOW_SECONDS
-from .common import CALIBRATE_HELP, TRANSCRIBE_HELP, ProgressBar, fail, fail_with, warn_untrained
+from ..options import (DEFAULT_FACE_DETECTOR, DEFAULT_FACES, DEFAULT_FRAMES_PER_SECOND, DEFAULT_HOP_SECONDS,
+                       DEFAULT_MAX_FACES, DEFAULT_WINDOW_SECONDS)
+from .common import CALIBRATE_HELP, FACE_DETECTOR_HELP, FACES_HELP, MAX_FACES_HELP, TRANSCRIBE_HELP, ProgressBar, fail, fail_with, warn_untrained
 
 FAILED_SHOWN = 10  # failed inputs named after the summary line; the rest are counted
 FLAG_OF_OPTION = {"window": "--window", "hop": "--hop", "frames_per_second": "--fps", "modalities": "--modalities",
-                  "transcribe": "--transcribe", "calibrate": "--calibrate"}
+                  "transcribe": "--transcribe", "calibrate": "--calibrate", "faces": "--faces",
+                  "max_faces": "--max-faces", "face_detector": "--face-detector"}
 
 
 def batch(
@@ -39,6 +41,9 @@ def batch(
     transcribe: str = typer.Option("auto", "--transcribe", help=TRANSCRIBE_HELP + " Per input: an input with a "
                                    "transcript or text in the manifest keeps it under auto."),
     calibrate: str = typer.Option("auto", "--calibrate", help=CALIBRATE_HELP),
+    faces: str = typer.Option(DEFAULT_FACES, "--faces", help=FACES_HELP),
+    max_faces: int = typer.Option(DEFAULT_MAX_FACES, "--max-faces", help=MAX_FACES_HELP),
+    face_detector: str = typer.Option(DEFAULT_FACE_DETECTOR, "--face-detector", help=FACE_DETECTOR_HELP),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Analyse again the inputs whose line in the output is an error."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (the summary line is still printed)."),
 ) -> None:
@@ -57,7 +62,8 @@ def batch(
     if not inputs and manifest is None:
         fail("batch", "no inputs: give input files or --manifest FILE")
     try:
-        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe, calibrate)
+        options = AnalysisOptions.from_flags(window, hop, fps, modalities, transcribe, calibrate,
+                                               faces, max_faces, face_detector)
     except InvalidOptions as exc:
         fail_with(exc, FLAG_OF_OPTION.get(exc.option or "", "--modalities"))
     try:

@@ -18,6 +18,12 @@ CALIBRATE_HELP = (
     "recording's voiced windows): auto (when the model's voice part can and there are at least 20 voiced windows), "
     "on (always; an error with fewer), off. See media.voice_calibration in the JSON.")
 
+FACES_HELP = ("Faces read per frame: all (up to --max-faces, the largest first, each followed as a person: the "
+              "JSON's people and each window's speaker) or largest (one per frame).")
+MAX_FACES_HELP = "With --faces all: the most faces read per frame (1-20); more are counted, not read."
+FACE_DETECTOR_HELP = ("yunet (shipped; landmarks: aligned crops and who is speaking) or haar (OpenCV's frontal "
+                      "cascade; boxes only, no speaker).")
+
 TRANSCRIBE_HELP = (
     "Transcribe the speech for the text channel with Whisper (faster-whisper): auto (when no transcript or text is "
     "given and a model is available offline), on (always; may download a model; an error with a transcript or "

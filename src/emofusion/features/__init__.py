@@ -7,7 +7,7 @@ thing made: `mel`, `functionals` (with `opensmile`), `audio`, `face`, `text`.
 """
 
 from .audio import fit_length, rms_dbfs, speech_fraction
-from .face import FaceConfig, crop_face, load_face_images, normalize_faces
+from .face import FaceConfig, align_face, crop_face, eye_framed, load_face_images, normalize_faces
 from .functionals import (ACOUSTIC_FEATURE_SETS, SPECTRAL_DIM, SPECTRAL_SET, acoustic_functionals, matmul_in_torch,
                           spectral_band_level_columns, spectral_functionals)
 from .mel import SAMPLE_RATE, MelConfig, log_mel, mel_filterbank, num_mel_frames, power_spectrogram
@@ -24,7 +24,9 @@ __all__ = [
     "SPECTRAL_DIM",
     "SPECTRAL_SET",
     "acoustic_functionals",
+    "align_face",
     "crop_face",
+    "eye_framed",
     "dialogue_contexts",
     "fit_length",
     "load_face_images",

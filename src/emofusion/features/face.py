@@ -47,6 +47,66 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], cfg: FaceConfig 
     return cv2.resize(crop, (cfg.size, cfg.size), interpolation=interp)
 
 
+# A YuNet box (`media.faces.Face`) spans brow to chin: FER-2013's crops, which the face net
+# learnt from, are squares about as high as that box and centred on it (fitted on 1,388 FER
+# `train` faces pasted into frames: crop side / box height, median 0.99, quartiles 0.92-1.09;
+# the centre 0.03 box heights above the box's; scripts/experiments/face_alignment.py).
+LANDMARK_CROP_SIDE = 1.0  # crop side, in box heights
+LANDMARK_CROP_SHIFT = -0.03  # crop centre minus box centre, in box heights (negative: above)
+
+
+def align_face(gray: np.ndarray, box: tuple[int, int, int, int], landmarks: np.ndarray | None,
+               cfg: FaceConfig = FaceConfig(), rotate: bool = True) -> np.ndarray:
+    """The face net's crop of a face found with landmarks (YuNet): a square framed as FER-2013's
+    faces are, turned so that the eyes are level (`rotate`), resized to cfg.size. Without
+    landmarks, `crop_face` (a square around the box with cfg.margin)."""
+    import cv2
+
+    if landmarks is None:
+        return crop_face(gray, box, cfg)
+    x, y, w, h = box
+    side = h * LANDMARK_CROP_SIDE
+    cx, cy = x + w / 2.0, y + h / 2.0 + LANDMARK_CROP_SHIFT * h
+    angle = 0.0
+    if rotate:
+        (rx, ry), (lx, ly) = landmarks[0], landmarks[1]  # the person's right eye is on the image's left
+        angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    return rotated_square(gray, (cx, cy), side, angle, cfg.size)
+
+
+def rotated_square(gray: np.ndarray, centre: tuple[float, float], side: float, angle: float, size: int) -> np.ndarray:
+    """The square of `side` pixels about `centre`, turned `angle` degrees (counter-clockwise), as a
+    `size` x `size` image (area-averaged when it shrinks; edge pixels repeated beyond the frame)."""
+    import cv2
+
+    # an upright square around it that holds it turned any way, resized so the square is `size`
+    # there; then one rotation about its centre
+    outer = int(np.ceil(size * 1.5))
+    cx, cy = centre
+    region = crop_face(gray, (int(round(cx - side * 0.75)), int(round(cy - side * 0.75)),
+                              int(round(side * 1.5)), int(round(side * 1.5))), FaceConfig(size=outer, margin=0.0))
+    c = outer / 2.0
+    m = cv2.getRotationMatrix2D((c, c), angle, 1.0)
+    m[0, 2] += size / 2.0 - c
+    m[1, 2] += size / 2.0 - c
+    return cv2.warpAffine(region, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+EYE_FRAMED_SIDE = 2.4  # the eye-framed crop's side, in eye distances (brows to chin)
+EYE_FRAMED_DROP = 0.8  # its centre below the eyes' midpoint, in eye distances
+
+
+def eye_framed(gray: np.ndarray, landmarks: np.ndarray, size: int = 32) -> np.ndarray:
+    """A crop framed by the eyes alone (their midpoint, distance and angle), so that it does not
+    move when the jaw does: the eyes lie at 0.17 of its height, the mouth at about 0.6."""
+    (rx, ry), (lx, ly) = landmarks[0], landmarks[1]
+    distance = max(float(np.hypot(lx - rx, ly - ry)), 1.0)
+    angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    down = np.array([-(ly - ry), lx - rx]) / distance  # perpendicular to the eye line, towards the chin
+    centre = np.array([(rx + lx) / 2, (ry + ly) / 2]) + EYE_FRAMED_DROP * distance * down
+    return rotated_square(gray, (float(centre[0]), float(centre[1])), EYE_FRAMED_SIDE * distance, angle, size)
+
+
 def normalize_faces(crops: np.ndarray | torch.Tensor, cfg: FaceConfig = FaceConfig(), center_crop: bool = True) -> torch.Tensor:
     """uint8 grayscale crops (N, size, size) -> float tensor (N, 1, S, S) for the face net.
 

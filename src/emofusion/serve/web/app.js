@@ -660,6 +660,7 @@ function renderResult(a) {
   $("analysis-meta").textContent = [meta, ...extra].filter(Boolean).join(" · ");
   renderWords(r);
   renderCalibration(r);
+  renderPeople(r);
   drawTimeline();
   renderFaces(a);
   const png = `/v1/analyses/${encodeURIComponent(a.id)}/timeline.png`;
@@ -692,6 +693,51 @@ function renderCalibration(r) {
   line.textContent = c.used
     ? `Voice calibrated to the speaker over ${c.voiced_windows} voiced windows: readings are relative to this voice's own range.`
     : `Voice not calibrated${c.reason ? ` (${c.reason})` : ""}.`;
+}
+
+// One row per person seen (result.people): the face's thumbnail, when they were seen and how much
+// they spoke, and a strip of their windows coloured by the fused reading (outlined where they spoke).
+// the same colours as the server's plot (emofusion.plot.COLORS)
+const EMOTION_COLORS = {
+  neutral: "#9e9e9e", happy: "#f4b400", sad: "#4285f4", angry: "#db4437",
+  fearful: "#8e24aa", disgust: "#0f9d58", surprised: "#ff6d00",
+};
+
+function renderPeople(r) {
+  const people = r.people || [];
+  const box = $("people");
+  const list = $("people-list");
+  list.replaceChildren();
+  box.hidden = people.length === 0;
+  if (!people.length) return;
+  const info = (r.media && r.media.people) || {};
+  const who = info.speaker_attribution || {};
+  const notes = [];
+  if (info.detector) notes.push(`${info.detector}, up to ${info.max_faces} per frame`);
+  notes.push(who.used ? "speakers told from mouth movement" : `no speakers told${who.reason ? ` (${who.reason})` : ""}`);
+  if (info.left_out) notes.push(`${info.left_out} more not listed`);
+  $("people-note").textContent = `(${notes.join("; ")})`;
+  const duration = (r.media && r.media.duration) || 1;
+  for (const p of people) {
+    const summary = p.summary || {};
+    const track = h("div", { class: "person-track", "aria-label": `timeline of ${p.id}` });
+    for (const w of p.windows || []) {
+      const top = w.fused ? w.fused.top : null;
+      track.append(h("span", {
+        class: w.speaking ? "speaking" : "",
+        title: `${fmtSeconds(w.start)}-${fmtSeconds(w.end)}: ${top || "-"}${w.speaking ? " (speaking)" : ""}`,
+        style: { left: `${(100 * w.start) / duration}%`, width: `${(100 * (w.end - w.start)) / duration}%`,
+                 background: (top && EMOTION_COLORS[top]) || "#999" },
+      }));
+    }
+    list.append(h("li", { class: "person", "data-testid": "person" },
+      p.thumbnail ? h("img", { src: p.thumbnail, alt: `face of ${p.id}` }) : h("span", { class: "muted", text: "no image" }),
+      h("div", { class: "person-info" },
+        h("strong", { text: p.id }),
+        h("div", { class: "muted", text: `${fmtSeconds(p.first_seen)}-${fmtSeconds(p.last_seen)}, spoke in ${summary.speaking_windows || 0}/${summary.windows || 0} windows` }),
+        h("div", { text: summary.top ? `${summary.top} ${pct(summary.score)}` : "-" })),
+      track));
+  }
 }
 
 function renderWords(r) {
