@@ -7,8 +7,9 @@ seed-style reference pipeline, all measured in one run.
 Clips (generated once into benchmarks/.cache/, ignored by git): 3 s and 10 s at 854x480,
 1280x720 and 1920x1080, 30 fps, H.264 (x264 ultrafast, encoder-default keyframe interval)
 + AAC 16 kHz mono, a synthetic face (side = half the frame height) and a speech-like tone;
-and the 10 s 720p clip once more as x264's default preset (`medium`: B-frames, CABAC,
-deblocking; what `ffmpeg -i in out.mp4` writes), which costs more to decode than ultrafast.
+the 10 s 720p clip once more as x264's default preset (`medium`: B-frames, CABAC,
+deblocking; what `ffmpeg -i in out.mp4` writes), which costs more to decode than ultrafast;
+and once with three faces (each a third of the frame height) side by side.
 Every analysis gets a one-line transcript, so the face, voice and text nets all run.
 
 For each clip, interleaved over `--repeats` rounds (medians reported):
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import av
+import numpy as np
 
 from emofusion.media.synth import make_clip, make_face_image
 
@@ -56,7 +58,7 @@ RESOLUTIONS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 DURATIONS = (3, 10)
 FPS = 30
 # name: resolution-duration[-x264 preset]; without a preset, ultrafast
-CLIP_NAMES = [f"{r}-{d}s" for d in DURATIONS for r in RESOLUTIONS] + ["720p-10s-medium"]
+CLIP_NAMES = [f"{r}-{d}s" for d in DURATIONS for r in RESOLUTIONS] + ["720p-10s-medium", "720p-10s-3faces"]
 TRANSCRIPT = "I honestly cannot believe you did that, this is the best news I have heard all year"
 
 # breakdown rows: key -> label
@@ -80,9 +82,20 @@ PARTS = {
 
 # ----------------------------------------------------------------------------- clips
 def clip_spec(name: str) -> tuple[str, str, str | None]:
-    """(resolution, duration, x264 preset or None for ultrafast) of a clip name."""
+    """(resolution, duration, x264 preset or None for ultrafast) of a clip name ("-3faces": three
+    faces side by side, ultrafast)."""
     res, dur, *preset = name.split("-")
     return res, dur, (preset[0] if preset else None)
+
+
+def clip_faces(name: str, height: int) -> np.ndarray:
+    """The face image pasted in the middle of every frame: one face of half the frame's height,
+    or three of a third of it side by side."""
+    if not name.endswith("-3faces"):
+        return make_face_image(height // 2)
+    side = height // 3
+    gap = np.full((side, side // 2), 60, np.uint8)
+    return np.hstack([make_face_image(side), gap, make_face_image(side), gap, make_face_image(side)])
 
 
 def clip_path(name: str) -> Path:
@@ -99,9 +112,9 @@ def ensure_clip(name: str) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".part.mp4")
     print(f"generating {path.name} ...", flush=True)
-    encoding = {"preset": preset, "bframes": None} if preset else {}
+    encoding = {"preset": preset, "bframes": None} if preset and preset != "3faces" else {}
     make_clip(tmp, duration=float(dur.rstrip("s")), width=width, height=height, fps=FPS,
-              face=make_face_image(height // 2), modulate=True, **encoding)
+              face=clip_faces(name, height), modulate=True, **encoding)
     os.replace(tmp, path)
     return path
 

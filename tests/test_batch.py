@@ -489,7 +489,7 @@ def test_ray_stages_split_decoding_from_the_nets(media, tiny_model_dir, analyzer
     staged = decode({"task": np.array([json.dumps(t) for t in tasks], dtype=object)})
     faces = list(staged["faces"])
     observed = pickle.loads(faces[0])
-    assert observed and any(crop is not None for _, crop, _, _ in observed)  # the video's faces, cropped there
+    assert observed and any(seen for _, seen, _ in observed)  # the video's faces, cropped there
     assert pickle.loads(faces[1]) == []  # audio only: nothing to decode
     assert faces[2] == b"" and faces[3] == b""  # left to the model stage, which reports the error
     out = RayAnalyzer(str(tiny_model_dir), {})(staged)

@@ -173,10 +173,11 @@ def test_missing_yunet_model_file_is_one_error_line(media, tiny_model_dir, monke
 
 
 @pytest.mark.parametrize("option", [["--window", "0"], ["--hop", "0"], ["--window", "-1"], ["--window", "61"],
-                                    ["--hop", "0.01"], ["--fps", "100"], ["--window", "inf"]])
+                                    ["--hop", "0.01"], ["--fps", "100"], ["--window", "inf"], ["--max-faces", "0"],
+                                    ["--max-faces", "21"], ["--faces", "some"], ["--face-detector", "mtcnn"]])
 def test_window_hop_or_fps_out_of_bounds(media, tiny_model_dir, option):
     line = assert_one_error_line(run(media["clip"], "--model", tiny_model_dir, *option), media["clip"])
-    name = {"--fps": "frames_per_second"}.get(option[0], option[0][2:])
+    name = {"--fps": "frames_per_second"}.get(option[0], option[0][2:].replace("-", "_"))
     assert f"{name} must be" in line
 
 

@@ -137,6 +137,8 @@ def test_voice_calibration_is_an_option_and_said_in_the_result(client, user_key,
     assert on["code"] == "invalid_request" and "calibrate is 'on' but" in on["message"]
     bad = error_of(submit(client, user_key, speech, options='{"calibrate": "speaker"}'), 422)
     assert bad["code"] == "invalid_options" and "calibrate must be one of auto, on, off" in bad["message"]
+    crowd = error_of(submit(client, user_key, speech, options='{"max_faces": 50}'), 422)
+    assert crowd["code"] == "invalid_options" and "max_faces must be a whole number from 1 to 20" in crowd["message"]
     r = client.post("/invocations", files={"video": ("s.mp4", speech, "video/mp4")})
     assert r.status_code == 200 and r.json()["media"]["voice_calibration"]["used"] is False
 

@@ -30,6 +30,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python
 expect = sync_api.expect
 
 from media_factory import make_clip, make_face_image, make_speech_clip  # noqa: E402
+from emofusion.media.scenes import make_people_clip  # noqa: E402
 from support import free_port  # noqa: E402
 
 PASSWORD = "correct horse 42"
@@ -883,3 +884,22 @@ def test_speech_comes_back_with_its_words(page, server, tmp_path):
     page.get_by_test_id("analyze-submit").click()
     expect(page.get_by_test_id("voice-calibration")).to_contain_text("Voice not calibrated (calibration is off)")
     expect(page.get_by_test_id("words-list").locator("li")).to_have_count(0)
+
+
+def test_people_are_listed_with_their_faces(page, server, tmp_path):
+    """A clip with two faces, one speaking: the page lists two people, each with the face's
+    thumbnail and a row of windows, and says how people were found (issue 19)."""
+    import re
+
+    faces = [make_face_image(100), make_face_image(100, background=140)]
+    clip = make_people_clip(tmp_path / "two.mp4", faces, speaker=0, duration=4.0, width=320, height=180, face_size=90)
+    _signup(page, _email("people"))
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    _wait_for_result(page, server)
+    people = page.get_by_test_id("person")
+    expect(people).to_have_count(2)
+    for k in range(2):
+        expect(people.nth(k).locator("img")).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
+        expect(people.nth(k).locator(".person-track span")).to_have_count(3)  # 4 s: three windows
+    expect(page.get_by_test_id("people-note")).to_contain_text("yunet, up to 6 per frame")

@@ -7,7 +7,8 @@ own mean grey, upright and turned by a random angle of 10-25 degrees either way 
 finds it (full resolution); then the bundled model's face net reads, on the faces found:
   - the crop the analysis used before YuNet (`crop_face`: the box with a 10% margin);
   - the FER-framed crop without rotation (`align_face(rotate=False)`);
-  - the FER-framed crop turned so the eyes are level (`align_face`, what the analysis uses).
+  - the FER-framed crop turned so the eyes are level when they tilt by at least 0, 5, 10 or 15
+    degrees (`align_face(min_degrees=...)`; the analysis uses ALIGN_MIN_DEGREES).
 Also the FER images themselves, with and without flip test-time augmentation. Prints accuracies.
 """
 
@@ -49,18 +50,18 @@ def main() -> None:
         paths = paths[:: max(1, len(paths) // args.limit)][: args.limit]
     images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
     labels = [index[names[p.parent.name]] for p in paths]
-    import dataclasses
-
-    config = model.config
-    print(f"FER val as is ({len(images)} faces), flip TTA {config.face_net.tta_flip}: {accuracy(model, images, labels):.4f}")
-    model.config = dataclasses.replace(config, face_net=dataclasses.replace(config.face_net, tta_flip=not config.face_net.tta_flip))
-    print(f"  flip TTA {model.config.face_net.tta_flip}: {accuracy(model, images, labels):.4f}")
-    model.config = config
+    face_part = model.config.face  # config.json's `face` part: tta_flip is one of its keys
+    tta = model.config.face_net.tta_flip
+    print(f"FER val as is ({len(images)} faces), flip TTA {tta}: {accuracy(model, images, labels):.4f}")
+    model.config.face = {**face_part, "tta_flip": not tta}
+    print(f"  flip TTA {not tta}: {accuracy(model, images, labels):.4f}")
+    model.config.face = face_part
     detector = FaceDetector("yunet")
     rng = np.random.default_rng(0)
     for pose in ("upright", "turned 10-25 degrees"):
         kinds: dict[str, list[np.ndarray]] = {"box + 10% margin (before)": [], "FER-framed, not turned": [],
-                                              "FER-framed, eyes level (now)": []}
+                                              **{f"FER-framed, eyes levelled when tilted >= {d} degrees": []
+                                                 for d in (0, 5, 10, 15)}}
         found_labels, same_images = [], []
         for img, label in zip(images, labels):
             frame = np.full((400, 400), int(img.mean()), np.uint8)
@@ -72,7 +73,9 @@ def main() -> None:
             f = faces[0]
             kinds["box + 10% margin (before)"].append(crop_face(frame, f.box, cfg))
             kinds["FER-framed, not turned"].append(align_face(frame, f.box, f.landmarks, cfg, rotate=False))
-            kinds["FER-framed, eyes level (now)"].append(align_face(frame, f.box, f.landmarks, cfg))
+            for d in (0, 5, 10, 15):
+                kinds[f"FER-framed, eyes levelled when tilted >= {d} degrees"].append(
+                    align_face(frame, f.box, f.landmarks, cfg, min_degrees=d))
             found_labels.append(label)
             same_images.append(img)
         print(f"{pose}: found {len(found_labels)}/{len(images)}; the same faces as is: {accuracy(model, same_images, found_labels):.4f}")

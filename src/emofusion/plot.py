@@ -46,7 +46,7 @@ def timeline_figure(analysis: dict[str, Any], source: Any = None, thumbnails: in
 
     faces = face_thumbnails(analysis, source, thumbnails) if source is not None else []
     panels = [("face", "Face"), ("voice", "Voice"), ("text", "Text"), ("fused", "Fused")]
-    people = (analysis.get("people") or [])[:MAX_PEOPLE_ROWS]
+    people = people_to_show(analysis)[:MAX_PEOPLE_ROWS]
     heights = [1.0] * len(panels)
     if people:
         heights.append(PERSON_ROW_INCHES * len(people) / 2.0 + 0.3)
@@ -64,6 +64,14 @@ def timeline_figure(analysis: dict[str, Any], source: Any = None, thumbnails: in
     if people:
         _draw_people(axes[-1], analysis, people)
     return _draw_panels(fig, axes[: len(panels)], analysis, panels, last=axes[-1])
+
+
+def people_to_show(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The people of an analysis worth a row of their own (the plot's panel, the CLI's table): all
+    of them when there are several, else none (the face panel and the speaker column already
+    show one person)."""
+    people = analysis.get("people") or []
+    return people if len(people) > 1 else []
 
 
 def _draw_people(ax, analysis: dict[str, Any], people: list[dict[str, Any]]) -> None:

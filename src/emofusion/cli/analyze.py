@@ -151,8 +151,9 @@ def print_table(result: dict) -> None:
         )
     console = Console()
     console.print(table)
-    people = result.get("people") or []
-    if len(people) > 1 or speakers:
+    from ..plot import people_to_show
+
+    if people_to_show(result):
         console.print(people_table(result))
     summary = result["summary"]
     model = result["model"]

@@ -52,14 +52,18 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], cfg: FaceConfig 
 # `train` faces pasted into frames: crop side / box height, median 0.99, quartiles 0.92-1.09;
 # the centre 0.03 box heights above the box's; scripts/experiments/face_alignment.py).
 LANDMARK_CROP_SIDE = 1.0  # crop side, in box heights
+# Eyes tilted less than this are left as they are: FER-2013's own faces tilt that much, and the
+# net reads them better untouched (scripts/experiments/face_alignment.py).
+ALIGN_MIN_DEGREES = 10.0
 LANDMARK_CROP_SHIFT = -0.03  # crop centre minus box centre, in box heights (negative: above)
 
 
 def align_face(gray: np.ndarray, box: tuple[int, int, int, int], landmarks: np.ndarray | None,
-               cfg: FaceConfig = FaceConfig(), rotate: bool = True) -> np.ndarray:
+               cfg: FaceConfig = FaceConfig(), rotate: bool = True, min_degrees: float = ALIGN_MIN_DEGREES) -> np.ndarray:
     """The face net's crop of a face found with landmarks (YuNet): a square framed as FER-2013's
-    faces are, turned so that the eyes are level (`rotate`), resized to cfg.size. Without
-    landmarks, `crop_face` (a square around the box with cfg.margin)."""
+    faces are, turned so that the eyes are level when they tilt by `min_degrees` or more
+    (`rotate`), resized to cfg.size. Without landmarks, `crop_face` (a square around the box
+    with cfg.margin)."""
     import cv2
 
     if landmarks is None:
@@ -71,6 +75,8 @@ def align_face(gray: np.ndarray, box: tuple[int, int, int, int], landmarks: np.n
     if rotate:
         (rx, ry), (lx, ly) = landmarks[0], landmarks[1]  # the person's right eye is on the image's left
         angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+        if abs(angle) < min_degrees:
+            angle = 0.0
     return rotated_square(gray, (cx, cy), side, angle, cfg.size)
 
 
