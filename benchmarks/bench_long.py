@@ -14,8 +14,8 @@ Then `python -m emofusion.cli analyze FILE --json OUT -q` runs in a subprocess p
 `--cores` CPUs (default 2, the target's machine; 0 = no pinning) while its memory is sampled:
   - every 0.2 s the summed VmRSS (and the VmHWM) of the process and its children (/proc);
   - at exit the kernel's peak RSS of the process (`wait4` ru_maxrss).
-The peak reported is the larger. Targets: peak RSS < 2 GiB, faster than 10x real time on 2
-cores, for the face + voice path (`--transcribe off`). Writes long.json and long.md under --out.
+The peak reported is the larger. Targets: peak RSS < 1 GiB, faster than 20x real time on 2
+cores, for the face + voice path (`--transcribe off`; issue 19 raised them from 2 GiB and 10x). Writes long.json and long.md under --out.
 
 `--speech`: the repeated clip's sound is speech throughout (espeak-ng sentences with 0.4 s
 pauses, as benchmarks/bench_asr.py makes them) and the analysis runs with `--transcribe on`
@@ -44,8 +44,9 @@ from emofusion.media.synth import make_clip, make_face_image
 HERE = Path(__file__).parent
 CACHE = HERE / ".cache"
 WIDTH, HEIGHT, FPS = 1280, 720, 30
-RSS_TARGET_MB = 2048.0
-RTF_TARGET = 10.0
+RSS_TARGET_MB = 1024.0
+SPEECH_RSS_TARGET_MB = 2048.0
+RTF_TARGET = 20.0
 SPEECH_RTF_TARGET = 4.0
 
 
@@ -245,6 +246,7 @@ def main() -> None:
     rtf = duration / run["wall_seconds"]
     cores_used = len(run["pinned_cpus"])
     target = SPEECH_RTF_TARGET if args.speech else RTF_TARGET
+    rss_target = SPEECH_RSS_TARGET_MB if args.speech else RSS_TARGET_MB
     target_key = f"faster_than_{target:.0f}x_realtime_on_2_cores"
     sound = "speech throughout (espeak-ng)" if args.speech else "speech-like tone"
     result = {
@@ -266,8 +268,8 @@ def main() -> None:
         "windows_with": analysis.get("summary", {}).get("windows", {}),
         "transcript": analysis.get("media", {}).get("transcript"),
         "targets": {
-            "peak_rss_below_2gib": {"target_mb": RSS_TARGET_MB, "value_mb": run["peak_rss_mb"],
-                                    "met": run["peak_rss_mb"] < RSS_TARGET_MB},
+            "peak_rss_below_target": {"target_mb": rss_target, "value_mb": run["peak_rss_mb"],
+                                      "met": run["peak_rss_mb"] < rss_target},
             target_key: {"target": target, "value": rtf, "met": rtf > target, "on_2_cores": cores_used == 2},
         },
         "machine": machine_info(),
@@ -317,8 +319,8 @@ def main() -> None:
         f"| wall time | {run['wall_seconds']:.1f} s | | |",
         f"| real-time factor (duration / wall) | {rtf:.1f}x | > {target:.0f}x on 2 cores | "
         f"{met(t[target_key]['met'])}{core_note} |",
-        f"| peak RSS (process and children) | {run['peak_rss_mb']:.0f} MiB | < {RSS_TARGET_MB:.0f} MiB | "
-        f"{met(t['peak_rss_below_2gib']['met'])} |",
+        f"| peak RSS (process and children) | {run['peak_rss_mb']:.0f} MiB | < {rss_target:.0f} MiB | "
+        f"{met(t['peak_rss_below_target']['met'])} |",
         "",
         "Peak RSS is the largest of: the summed VmRSS of the process tree sampled every 0.2 s "
         f"({run['peak_rss_sources_mb']['polled_tree_vmrss_sum']:.0f} MiB), its VmHWM "

@@ -218,3 +218,35 @@ def test_face_options_are_checked():
             AnalysisOptions(**bad)
     assert AnalysisOptions(faces="largest").faces_per_frame == 1
     assert AnalysisOptions.from_mapping(json.dumps({"max_faces": 3})).max_faces == 3
+
+
+@needs_fer
+def test_faces_at_the_edge_of_a_turned_phone_video(tmp_path, faces, analyzer):
+    """A phone video stored sideways (rotation 90) with one face cut by the frame's edge and one
+    in the middle: both are found upright, their boxes inside the displayed (portrait) frame."""
+    frames = np.empty((8, 240, 320, 3), np.uint8)
+    for i in range(8):
+        canvas = background("gradient", 240, 320, np.random.default_rng(4))
+        # stored turned a quarter counter-clockwise: the player turns it back clockwise
+        place_face(canvas, faces[6], (120, 200), 110, angle=90)
+        place_face(canvas, faces[7], (270, 10), 90, angle=90)  # partly above the stored frame's top
+        frames[i] = canvas[:, :, None]
+    clip = make_clip(tmp_path / "phone.mp4", duration=2.0, width=320, height=240, fps=4, frames=frames,
+                     rotation=90, with_audio=False)
+    d = analyzer.analyze(clip).to_dict()
+    assert (d["media"]["width"], d["media"]["height"]) == (240, 320)
+    assert len(d["people"]) == 2
+    for p in d["people"]:
+        x, y, w, h = p["box"]
+        assert 0 <= x and 0 <= y and x + w <= 240 and y + h <= 320 and h > w * 0.9  # upright, inside
+
+
+@needs_fer
+def test_a_short_clip_lists_the_face_it_saw_once(tmp_path, faces):
+    frames = np.empty((2, 240, 320, 3), np.uint8)
+    canvas = background("gradient", 240, 320, np.random.default_rng(5))
+    place_face(canvas, faces[0], (160, 120), 120)
+    frames[:] = canvas[:, :, None]
+    clip = make_clip(tmp_path / "short.mp4", duration=0.5, width=320, height=240, fps=4, frames=frames, with_audio=False)
+    d = Analyzer("default", transcribe="off").analyze(clip).to_dict()
+    assert [(p["id"], p["frames"]) for p in d["people"]] == [("p1", 1)]

@@ -85,9 +85,12 @@ def _draw_people(ax, analysis: dict[str, Any], people: list[dict[str, Any]]) -> 
 
     for row, person in enumerate(people):
         y = len(people) - 1 - row
-        for w in person["windows"]:
+        windows = person["windows"]
+        for k, w in enumerate(windows):
             top = (w.get("fused") or {}).get("top")
-            ax.add_patch(Rectangle((w["start"], y - 0.3), w["end"] - w["start"], 0.6, facecolor=COLORS.get(top, "#bdbdbd"),
+            # windows overlap (hop < window): each is drawn until the next one starts
+            end = min(w["end"], windows[k + 1]["start"]) if k + 1 < len(windows) else w["end"]
+            ax.add_patch(Rectangle((w["start"], y - 0.3), end - w["start"], 0.6, facecolor=COLORS.get(top, "#bdbdbd"),
                                    edgecolor="black" if w["speaking"] else "none", linewidth=1.2, alpha=0.8))
         thumb = person.get("thumbnail") or ""
         if thumb.startswith("data:image/jpeg;base64,"):

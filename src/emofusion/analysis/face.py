@@ -158,7 +158,7 @@ class FacePath:
                     if before is not None and t - before[0] <= MOUTH_GAP:
                         mouth = mouth_motion(before[1], framed)
                     last[track] = (t, framed)
-                seen.append(Sighting(track, crop, tuple(int(round(v * s)) for v in face.box), mouth))  # type: ignore[arg-type]
+                seen.append(Sighting(track, crop, _displayed_box(face.box, s, frame.shape), mouth))
             for track in [k for k, (when, _) in last.items() if t - when > MOUTH_GAP]:
                 del last[track]
             yield (t, seen, len(found))
@@ -255,6 +255,7 @@ class FaceRun:
         self._buffer: list[_FrameResult] = []
         self.end: float | None = None  # the last frame result's time, once the results have ended
         self.tracks: dict[int, TrackSeen] = {}  # the tracks so far (see MAX_TRACKS_KEPT): frames seen, largest face
+        self.frames = 0  # sampled frames consumed so far
         self.forgotten = 0  # tracks forgotten to keep memory bounded
 
     @property
@@ -330,6 +331,7 @@ class FaceRun:
         return out
 
     def _count(self, frame: _FrameResult) -> None:
+        self.frames += 1
         for sighting, _ in frame.seen:
             known = self.tracks.get(sighting.track)
             area = sighting.box[2] * sighting.box[3]
@@ -359,3 +361,14 @@ def _face_result(labels, seen: list[tuple[float, int, Sighting, np.ndarray]], mi
     rep = min(seen, key=lambda item: abs(item[0] - mid))
     return FaceResult(labels, np.mean([probs for *_, probs in seen], axis=0), faces=max(n for _, n, _, _ in seen),
                       box=list(rep[2].box), frames=len(seen))
+
+
+def _displayed_box(box: tuple[int, int, int, int], scale: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A box in sampled-frame pixels -> displayed-frame pixels, cut to the frame (a face at the
+    edge is found partly outside it)."""
+    x, y, w, h = box
+    height, width = shape[:2]
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    return (int(round(x0 * scale)), int(round(y0 * scale)), int(round(max(1, x1 - x0) * scale)),
+            int(round(max(1, y1 - y0) * scale)))

@@ -78,7 +78,8 @@ class LateFusionRun:
         """(the people seen, listed; how many tracks were left out), once every window is done."""
         if self.faces is None or self.timeline is None:
             return [], 0
-        listed, left_out = self.timeline.people(self.faces.tracks)
+        # a face seen in one sampled frame is listed only when the input has so few (a short clip)
+        listed, left_out = self.timeline.people(self.faces.tracks, min_frames=2 if self.faces.frames >= 4 else 1)
         return listed, left_out + self.faces.forgotten
 
     def close(self) -> None:

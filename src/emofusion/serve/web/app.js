@@ -721,15 +721,18 @@ function renderPeople(r) {
   for (const p of people) {
     const summary = p.summary || {};
     const track = h("div", { class: "person-track", "aria-label": `timeline of ${p.id}` });
-    for (const w of p.windows || []) {
+    const windows = p.windows || [];
+    windows.forEach((w, k) => {
       const top = w.fused ? w.fused.top : null;
+      // windows overlap (hop < window): each is drawn until the next one starts
+      const end = k + 1 < windows.length ? Math.min(w.end, windows[k + 1].start) : w.end;
       track.append(h("span", {
         class: w.speaking ? "speaking" : "",
         title: `${fmtSeconds(w.start)}-${fmtSeconds(w.end)}: ${top || "-"}${w.speaking ? " (speaking)" : ""}`,
-        style: { left: `${(100 * w.start) / duration}%`, width: `${(100 * (w.end - w.start)) / duration}%`,
+        style: { left: `${(100 * w.start) / duration}%`, width: `${(100 * (end - w.start)) / duration}%`,
                  background: (top && EMOTION_COLORS[top]) || "#999" },
       }));
-    }
+    });
     list.append(h("li", { class: "person", "data-testid": "person" },
       p.thumbnail ? h("img", { src: p.thumbnail, alt: `face of ${p.id}` }) : h("span", { class: "muted", text: "no image" }),
       h("div", { class: "person-info" },
