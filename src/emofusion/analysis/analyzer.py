@@ -180,7 +180,8 @@ class Analyzer:
                       transcribe_audio: bool | str | None = None, progress: ProgressCallback | None = None,
                       progress_steps: int | None = None) -> Iterator[Segment]:
         """The input's segments in time order, each as soon as its block of windows is done
-        (the same segments `analyze` returns, without keeping them)."""
+        (the same segments `analyze` returns, without keeping them; each with its `speaker`, but
+        the people are listed only by `analyze`, which keeps their windows)."""
         given = self._prepare(source, audio, transcript, text, transcribe_audio)
         yield from self._segments(given, progress, progress_steps, None, {})
 

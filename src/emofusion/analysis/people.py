@@ -2,9 +2,9 @@
 (their face, and the voice and words attributed to them, fused per window).
 
 Who is speaking is read from the video: the visible person whose mouth moves most in a window
-with speech (`face.mouth_motion`, measured on aligned crops between sampled frames), when it
-moves more than SPEAKING_MOTION; when nobody's does, the voice is off-screen. The voice path
-only says when there is speech; the mouth says whose it is.
+with speech (`face.mouth_motion`, measured between sampled frames on crops framed by the eyes),
+when it moves at least SPEAKING_MOTION; when nobody's does, the voice is off-screen. The voice
+path only says when there is speech; the mouth says whose it is.
 """
 
 from __future__ import annotations
