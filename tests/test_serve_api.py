@@ -73,6 +73,7 @@ def test_invocations_multipart_video_answers_sorted_emotions(client, clip):
     assert abs(sum(scores) - 1) < 1e-3
     assert body["emotions"][0]["label"] == body["summary"]["top"]
     assert len(body["segments"]) == 2 and body["segments"][0]["voice"] is not None
+    assert len(body["people"]) == 1 and body["segments"][0]["speaker"] in ("p1", "off_screen")  # the clip's one face
 
 
 def test_invocations_raw_body_and_audio_with_transcript(client, clip, tmp_path):

@@ -52,4 +52,4 @@ async def invocations(request: Request, services: ServicesDep, principal: Option
         else:
             await main.close()
     return {"emotions": emotions(result), "segments": result["segments"], "summary": result["summary"],
-            "model": result["model"], "media": result["media"]}
+            "people": result["people"], "model": result["model"], "media": result["media"]}
