@@ -46,8 +46,8 @@ FACES_MODES: tuple[str, ...] = ("all", "largest")
 DEFAULT_FACES = "all"
 DEFAULT_MAX_FACES = 6
 MAX_FACES = 20
-# the detectors (emofusion.media.faces.FACE_DETECTORS; named here so options need not import OpenCV)
-FACE_DETECTOR_NAMES: tuple[str, ...] = ("yunet", "haar")
+#: The face detectors an analysis can use (`emofusion.media.faces.FaceDetector`; see `AnalysisOptions.face_detector`).
+FACE_DETECTORS: tuple[str, ...] = ("yunet", "haar")
 DEFAULT_FACE_DETECTOR = "yunet"
 
 
@@ -199,7 +199,7 @@ class AnalysisOptions:
         object.__setattr__(self, "calibrate", check_calibrate(self.calibrate))
         object.__setattr__(self, "faces", _one_of("faces", self.faces, FACES_MODES))
         object.__setattr__(self, "max_faces", check_max_faces(self.max_faces))
-        object.__setattr__(self, "face_detector", _one_of("face_detector", self.face_detector, FACE_DETECTOR_NAMES))
+        object.__setattr__(self, "face_detector", _one_of("face_detector", self.face_detector, FACE_DETECTORS))
 
     @property
     def faces_per_frame(self) -> int:
@@ -304,25 +304,21 @@ def _checked_modalities(modalities: object) -> tuple[str, ...] | None:
     return names
 
 
+def _one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """`value` when it is one of `choices`, else InvalidOptions naming the option `name`."""
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidOptions(f"{name} must be one of {', '.join(choices)} (got {shown(value)})", name)
+    return value
+
+
 def check_transcribe(value: object) -> str:
     """The transcribe mode ("auto", "on" or "off"), or InvalidOptions."""
-    if not isinstance(value, str) or value not in TRANSCRIBE_MODES:
-        raise InvalidOptions(f"transcribe must be one of {', '.join(TRANSCRIBE_MODES)} (got {shown(value)})",
-                             "transcribe")
-    return value
+    return _one_of("transcribe", value, TRANSCRIBE_MODES)
 
 
 def check_calibrate(value: object) -> str:
     """The calibrate mode ("auto", "on" or "off"), or InvalidOptions."""
-    if not isinstance(value, str) or value not in CALIBRATE_MODES:
-        raise InvalidOptions(f"calibrate must be one of {', '.join(CALIBRATE_MODES)} (got {shown(value)})", "calibrate")
-    return value
-
-
-def _one_of(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise InvalidOptions(f"{name} must be one of {', '.join(choices)} (got {shown(value)})", name)
-    return value
+    return _one_of("calibrate", value, CALIBRATE_MODES)
 
 
 def check_max_faces(value: object) -> int:

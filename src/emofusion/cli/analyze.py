@@ -123,7 +123,7 @@ def people_table(result: dict):
                       f"[bold]{summary['top']} {summary['score']:.2f}[/bold]" if summary["top"] else "-")
     left_out = (result["media"].get("people") or {}).get("left_out", 0)
     if left_out:
-        table.caption = f"{left_out} more tracked faces not listed (seen in one sampled frame, or beyond the first 32)"
+        table.caption = f"{left_out} more tracked faces not listed (seen in one sampled frame, or fewer times than those listed)"
     return table
 
 

@@ -52,10 +52,10 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], cfg: FaceConfig 
 # `train` faces pasted into frames: crop side / box height, median 0.99, quartiles 0.92-1.09;
 # the centre 0.03 box heights above the box's; scripts/experiments/face_alignment.py).
 LANDMARK_CROP_SIDE = 1.0  # crop side, in box heights
-# Eyes tilted less than this are left as they are: FER-2013's own faces tilt that much, and the
-# net reads them better untouched (scripts/experiments/face_alignment.py).
-ALIGN_MIN_DEGREES = 10.0
 LANDMARK_CROP_SHIFT = -0.03  # crop centre minus box centre, in box heights (negative: above)
+# Eyes tilted less than this are left as they are: FER-2013's own faces tilt that much, and the
+# net reads them better untouched (docs/experiments/face-alignment.md).
+ALIGN_MIN_DEGREES = 10.0
 
 
 def align_face(gray: np.ndarray, box: tuple[int, int, int, int], landmarks: np.ndarray | None,

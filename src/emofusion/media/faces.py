@@ -14,12 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FaceDetectorError
+from ..options import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
-
-#: The detectors an analysis can use (`AnalysisOptions.face_detector`).
-FACE_DETECTORS: tuple[str, ...] = ("yunet", "haar")
-DEFAULT_FACE_DETECTOR = "yunet"
 #: YuNet 2023 (MIT, libfacedetection.train by Shiqi Yu et al., from OpenCV's model zoo); the
 #: licence notice is beside it. $EMOFUSION_YUNET names another file of the same architecture.
 YUNET_MODEL = Path(__file__).parent / "models" / "face_detection_yunet.onnx"
