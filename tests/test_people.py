@@ -250,3 +250,36 @@ def test_a_short_clip_lists_the_face_it_saw_once(tmp_path, faces):
     clip = make_clip(tmp_path / "short.mp4", duration=0.5, width=320, height=240, fps=4, frames=frames, with_audio=False)
     d = Analyzer("default", transcribe="off").analyze(clip).to_dict()
     assert [(p["id"], p["frames"]) for p in d["people"]] == [("p1", 1)]
+
+
+def test_who_speaks_rule():
+    """The loudest-moving visible mouth speaks if it moved enough; all mouths measured and still
+    (or nobody visible): off-screen; a visible mouth not measured (a moving head): not told."""
+    from emofusion.analysis.face import PersonFace
+    from emofusion.analysis.people import SPEAKING_MOTION, speaker_of
+    from emofusion.analysis.results import FaceResult
+
+    def person(mouth):
+        return PersonFace(FaceResult(["a", "b"], np.array([0.5, 0.5])), mouth)
+
+    moving = 2 * SPEAKING_MOTION
+    assert speaker_of({1: person(0.0), 2: person(moving)}, voiced=True) == "p2"
+    assert speaker_of({1: person(0.0), 2: person(moving)}, voiced=False) is None
+    assert speaker_of({1: person(0.0), 2: person(0.001)}, voiced=True) == OFF_SCREEN
+    assert speaker_of({}, voiced=True) == OFF_SCREEN
+    assert speaker_of({1: person(0.0), 2: person(None)}, voiced=True) is None  # p2's head moved: cannot tell
+    assert speaker_of({1: person(moving), 2: person(None)}, voiced=True) == "p1"
+
+
+@needs_fer
+def test_moving_heads_are_not_taken_for_speakers(tmp_path, faces, analyzer):
+    """Heads drifting more than MAX_HEAD_SHIFT between sampled frames: their mouths are not
+    measured, and the speaker is left untold (null) rather than guessed."""
+    positions = [(lambda t, k=k: (80 + 180 * k + 35 * t, 180)) for k in range(3)]  # 17.5 px per sampled frame
+    clip = make_people_clip(tmp_path / "moving.mp4", [faces[1], faces[2], faces[3]], speaker=None, duration=4.0,
+                            face_size=130, positions=positions)
+    d = analyzer.analyze(clip).to_dict()
+    assert len(d["people"]) == 3
+    assert all(w["mouth_motion"] is None for p in d["people"] for w in p["windows"])
+    voiced = [s["speaker"] for s in d["segments"] if s["voice"] is not None]
+    assert voiced and voiced == [None] * len(voiced)

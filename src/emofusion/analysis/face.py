@@ -34,7 +34,9 @@ class Sighting:
     track: int  # the person's track id (`tracks.FaceTracks`)
     crop: np.ndarray  # what the face net reads: uint8, FaceConfig.size square, aligned when landmarks were found
     box: tuple[int, int, int, int]  # x, y, width, height in displayed-frame pixels
-    mouth: float | None  # how much the mouth moved since this track's previous sampled frame (`mouth_motion`)
+    # how much the mouth moved since this track's previous sampled frame (`mouth_motion`); None
+    # without landmarks, for a track's first frame, or when the head moved (MAX_HEAD_SHIFT)
+    mouth: float | None
 
 
 # What the CPU stage of the face path finds in one sampled frame: (time in s, the faces analysed,
@@ -49,6 +51,10 @@ MOUTH_REGION = (0.50, 0.85, 0.25, 0.75)
 EYES_REGION = (0.04, 0.32, 0.10, 0.90)
 MOTION_BLUR = 0.04  # the blur before comparing crops, as a fraction of their side
 MOUTH_GAP = 1.0  # seconds: a mouth is compared only with its own crop at most this long before
+# ... and only when the face moved less than this (its centre, in face heights) in between: on a
+# moving head the eye-framed crops do not register closely enough (the landmarks jitter by a few
+# pixels), and motion there measured as much as talking (docs/experiments/people.md)
+MAX_HEAD_SHIFT = 0.06
 
 
 def mouth_motion(before: np.ndarray, after: np.ndarray) -> float:
@@ -96,7 +102,7 @@ class PersonFace:
     """What the face path saw of one tracked person in one window."""
 
     result: FaceResult  # mean probabilities over the window's frames with this face, the box nearest the middle
-    mouth: float | None  # mean mouth motion over those frames (None: not measured: no landmarks)
+    mouth: float | None  # mean mouth motion over those frames (None: measured in none of them)
 
 
 @dataclass
@@ -141,7 +147,7 @@ class FacePath:
         the eyes when the detector gives landmarks), tracked, and their mouths' motion."""
         cfg = self.model.config.face_preprocess
         tracks = FaceTracks()
-        last: dict[int, tuple[float, np.ndarray]] = {}  # track -> (time, eye-framed crop) of its previous sighting
+        last: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track -> (time, eye-framed crop, centre) then
         for t, frame in frames:
             found = self.detector.detect(frame, max_side=self.detect_side)
             faces = found[: self.max_faces]
@@ -154,12 +160,14 @@ class FacePath:
                 mouth = None
                 if face.landmarks is not None:
                     framed = eye_framed(frame, face.landmarks)
+                    centre = np.array([face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2])
                     before = last.get(track)
-                    if before is not None and t - before[0] <= MOUTH_GAP:
+                    if (before is not None and t - before[0] <= MOUTH_GAP
+                            and np.linalg.norm(centre - before[2]) <= MAX_HEAD_SHIFT * face.box[3]):
                         mouth = mouth_motion(before[1], framed)
-                    last[track] = (t, framed)
+                    last[track] = (t, framed, centre)
                 seen.append(Sighting(track, crop, _displayed_box(face.box, s, frame.shape), mouth))
-            for track in [k for k, (when, _) in last.items() if t - when > MOUTH_GAP]:
+            for track in [k for k, (when, *_) in last.items() if t - when > MOUTH_GAP]:
                 del last[track]
             yield (t, seen, len(found))
 

@@ -4,7 +4,8 @@
 Who is speaking is read from the video: the visible person whose mouth moves most in a window
 with speech (`face.mouth_motion`, measured between sampled frames on crops framed by the eyes),
 when it moves at least SPEAKING_MOTION; when nobody's does, the voice is off-screen. The voice
-path only says when there is speech; the mouth says whose it is.
+path only says when there is speech; the mouth says whose it is. Sampled twice a second, this
+holds for still heads and not for moving ones (docs/experiments/people.md).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from .results import FaceResult, TextResult, Verdict, VoiceResult
 from .windows import Window
 
 #: A visible person speaks in a voiced window when their mouth motion there is at least this
-#: (in units of the crop's contrast, after a blur; still faces measure about 0, talking ones mostly 0.02-0.2:
-#: tests/test_people.py and scripts/experiments/speaker_attribution.py).
+#: (in units of the crop's contrast, after a blur; still heads measure about 0, talking ones mostly 0.02-0.2:
+#: scripts/experiments/speaker_attribution.py, docs/experiments/people.md).
 SPEAKING_MOTION = 0.015
 OFF_SCREEN = "off_screen"
 MAX_PEOPLE = 32  # people listed in a result, those seen in the most frames first
@@ -36,15 +37,18 @@ def person_id(track: int) -> str:
 
 
 def speaker_of(people: dict[int, PersonFace], voiced: bool) -> str | None:
-    """Who speaks in a window: a person id, OFF_SCREEN (speech, but no visible mouth moves enough),
-    or None (no speech, or nobody's mouth could be measured: no landmarks)."""
+    """Who speaks in a window: a person id (the visible mouth that moved most, at least
+    SPEAKING_MOTION); OFF_SCREEN (speech, and every visible mouth was measured and stayed still,
+    or nobody is visible); None (no speech, or a visible mouth could not be measured: a moving
+    head, no landmarks, so the speaker cannot be told)."""
     if not voiced:
         return None
     measured = {track: p.mouth for track, p in people.items() if p.mouth is not None}
-    if not measured:
-        return OFF_SCREEN if not people else None
-    track, motion = max(measured.items(), key=lambda item: item[1])
-    return person_id(track) if motion >= SPEAKING_MOTION else OFF_SCREEN
+    if measured:
+        track, motion = max(measured.items(), key=lambda item: item[1])
+        if motion >= SPEAKING_MOTION:
+            return person_id(track)
+    return OFF_SCREEN if len(measured) == len(people) else None
 
 
 @dataclass

@@ -99,7 +99,8 @@ class Segment:
     text: TextResult | None = None
     fused: Verdict | None = None  # None only when no modality is present in the window
     # who speaks: a person's id ("p1"), "off_screen" (speech, no visible mouth moving), or None (no
-    # speech, or it could not be told: no video, faces not analysed, a detector without landmarks)
+    # speech, or it could not be told: no video, faces not analysed, a detector without landmarks,
+    # a visible head that moved too much to watch its mouth)
     speaker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
