@@ -141,7 +141,7 @@ def syllables(duration: float, sample_rate: int, spans: list[tuple[float, float]
     return audio, opening
 
 
-def make_people_clip(path, faces: list[np.ndarray], *, speaker: int | None, duration: float = 8.0,
+def make_people_clip(path: str | Path, faces: list[np.ndarray], *, speaker: int | None, duration: float = 8.0,
                      width: int = 640, height: int = 360, fps: int = 15, face_size: int = 120,
                      speech: list[tuple[float, float]] | None = None, sample_rate: int = 16000, seed: int = 0,
                      positions: list[Callable[[float], tuple[float, float]]] | None = None) -> Path:
@@ -191,6 +191,7 @@ def detectable_faces(paths: list[Path], count: int, size: int = 100) -> list[np.
 
 
 def face_resized(face: np.ndarray, size: int) -> np.ndarray:
+    """A square face image at `size` pixels (area-averaged down, cubic up)."""
     import cv2
 
     return cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC if size > face.shape[0] else cv2.INTER_AREA)
