@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench_analyze import machine_info, machine_line
 from emofusion.data import default_data_root
 from emofusion.media.faces import FaceDetector
 from emofusion.media.scenes import BACKGROUNDS, background, place_face
@@ -142,13 +142,14 @@ def main() -> None:
                                              "false_positives": fps, "ms": 1000 * statistics.median(times)}
         rows.append(row)
         print(name, {k: v for k, v in row.items() if "@" in k}, flush=True)
-    result = {"when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
+    result = {"when": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(),
               "frames_per_condition": args.frames, "seed": args.seed, "sides": sides, "rows": rows,
               "command": " ".join(["python", "benchmarks/bench_detectors.py", *sys.argv[1:]])}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "detectors.json").write_text(json.dumps(result, indent=2))
     keys = [f"{d}@{s}" for s in sides for d in detectors]
     lines = [f"# Face detectors on frames of real faces ({result['when']})", "",
+             f"Machine: {machine_line(result['machine'])}.", "",
              f"`{result['command']}`: {args.frames} frames of 640x360 per condition, FER-2013 `val` faces, seed {args.seed}.",
              "Recall (true faces found) / false positives / median ms per frame (one OpenCV thread), detection on a copy "
              "downscaled to the side given.", "",

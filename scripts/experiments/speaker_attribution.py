@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from emofusion.analysis import Analyzer
-from emofusion.analysis.people import OFF_SCREEN, SPEAKING_MOTION
+from emofusion.analysis.people import OFF_SCREEN, SPEAKING_MOTION, speaker_among
 from emofusion.data import default_data_root
 from emofusion.media.scenes import detectable_faces, make_people_clip
 
@@ -31,19 +31,10 @@ THRESHOLDS = (0.01, 0.02, 0.03, 0.05, 0.08, 0.10)
 
 
 def told(windows: list[tuple[str, dict[str, float | None]]], threshold: float) -> tuple[int, int]:
-    """(right, not told) over (expected speaker, {person: motion or None}) windows, with
-    `analysis.people.speaker_of`'s rule at `threshold`."""
-    right = unknown = 0
-    for expected, motions in windows:
-        measured = {k: v for k, v in motions.items() if v is not None}
-        best = max(measured, key=measured.get) if measured else None
-        if best is not None and measured[best] >= threshold:
-            guess: str | None = best
-        else:
-            guess = OFF_SCREEN if len(measured) == len(motions) else None
-        right += guess == expected
-        unknown += guess is None
-    return right, unknown
+    """(right, not told) over (expected speaker, {person: motion or None}) windows, with the
+    analysis's rule (`analysis.people.speaker_among`) at `threshold`."""
+    guesses = [(expected, speaker_among(motions, threshold)) for expected, motions in windows]
+    return sum(guess == expected for expected, guess in guesses), sum(guess is None for _, guess in guesses)
 
 
 def main() -> None:

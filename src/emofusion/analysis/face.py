@@ -57,26 +57,29 @@ MOUTH_GAP = 1.0  # seconds: a mouth is compared only with its own crop at most t
 MAX_HEAD_SHIFT = 0.06
 
 
-def mouth_motion(before: np.ndarray, after: np.ndarray) -> float:
-    """How much the mouth moved between two eye-framed crops of one face: the mean absolute change of
-    the mouth region, less that of the eye region (what the whole face's motion, light and
-    compression change anyway), both in units of each crop's own contrast."""
+def mouth_view(framed: np.ndarray) -> np.ndarray:
+    """An eye-framed crop (`features.eye_framed`) as `mouth_motion` compares it: blurred (compression
+    noise, which changes between frames of a still face, is fine detail; a mouth opening is not)
+    and in units of its own contrast. Each sampled frame's view is made once and compared with the
+    next one's."""
     import cv2
 
-    def normalised(crop: np.ndarray) -> np.ndarray:
-        # blurred: compression noise, which changes between frames of a still face, is fine
-        # detail; a mouth opening is not
-        c = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), MOTION_BLUR * crop.shape[0])
-        return (c - c.mean()) / max(float(c.std()), 1.0)
+    c = cv2.GaussianBlur(framed.astype(np.float32), (0, 0), MOTION_BLUR * framed.shape[0])
+    return (c - c.mean()) / max(float(c.std()), 1.0)
 
-    a, b = normalised(before), normalised(after)
-    n = a.shape[0]
+
+def mouth_motion(before: np.ndarray, after: np.ndarray) -> float:
+    """How much the mouth moved between two views (`mouth_view`) of one face: the mean absolute
+    change of the mouth region, less that of the eye region (what the whole face's motion, light
+    and compression change anyway)."""
+    n = before.shape[0]
 
     def change(region: tuple[float, float, float, float]) -> float:
         r0, r1, c0, c1 = (int(round(v * n)) for v in region)
-        return float(np.abs(a[r0:r1, c0:c1] - b[r0:r1, c0:c1]).mean())
+        return float(np.abs(before[r0:r1, c0:c1] - after[r0:r1, c0:c1]).mean())
 
     return change(MOUTH_REGION) - change(EYES_REGION)
+
 
 FACE_BATCH = 32  # face crops per face-net call
 # Tracks kept per input (their frame counts and largest crop); beyond it the ended tracks seen
@@ -147,7 +150,7 @@ class FacePath:
         the eyes when the detector gives landmarks), tracked, and their mouths' motion."""
         cfg = self.model.config.face_preprocess
         tracks = FaceTracks()
-        last: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track -> (time, eye-framed crop, centre) then
+        last: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}  # track -> (time, mouth view, centre) then
         for t, frame in frames:
             found = self.detector.detect(frame, max_side=self.detect_side)
             faces = found[: self.max_faces]
@@ -159,13 +162,13 @@ class FacePath:
             for face, crop, track in zip(faces, crops, ids):
                 mouth = None
                 if face.landmarks is not None:
-                    framed = eye_framed(frame, face.landmarks)
+                    view = mouth_view(eye_framed(frame, face.landmarks))
                     centre = np.array([face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2])
                     before = last.get(track)
                     if (before is not None and t - before[0] <= MOUTH_GAP
                             and np.linalg.norm(centre - before[2]) <= MAX_HEAD_SHIFT * face.box[3]):
-                        mouth = mouth_motion(before[1], framed)
-                    last[track] = (t, framed, centre)
+                        mouth = mouth_motion(before[1], view)
+                    last[track] = (t, view, centre)
                 seen.append(Sighting(track, crop, _displayed_box(face.box, s, frame.shape), mouth))
             for track in [k for k, (when, *_) in last.items() if t - when > MOUTH_GAP]:
                 del last[track]

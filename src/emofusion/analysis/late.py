@@ -62,7 +62,7 @@ class LateFusionRun:
             voices = self.runner.voice.results_for(block, self.reader, self.calibration) if self.reader is not None else none
             texts = self.text.results_for(block) if self.text is not None else none
         labels, fuse = self.runner.model.labels, self.runner.model.fuse
-        if self.faces is None or self.timeline is None:
+        if self.faces is None or self.timeline is None:  # the one is there exactly when the other is
             return [fused_segment(w, labels, fuse, None, v, t) for w, v, t in zip(block, voices, texts)]
         faces = self.faces.results_for(block)
         segments = []
@@ -78,8 +78,7 @@ class LateFusionRun:
         """(the people seen, listed; how many tracks were left out), once every window is done."""
         if self.faces is None or self.timeline is None:
             return [], 0
-        # a face seen in one sampled frame is listed only when the input has so few (a short clip)
-        listed, left_out = self.timeline.people(self.faces.tracks, min_frames=2 if self.faces.frames >= 4 else 1)
+        listed, left_out = self.timeline.people(self.faces.tracks, self.faces.frames)
         return listed, left_out + self.faces.forgotten
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,19 +36,24 @@ def person_id(track: int) -> str:
     return f"p{track}"
 
 
+def speaker_among(mouths: Mapping[str, float | None], threshold: float = SPEAKING_MOTION) -> str | None:
+    """Who speaks in a window with speech, from each visible person's mouth motion there (by
+    person id; None: not measured): the mouth that moved most, when it moved at least `threshold`;
+    OFF_SCREEN when every visible mouth was measured and none did (or nobody is visible); None
+    when a visible mouth could not be measured (a moving head, no landmarks): not told."""
+    measured = {k: v for k, v in mouths.items() if v is not None}
+    if measured:
+        best = max(measured, key=measured.__getitem__)
+        if measured[best] >= threshold:
+            return best
+    return OFF_SCREEN if len(measured) == len(mouths) else None
+
+
 def speaker_of(people: dict[int, PersonFace], voiced: bool) -> str | None:
-    """Who speaks in a window: a person id (the visible mouth that moved most, at least
-    SPEAKING_MOTION); OFF_SCREEN (speech, and every visible mouth was measured and stayed still,
-    or nobody is visible); None (no speech, or a visible mouth could not be measured: a moving
-    head, no landmarks, so the speaker cannot be told)."""
+    """Who speaks in a window (`speaker_among`); None without speech."""
     if not voiced:
         return None
-    measured = {track: p.mouth for track, p in people.items() if p.mouth is not None}
-    if measured:
-        track, motion = max(measured.items(), key=lambda item: item[1])
-        if motion >= SPEAKING_MOTION:
-            return person_id(track)
-    return OFF_SCREEN if len(measured) == len(people) else None
+    return speaker_among({person_id(track): p.mouth for track, p in people.items()})
 
 
 @dataclass
@@ -148,10 +153,12 @@ class PeopleTimeline:
         for track in [k for k in self._windows if k not in tracks]:
             del self._windows[track]
 
-    def people(self, seen: dict[int, TrackSeen], min_frames: int = 2) -> tuple[list[Person], int]:
-        """(the people listed: seen in at least `min_frames` sampled frames, at most max_people, most
-        seen first, in id order; how many tracks were left out). `seen`: each track's frames and
-        largest face (`face.FaceRun.tracks`)."""
+    def people(self, seen: dict[int, TrackSeen], sampled_frames: int) -> tuple[list[Person], int]:
+        """(the people listed, in id order: at most max_people, those seen in the most frames, and
+        only those seen in 2 frames or more unless the input has fewer than 4 sampled frames (a
+        short clip); how many tracks were left out). `seen`: each track's frames and largest face
+        (`face.FaceRun.tracks`); `sampled_frames`: how many frames the face path read."""
+        min_frames = 2 if sampled_frames >= 4 else 1
         people = []
         for track, windows in self._windows.items():
             stats = seen.get(track)
