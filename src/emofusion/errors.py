@@ -50,6 +50,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "invalid_callback": ErrorCode(EXIT_USAGE, 422, "the callback address is refused"),
     "unknown_label": ErrorCode(EXIT_USAGE, 422, "a dataset label has no canonical emotion"),
     "acoustic_features_unavailable": ErrorCode(EXIT_USAGE, 503, "the openSMILE library cannot be loaded"),
+    "invalid_retraining_data": ErrorCode(EXIT_USAGE, 422, "new labelled data cannot be used for retraining"),
+    "registry_unavailable": ErrorCode(EXIT_USAGE, 503, "the model registry cannot be read or written"),
     "internal_error": ErrorCode(EXIT_FAILURE, 500, "a fault in emofusion, not in the input"),
 }
 
@@ -252,3 +254,16 @@ class CallbackRefused(EmofusionError, ValueError):
     """A callback address the service will not call."""
 
     code = "invalid_callback"
+
+
+class RetrainingDataError(EmofusionError, ValueError):
+    """New labelled data that retraining cannot use (unknown labels, unreadable files, speakers
+    shared with the validation sets, no speaker to hold out)."""
+
+    code = "invalid_retraining_data"
+
+
+class RegistryError(EmofusionError, RuntimeError):
+    """A model registry that cannot be read or changed as asked."""
+
+    code = "registry_unavailable"

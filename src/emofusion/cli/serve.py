@@ -36,11 +36,15 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port (default: $SAGEMAKER_BIND_TO_PORT or 8080)."),
     workers: int = typer.Option(1, min=1, help="Server processes (they share the database and the job queue)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    registry: Optional[str] = typer.Option(None, "--registry", help="Serve a model registry's current version "
+                                           "and follow its promotions and rollbacks without a restart "
+                                           "(sets EMOFUSION_REGISTRY; see `emofusion retrain`)."),
 ) -> None:
     """Run the web service: SageMaker routes, the /v1 API, the web page.
 
     Configured by the environment: EMOFUSION_HOME (database and uploads), DATABASE_URL,
-    EMOFUSION_STORAGE (a folder or s3://bucket/prefix), EMOFUSION_MODEL, limits (see README).
+    EMOFUSION_STORAGE (a folder or s3://bucket/prefix), EMOFUSION_MODEL or EMOFUSION_REGISTRY,
+    limits (see README).
     """
     import uvicorn
 
@@ -52,10 +56,20 @@ def serve(
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             fail("SAGEMAKER_BIND_TO_PORT", f"{raw!r} is not a port number")
         port = int(raw)
+    if registry:
+        os.environ["EMOFUSION_REGISTRY"] = registry
     try:
-        Settings.from_env()  # report a bad setting here, in one line, not from inside uvicorn
+        settings = Settings.from_env()  # report a bad setting here, in one line, not from inside uvicorn
     except SettingsError as exc:
         fail_with(exc, "settings")
+    if settings.registry:
+        from ..errors import RegistryError
+        from ..models.registry import ModelRegistry
+
+        try:
+            ModelRegistry(settings.registry).current_path()
+        except RegistryError as exc:
+            fail_with(exc, "--registry")
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("--log-level", f"{log_level!r} is not one of debug, info, warning, error")

@@ -48,7 +48,7 @@ def load_model(name_or_path: ModelSource = "default", backend: str = "auto", *, 
     if backend == "onnx" and not Path(os.path.expanduser(str(name_or_path))).is_dir():
         raise ModelLoadError(f"{name_or_path}: not an ONNX export folder (no such folder); create one with "
                              "`emofusion export --format onnx --model NAME --out DIR`")
-    folder = _resolve_folder(name_or_path)
+    folder = resolve_model_folder(name_or_path)
     export = (folder / EXPORT_MANIFEST_NAME).is_file()
     if backend == "onnx" or (backend == "auto" and export):
         if not export:
@@ -65,7 +65,7 @@ def load_model(name_or_path: ModelSource = "default", backend: str = "auto", *, 
     return _load_torch_folder(folder, load_text_encoder)
 
 
-def _resolve_folder(name_or_path: str | os.PathLike) -> Path:
+def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
     """The local folder of a bundled name, a path, or a hub id (downloaded)."""
     from .config import CONFIG_NAME, WEIGHTS_NAME, bundled_models
 

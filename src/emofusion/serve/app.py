@@ -56,11 +56,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.state.services = services  # what `dependencies.get_services` hands every route
         if start_jobs:
             services.jobs.start()
+        if services.registry_follower is not None:
+            services.registry_follower.start()
         log.info("emofusion %s ready: model %s, database %s, storage %s", __version__,
                   services.engine.info["name"], services.db.dialect, services.storage.description)
         try:
             yield
         finally:
+            if services.registry_follower is not None:
+                services.registry_follower.stop()
             if start_jobs:
                 drained = await anyio.to_thread.run_sync(lambda: services.jobs.stop(settings.drain_seconds))
                 if not drained:

@@ -48,6 +48,15 @@ def _default_model(env: Mapping[str, str]) -> str:
     return env.get("EMOFUSION_MODEL") or "default"
 
 
+def _registry(env: Mapping[str, str]) -> str | None:
+    """EMOFUSION_REGISTRY, which serves a registry's current version instead of EMOFUSION_MODEL."""
+    registry = env.get("EMOFUSION_REGISTRY") or None
+    if registry and env.get("EMOFUSION_MODEL"):
+        raise SettingsError("set EMOFUSION_MODEL or EMOFUSION_REGISTRY, not both: with a registry, the model "
+                            "served is the registry's current version")
+    return registry
+
+
 @dataclass
 class Settings:
     """Everything the service can be told. `from_env()` is how `emofusion serve` builds it."""
@@ -57,6 +66,8 @@ class Settings:
     storage_url: str
     s3_endpoint_url: str | None = None
     model: str = "default"
+    registry: str | None = None  # a model registry folder: serve its current version, follow promotions
+    registry_poll_seconds: float = 5.0
     max_upload_bytes: int = 500 * 1024 * 1024
     requests_per_day: int | None = 1000
     media_minutes_per_month: float | None = 600.0
@@ -99,6 +110,8 @@ class Settings:
             storage_url=env.get("EMOFUSION_STORAGE") or str(home / "uploads"),
             s3_endpoint_url=env.get("EMOFUSION_S3_ENDPOINT_URL") or None,
             model=_default_model(env),
+            registry=_registry(env),
+            registry_poll_seconds=_number(env, "EMOFUSION_REGISTRY_POLL_SECONDS", 5.0, minimum=0.1) or 5.0,
             max_upload_bytes=int((max_mb if max_mb is not None else 1e9) * 1024 * 1024),
             requests_per_day=_number(env, "EMOFUSION_REQUESTS_PER_DAY", 1000, int),
             media_minutes_per_month=_number(env, "EMOFUSION_MEDIA_MINUTES_PER_MONTH", 600.0),

@@ -34,12 +34,28 @@ class Engine:
 
     def __init__(self, model: ModelSource, *, batch_max: int = 64, batch_wait: float = 0.0):
         """`batch_wait` > 0: model calls of concurrent analyses are micro-batched (up to `batch_max` rows)."""
-        self.model: InferenceModel = load_model(model, load_text_encoder=False)
-        self.model.prepare_inference()
-        if not is_joint(self.model) and self.model.text is not None:
-            self.model.encoder  # load it now, not racing in the first requests' threads
-        self.batched = BatchedModel(self.model, max_batch=batch_max, max_wait=batch_wait) if batch_wait > 0 else None
+        self._batch_max, self._batch_wait = batch_max, batch_wait
         self._local = threading.local()
+        self._swap_lock = threading.Lock()
+        self.generation = 0  # bumped by each swap; each thread's Analyzers belong to one generation
+        self.model, self.batched = self._loaded(model)
+
+    def _loaded(self, model: ModelSource) -> tuple[InferenceModel, BatchedModel | None]:
+        loaded = load_model(model, load_text_encoder=False)
+        loaded.prepare_inference()
+        if not is_joint(loaded) and loaded.text is not None:
+            loaded.encoder  # load it now, not racing in the first requests' threads
+        batched = (BatchedModel(loaded, max_batch=self._batch_max, max_wait=self._batch_wait)
+                   if self._batch_wait > 0 else None)
+        return loaded, batched
+
+    def swap(self, model: ModelSource) -> None:
+        """Serve `model` from now on: it is loaded first (a ModelLoadError leaves the old one in
+        place), then replaces the old one at once. Analyses already running finish on the old one."""
+        loaded, batched = self._loaded(model)
+        with self._swap_lock:
+            self.model, self.batched = loaded, batched
+            self.generation += 1
 
     def batchers_calls(self) -> dict:
         """Micro-batchers by modality (empty without micro-batching)."""
@@ -64,6 +80,9 @@ class Engine:
         option sets are kept, so clients sending ever new numbers cannot grow memory."""
         chosen = options if isinstance(options, AnalysisOptions) else AnalysisOptions.from_mapping(options or {})
         cache: OrderedDict[str, Analyzer] = self._local.__dict__.setdefault("analyzers", OrderedDict())
+        if self._local.__dict__.get("generation") != self.generation:  # the model was swapped
+            cache.clear()
+            self._local.generation = self.generation
         key = json.dumps(chosen.to_dict(), sort_keys=True)
         if key not in cache:
             cache[key] = Analyzer(self.batched or self.model, options=chosen)

@@ -9,6 +9,7 @@ from typing import Iterator
 
 from starlette.datastructures import UploadFile as FormFile
 
+from ..models.registry import ModelRegistry
 from . import uploads
 from .config import Settings
 from .db import Database
@@ -16,6 +17,7 @@ from .engine import Engine
 from .jobs import JobRunner
 from .login_guard import HashSlots, LoginThrottle
 from .metrics import Metrics
+from .model_follower import RegistryFollower
 from .quotas import Limits, Quotas, RateLimiter
 from .storage import Storage, storage_from_url
 
@@ -31,8 +33,15 @@ class Services:
         self.db = Database(settings.database_url)
         self.db.upgrade()
         self.storage: Storage = storage_from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
-        self.engine = engine or Engine(settings.model, batch_max=settings.batch_max,
-                                       batch_wait=settings.batch_wait_ms / 1000)
+        self.registry_follower: RegistryFollower | None = None
+        model: str | Path = settings.model
+        if settings.registry and engine is None:
+            registry = ModelRegistry(settings.registry)
+            served = registry.state().current
+            model = registry.version_path(served)
+        self.engine = engine or Engine(model, batch_max=settings.batch_max, batch_wait=settings.batch_wait_ms / 1000)
+        if settings.registry and engine is None:
+            self.registry_follower = RegistryFollower(registry, self.engine, served, settings.registry_poll_seconds)
         self.quotas = Quotas(self.db, Limits(settings.requests_per_day, settings.media_minutes_per_month))
         self.rate = RateLimiter(settings.key_requests_per_minute)
         self.jobs = JobRunner(self.db, self.storage, self.engine, self.quotas, workers=settings.job_workers,

@@ -69,6 +69,10 @@ class Storage(abc.ABC):
     def exists(self, key: str) -> bool:
         """Whether there is an object at `key`."""
 
+    @abc.abstractmethod
+    def keys(self, prefix: str = "") -> list[str]:
+        """The keys of every object whose key starts with `prefix` (a folder, ``a/b/``, or ``""``), sorted."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
 
@@ -140,6 +144,14 @@ class LocalStorage(Storage):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        try:
+            files = [p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        except OSError as e:
+            raise StorageError(f"cannot list {base}: {e.strerror or e}") from e
+        return sorted(p.relative_to(self.root).as_posix() for p in files)
 
 
 class S3Storage(Storage):
@@ -243,6 +255,15 @@ class S3Storage(Storage):
                 return False
             raise self._error("look up", key, e) from e
         return True
+
+
+    def keys(self, prefix: str = "") -> list[str]:
+        found: list[str] = []
+        with self._wrap("list", prefix.rstrip("/") or "*"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                found.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
+        return sorted(found)
 
 
 def storage_from_url(url: str, *, endpoint_url: str | None = None) -> Storage:
