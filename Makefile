@@ -6,7 +6,7 @@ INPUT  ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: setup setup-serve test bench serve analyze default-model clean
+.PHONY: setup setup-serve test bench serve analyze default-model sbom audit advisory-db clean
 
 # Two stamps, so `make serve` installs only what serving needs and a later `make test` adds the
 # rest on top (incrementally); `make test` alone does both from scratch.
@@ -48,6 +48,25 @@ $(DEV_STAMP): $(SERVE_STAMP) pyproject.toml
 # installs and starts what is missing and prints the test database's URL.
 test: setup
 	url=$$(scripts/ensure-test-services.sh) && EMOFUSION_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -q
+
+# Supply chain: a CycloneDX SBOM of the installed environment (its root component's dependencies
+# are pyproject.toml's direct ones), and a vulnerability scan of it against a local advisory
+# snapshot, EMOFUSION_ADVISORY_DB (default reports/osv-pypi.zip, which `make advisory-db`
+# downloads: OSV's PyPI export). The scan fails on high or critical advisories of direct
+# dependencies; scripts/audit.py says how it matches and rates.
+REPORTS ?= reports
+EMOFUSION_ADVISORY_DB ?= $(REPORTS)/osv-pypi.zip
+sbom: setup
+	@mkdir -p $(REPORTS)
+	$(BIN)/cyclonedx-py environment $(BIN)/python --pyproject pyproject.toml --of JSON --output-reproducible -o $(REPORTS)/sbom.cdx.json
+	@echo "wrote $(REPORTS)/sbom.cdx.json"
+
+audit: sbom
+	$(BIN)/python scripts/audit.py --sbom $(REPORTS)/sbom.cdx.json --db $(EMOFUSION_ADVISORY_DB) --out $(REPORTS)/audit.json
+
+advisory-db:
+	@mkdir -p $(REPORTS)
+	curl -fsSL -o $(REPORTS)/osv-pypi.zip https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
