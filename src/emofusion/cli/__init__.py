@@ -1,4 +1,4 @@
-"""The `emofusion` command line: analyze, batch, evaluate, train, retrain, registry, export, info, serve, keys.
+"""The `emofusion` command line: analyze, batch, evaluate, train, tune, retrain, registry, export, info, serve, keys.
 
 Every typer command lives in this package, one module per command; the library (`emofusion.*`
 outside `cli`) raises `EmofusionError`s and never imports typer. Starting the CLI imports no
@@ -67,10 +67,11 @@ def _configure_logging(
 
 
 def _register() -> None:
-    from . import analyze, batch, evaluate, export, info, retrain, serve, train
+    from . import analyze, batch, evaluate, export, info, retrain, serve, train, tune
 
     app.command("analyze")(analyze.analyze)
     app.command("train")(train.train)
+    app.command("tune")(tune.tune)
     app.command("retrain")(retrain.retrain)
     app.add_typer(retrain.registry_app, name="registry")
     app.command("evaluate")(evaluate.evaluate)

@@ -76,10 +76,13 @@ def train(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     task: Task | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Train `recipe`'s model; write `best/`, `last/`, `metrics.json` and TensorBoard logs under `out_dir`.
 
     Returns the summary written to metrics.json (best epoch, its validation metrics, history).
+    `on_epoch(epoch, score)` is called after each epoch with its selection score (1-based epoch);
+    an exception it raises (e.g. a hyperparameter search pruning the run) ends the training.
     """
     from lightning.fabric import Fabric
 
@@ -177,6 +180,12 @@ def train(
                 stale += 1
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
                         "best_score": best_score, "best_epoch": best_epoch, "stale": stale, "history": history}, state_file)
+            if on_epoch is not None:
+                try:
+                    on_epoch(epoch + 1, score)
+                except BaseException:
+                    writer.close()
+                    raise
             if stale >= opt.patience:
                 log(f"early stop: {opt.select_on} did not improve for {opt.patience} epochs")
                 stop = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -42,6 +43,7 @@ class Recipe:
     augment: dict[str, Any] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     path: Path | None = None
+    tune: dict[str, Any] = field(default_factory=dict)  # hyperparameter search ranges (`emofusion tune`)
 
 
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -111,7 +113,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, setti
     unknown = set(optim_raw) - known
     if unknown:
         raise RecipeError(f"{path}: unknown [optim] keys {sorted(unknown)}; known: {sorted(known)}")
-    unknown_top = set(raw) - {"name", "task", "data", "model", "augment", "optim"}
+    unknown_top = set(raw) - {"name", "task", "data", "model", "augment", "optim", "tune"}
     if unknown_top:
         raise RecipeError(f"{path}: unknown top-level keys {sorted(unknown_top)}")
     return Recipe(
@@ -122,4 +124,40 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None, setti
         augment=raw.get("augment", {}),
         optim=OptimConfig(**optim_raw),
         path=path,
+        tune=raw.get("tune", {}),
     )
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def toml_value(value: Any) -> str:
+    """`value` as a TOML literal (tables inline): what `apply_setting` and `write_recipe` write."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: the same escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise RecipeError(f"cannot write {value!r} ({type(value).__name__}) as a TOML value")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key)
+
+
+def write_recipe(raw: dict[str, Any], path: str | Path, header: str = "") -> None:
+    """Write a parsed (unexpanded) recipe back as TOML: top-level values, then one table each."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for key, value in raw.items():
+        if not isinstance(value, dict):
+            lines.append(f"{_toml_key(key)} = {toml_value(value)}")
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{_toml_key(key)}]"]
+            lines += [f"{_toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
+    Path(path).write_text("\n".join(lines) + "\n")
