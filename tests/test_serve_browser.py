@@ -7,6 +7,7 @@ tests are skipped when it is missing. EMOFUSION_CHROMIUM points at another binar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ expect = sync_api.expect
 
 from media_factory import make_clip, make_face_image, make_speech_clip  # noqa: E402
 from emofusion.media.scenes import make_people_clip  # noqa: E402
+from s3_fixtures import s3_server  # noqa: E402,F401
 from support import free_port  # noqa: E402
 
 PASSWORD = "correct horse 42"
@@ -82,20 +84,21 @@ class Server:
             return status, None
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_model_dir):
-    home = tmp_path_factory.mktemp("serve_home")
+@contextlib.contextmanager
+def _serve(home: Path, model_dir: Path, extra_env: dict[str, str] | None = None):
+    """`emofusion serve` in a subprocess with its data in `home`, until the block ends."""
     port = free_port()
     log = home / "server.log"
     env = {
         **os.environ,
         "EMOFUSION_HOME": str(home),
-        "EMOFUSION_MODEL": str(tiny_model_dir),
+        "EMOFUSION_MODEL": str(model_dir),
         "EMOFUSION_COOKIE_SECURE": "0",
         "PYTHONUNBUFFERED": "1",
     }
     for name in ("DATABASE_URL", "EMOFUSION_STORAGE", "EMOFUSION_REQUIRE_KEY", "EMOFUSION_SIGNUP"):
         env.pop(name, None)
+    env.update(extra_env or {})
     cmd = [*_emofusion_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=home)
@@ -123,6 +126,12 @@ def server(tmp_path_factory, tiny_model_dir):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir):
+    with _serve(tmp_path_factory.mktemp("serve_home"), tiny_model_dir) as srv:
+        yield srv
 
 
 # ------------------------------------------------------------------ the browser
@@ -903,3 +912,43 @@ def test_people_are_listed_with_their_faces(page, server, tmp_path):
         expect(people.nth(k).locator("img")).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
         expect(people.nth(k).locator(".person-track span")).to_have_count(3)  # 4 s: three windows
     expect(page.get_by_test_id("people-note")).to_contain_text("yunet, up to 6 per frame")
+
+
+def test_with_s3_storage_the_page_uploads_straight_to_the_bucket(browser, tmp_path_factory, tiny_model_dir, clip,
+                                                                 s3_server):  # noqa: F811
+    """The page signs an upload (POST /v1/uploads), posts the file to the bucket, and creates the
+    analysis from the upload's id: the file never passes through the app server's request body."""
+    import boto3
+
+    bucket = f"direct-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket=bucket)
+    extra = {"EMOFUSION_STORAGE": f"s3://{bucket}/emo", "EMOFUSION_S3_ENDPOINT_URL": s3_server,
+             "EMOFUSION_RETAIN_UPLOADS": "1"}  # kept after the analysis, to compare with the file
+    with _serve(tmp_path_factory.mktemp("s3_home"), tiny_model_dir, extra) as srv:
+        context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=srv.url)
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+        page.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text
+                and problems.append(m.text))
+        sent: list[tuple[str, str, int]] = []
+        page.on("requestfinished", lambda r: r.method == "POST"
+                and sent.append((r.method, r.url, r.sizes()["requestBodySize"])))
+        try:
+            _signup(page, _email("direct"))
+            page.get_by_test_id("media-file").set_input_files(str(clip))
+            page.get_by_test_id("analyze-submit").click()
+            analysis_id = _wait_for_result(page, srv)
+            expect(page.get_by_test_id("analysis-title")).to_have_text(clip.name)
+        finally:
+            context.close()
+        assert not problems, problems
+        to_bucket = [url for _, url, _ in sent if url.startswith(s3_server)]
+        to_service = {url.removeprefix(srv.url): n for _, url, n in sent if url.startswith(srv.url)}
+        assert to_bucket == [f"{s3_server}/{bucket}"], sent  # the signed form, with the file
+        assert "/v1/uploads" in to_service and to_service["/v1/analyses"] < 2000, sent  # the id, not the file
+        stored = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert stored == [f"emo/uploads/{analysis_id}/media"], stored  # moved to the analysis's key
+        assert s3.get_object(Bucket=bucket, Key=stored[0])["Body"].read() == clip.read_bytes()

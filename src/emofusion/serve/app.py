@@ -37,11 +37,12 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 UPLOAD_PATHS = frozenset({"/invocations", "/predict", "/v1/analyses"})
 
 
-def _content_policy(path: str) -> str:
+def _content_policy(path: str, upload_origin: str | None = None) -> str:
+    """The page may also send files to the storage's direct-upload origin (S3), and nowhere else."""
     if path in docs.PAGES:
         return DOCS_POLICY
     if path == "/" or path.startswith("/static/"):
-        return PAGE_POLICY
+        return PAGE_POLICY.replace("connect-src 'self'", f"connect-src 'self' {upload_origin}") if upload_origin else PAGE_POLICY
     return API_POLICY
 
 
@@ -87,8 +88,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         started = time.perf_counter()
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
-        response.headers.setdefault("Content-Security-Policy", _content_policy(request.url.path))
         services: Services | None = getattr(request.app.state, "services", None)
+        upload_origin = services.storage.upload_origin if services is not None else None
+        response.headers.setdefault("Content-Security-Policy", _content_policy(request.url.path, upload_origin))
         if services is not None:
             route = request.scope.get("route")
             services.metrics.observe(request.method, getattr(route, "path", "unmatched"), response.status_code,

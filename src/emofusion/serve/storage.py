@@ -49,6 +49,24 @@ class Storage(abc.ABC):
 
     description: str
     """Where the objects live, for logs and /health (e.g. ``local:/srv/uploads``); no secrets."""
+    upload_origin: str | None = None
+    """The origin browsers upload to directly (`presigned_post`); None: no direct uploads."""
+
+    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_seconds: int) -> dict[str, Any]:
+        """{"url", "fields"} of an HTML form POST that stores one file of `content_type` and at most
+        `max_bytes` at `key`, valid for `expires_seconds`; StorageError where there are none."""
+        raise StorageError(f"{self.description} takes no direct uploads")
+
+    def move(self, key: str, new_key: str) -> None:
+        """Put the object at `key` under `new_key` instead."""
+        with self.local_path(key) as path, open(path, "rb") as fh:
+            self.put(new_key, fh)
+        self.delete(key)
+
+    def head(self, key: str) -> tuple[int, str, dict[str, str]]:
+        """(size in bytes, content type, user metadata) of the object at `key`; StorageError when there is none."""
+        with self.local_path(key) as path:
+            return path.stat().st_size, "application/octet-stream", {}
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | BinaryIO) -> None:
@@ -182,6 +200,11 @@ class S3Storage(Storage):
         self._no_credentials = botocore.exceptions.NoCredentialsError
         self._client = client if client is not None else boto3.client("s3", endpoint_url=endpoint_url)
         self.description = f"s3://{bucket}/{self.prefix}"
+        try:  # where the signed form posts to (no request is made)
+            signed = self._client.generate_presigned_post(bucket, self.prefix + "x", ExpiresIn=60)["url"]
+            self.upload_origin = "{0.scheme}://{0.netloc}".format(urlsplit(signed))
+        except self._errors + (ValueError,):
+            self.upload_origin = None
         if endpoint_url:
             endpoint = urlsplit(endpoint_url)
             # Only scheme, host and port: an endpoint URL may carry user:password.
@@ -256,6 +279,27 @@ class S3Storage(Storage):
             raise self._error("look up", key, e) from e
         return True
 
+
+    def presigned_post(self, key: str, content_type: str, max_bytes: int, expires_seconds: int) -> dict[str, Any]:
+        """A POST policy that S3 itself enforces: this key only, exactly this Content-Type, 1 to
+        `max_bytes` bytes; the declared size rides along as object metadata."""
+        fields = {"Content-Type": content_type, "x-amz-meta-declared-size": str(max_bytes)}
+        conditions = [{"Content-Type": content_type}, {"x-amz-meta-declared-size": str(max_bytes)},
+                      ["content-length-range", 1, max_bytes]]
+        with self._wrap("sign an upload to", key):
+            return self._client.generate_presigned_post(self.bucket, self._key(key), Fields=fields,
+                                                        Conditions=conditions, ExpiresIn=expires_seconds)
+
+    def move(self, key: str, new_key: str) -> None:
+        """A copy inside the bucket (multipart for large objects), then the original deleted."""
+        with self._wrap("move", key):
+            self._client.copy({"Bucket": self.bucket, "Key": self._key(key)}, self.bucket, self._key(new_key))
+        self.delete(key)
+
+    def head(self, key: str) -> tuple[int, str, dict[str, str]]:
+        with self._wrap("look up", key):
+            meta = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return int(meta["ContentLength"]), str(meta.get("ContentType", "")), dict(meta.get("Metadata", {}))
 
     def keys(self, prefix: str = "") -> list[str]:
         found: list[str] = []

@@ -105,11 +105,13 @@ def store(storage: Storage, key: str, upload: Path | BinaryIO) -> str:
     return key
 
 
-def display_name(upload: FormFile | None) -> str | None:
-    """The client's file name, for display only: base name, printable, at most 255 characters."""
-    if upload is None or not upload.filename:
+def display_name(upload: FormFile | str | None) -> str | None:
+    """The client's file name (of a form part, or as given), for display only: base name,
+    printable, at most 255 characters."""
+    given = upload if isinstance(upload, str) or upload is None else upload.filename
+    if not given:
         return None
-    name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = given.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return name[:255] or None
 

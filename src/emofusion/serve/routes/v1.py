@@ -17,6 +17,7 @@ from ...options import AnalysisOptions, check_text_inputs, check_window_count, g
 from .. import auth
 from ..callbacks import CallbackRefused, check_callback_url
 from ..db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, new_id
+from ..direct_uploads import claim_upload, sign_upload
 from ..dependencies import Principal, ServicesDep, SessionPrincipal
 from ..engine import parse_transcript
 from ..errors import ApiError
@@ -29,8 +30,11 @@ log = logging.getLogger("emofusion.serve")
 MAX_OFFSET = 2**31 - 1  # beyond what any database binds as an integer, and any user's list
 # /v1/analyses reads its form itself (after authenticating the caller), so its schema is declared here
 ANALYSIS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the video or audio file to analyse"},
+    "type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the video or audio file to analyse "
+                 "(or upload_id)"},
+        "upload_id": {"type": "string", "description": "instead of file: a finished direct upload (POST /v1/uploads)"},
+        "filename": {"type": "string", "description": "with upload_id: the file's name, for display"},
         "audio": {"type": "string", "format": "binary", "description": "audio that replaces the file's own track"},
         "transcript": {"type": "string", "format": "binary", "description": ".srt, .vtt or .txt"},
         "text": {"type": "string", "description": "plain text said over the whole file"},
@@ -68,13 +72,16 @@ async def create_analysis(request: Request, principal: Principal, services: Serv
     """Queue an analysis of the multipart `file` (+ optional `audio`, `transcript`, `text`,
     `options`, `callback_url`); poll GET /v1/analyses/{id} (or give a callback_url).
 
-    The caller is authenticated before a byte of the body is read."""
-    require_multipart(request)
+    The caller is authenticated before a byte of the body is read. With `upload_id` (no file
+    parts), the fields may also come URL-encoded."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        require_multipart(request)
     async with request.form(max_files=3, max_fields=8) as form:
         parts = {name: form.get(name) for name in ("file", "audio", "transcript")}
-        fields = {name: form.get(name) for name in ("text", "options", "callback_url")}
-        if parts["file"] is None:
-            raise ApiError(422, "invalid_request", "missing field 'file'")
+        fields = {name: form.get(name) for name in ("text", "options", "callback_url", "upload_id", "filename")}
+        if (parts["file"] is None) == (fields["upload_id"] is None):
+            raise ApiError(422, "invalid_request", "give either the field 'file' or 'upload_id' (a direct upload)"
+                           if parts["file"] is not None else "missing field 'file' (or 'upload_id')")
         for name, part in parts.items():
             if part is not None and not isinstance(part, FormFile):
                 raise ApiError(422, "invalid_request", f"'{name}' must be a file part")
@@ -84,11 +91,11 @@ async def create_analysis(request: Request, principal: Principal, services: Serv
         return await anyio.to_thread.run_sync(lambda: queue_analysis(services, principal, **parts, **fields))
 
 
-def queue_analysis(services: Services, principal: auth.Principal, file: FormFile, audio: FormFile | None,
+def queue_analysis(services: Services, principal: auth.Principal, file: FormFile | None, audio: FormFile | None,
                    transcript: FormFile | None, text: str | None, options: str | None,
-                   callback_url: str | None) -> dict:
+                   callback_url: str | None, upload_id: str | None = None, filename: str | None = None) -> dict:
     """Check, store and charge one analysis, then queue it; nothing stays stored or charged
-    when any step fails."""
+    when any step fails. The media is the `file` part, or the direct upload `upload_id`."""
     parsed = given_options(options)
     chosen = AnalysisOptions.from_mapping(parsed)
     services.engine.check_options(chosen)  # now, not in the job
@@ -102,15 +109,23 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
             check_callback_url(callback_url, services.settings.callback_private)
         except CallbackRefused as exc:
             raise ApiError(422, "invalid_callback", str(exc)) from None
-    check_upload_type(file, "file")
+    if file is not None:
+        check_upload_type(file, "file")
     if audio is not None:
         check_upload_type(audio, "audio")
     job_id = new_id()
     keys: list[str] = []
     charge: Charge | None = None
+    media_key = f"uploads/{job_id}/media"
     try:
         with ExitStack() as files:
-            path = files.enter_context(services.spooled(file, "file"))
+            if upload_id is not None:  # moved to this job's key: an upload feeds one analysis only
+                claim_upload(services.storage, principal.user_id, upload_id, services.settings.max_upload_bytes,
+                             media_key)
+                keys.append(media_key)  # deleted if anything below refuses the analysis
+                path = files.enter_context(services.storage.local_path(media_key))
+            else:
+                path = files.enter_context(services.spooled(file, "file"))
             seconds = probe_media(path, "file")
             audio_path = files.enter_context(services.spooled(audio, "audio")) if audio is not None else None
             if audio_path is not None:
@@ -121,12 +136,14 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
             if transcript is not None:
                 transcript.file.seek(0)
                 keys.append(store(services.storage, f"uploads/{job_id}/transcript", transcript.file))
-            keys.append(store(services.storage, f"uploads/{job_id}/media", path))
+            if upload_id is None:
+                keys.append(store(services.storage, media_key, path))
         charge = services.quotas.charge(principal.user_id, seconds)
         with services.db.session() as s:
             s.add(AnalysisJob(
-                id=job_id, user_id=principal.user_id, status=QUEUED, filename=display_name(file),
-                media_key=f"uploads/{job_id}/media", audio_key=f"uploads/{job_id}/audio" if audio else None,
+                id=job_id, user_id=principal.user_id, status=QUEUED,
+                filename=display_name(file if upload_id is None else filename), media_key=media_key,
+                audio_key=f"uploads/{job_id}/audio" if audio else None,
                 transcript_key=f"uploads/{job_id}/transcript" if transcript else None, text=text or None,
                 options=parsed, callback_url=callback_url or None, media_seconds=seconds,
                 charged_day=charge.day, charged_month=charge.month,
@@ -150,6 +167,18 @@ def _own_job(services: Services, principal: auth.Principal, job_id: str) -> Anal
     if job is None or job.user_id != principal.user_id:  # another user's job is not found, not forbidden
         raise ApiError(404, "not_found", f"no analysis {job_id!r}")
     return job
+
+
+@router.post("/v1/uploads", status_code=201)
+async def create_upload(request: Request, principal: Principal, services: ServicesDep) -> dict:
+    """With S3 storage: a signed form to upload one video or audio file of `size` bytes and
+    `content_type` straight to the bucket; then POST /v1/analyses with its `upload_id`.
+    409 `direct_uploads_unavailable` with local storage (send the file to /v1/analyses)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+    return sign_upload(services.storage, principal.user_id, body, services.settings.max_upload_bytes)
 
 
 @router.get("/v1/analyses/{job_id}")

@@ -30,6 +30,7 @@ const state = {
   recorded: null, // Blob of the last recording
   media: new Map(), // analysis id -> the Blob/File sent from this page in this session (for the face strip)
   faceToken: 0, // bumped to cancel a face strip being drawn
+  directUploads: null, // false once the server said it stores uploads itself (no S3 direct uploads)
   chartLabel: null,
   listTimer: null,
   next: null, // the route asked for before logging in
@@ -185,6 +186,43 @@ function upload(path, form, onProgress) {
     };
     xhr.send(form);
   });
+}
+
+// With S3 storage the media goes straight to the bucket: POST /v1/uploads signs a form for this
+// file's size and type, the browser posts the file there, and the analysis is created from the
+// upload's id. A server that stores uploads itself answers 409 direct_uploads_unavailable: then
+// (and from then on) the file goes to /v1/analyses as before. Returns the upload id, or null.
+async function directUpload(file, onProgress) {
+  if (state.directUploads === false) return null;
+  let signed;
+  try {
+    signed = await api("POST", "/v1/uploads", {
+      json: { content_type: file.type || "application/octet-stream", size: file.size },
+    });
+  } catch (e) {
+    if (e.code === "direct_uploads_unavailable") {
+      state.directUploads = false;
+      return null;
+    }
+    throw e;
+  }
+  state.directUploads = true;
+  const form = new FormData();
+  for (const [name, value] of Object.entries(signed.fields)) form.append(name, value);
+  form.append("file", file);
+  await new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(signed.method, signed.url);
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onerror = () => reject(new ApiError(0, "network", "Upload failed: cannot reach the storage."));
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) return resolve();
+      const said = /<Message>([^<]*)<\/Message>/.exec(xhr.responseText || "");
+      reject(new ApiError(xhr.status, "upload_refused", `The storage refused the upload${said ? `: ${said[1]}` : ""}.`));
+    };
+    xhr.send(form);
+  });
+  return signed.upload_id;
 }
 
 // ------------------------------------------------------------------ routing
@@ -483,7 +521,15 @@ async function submitAnalysis() {
   stopPolling();
   showAnalysisShell({ id: null, status: "uploading", progress: 0, filename: form.get("file").name });
   try {
-    const data = await upload("/v1/analyses", form, (p) => setProgress(p, `Uploading… ${Math.round(100 * p)}%`));
+    const progress = (p) => setProgress(p, `Uploading… ${Math.round(100 * p)}%`);
+    const media = form.get("file");
+    const uploadId = await directUpload(media, progress);
+    if (uploadId) {
+      form.delete("file");
+      form.append("upload_id", uploadId);
+      form.append("filename", media.name);
+    }
+    const data = await upload("/v1/analyses", form, progress);
     clearSubmitted(sent);
     keepMedia(data.id, sent.media);
     state.analysisId = null; // force a fresh render
