@@ -48,6 +48,18 @@ def fail_with(error: EmofusionError, subject: Optional[str] = None) -> NoReturn:
     fail(where, reason, error.exit_status)
 
 
+def tame_lightning_logging() -> None:
+    """Lightning binds a handler to the stderr of the moment it is imported; route its warnings
+    through ours instead, and drop its INFO chatter ("Seed set to 0", ...). Call after importing it."""
+    import logging
+
+    for name in ("lightning.fabric", "lightning_fabric"):
+        lightning_logger = logging.getLogger(name)
+        lightning_logger.handlers.clear()
+        lightning_logger.setLevel(logging.WARNING)
+        lightning_logger.propagate = True
+
+
 def warn(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 

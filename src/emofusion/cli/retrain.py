@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from .common import fail, fail_with
+from .common import fail, fail_with, tame_lightning_logging
 
 EXIT_KEPT = 3  # retrain: the gate kept the current model (not an error)
 
@@ -72,6 +72,7 @@ def retrain(
         import lightning.fabric  # noqa: F401
     except ImportError as exc:
         fail("retrain", f"retraining needs the train extra (pip install 'emofusion[train]'): {exc}")
+    tame_lightning_logging()
     try:
         settings.check()
         if watch is not None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import fail, fail_with
+from .common import fail, fail_with, tame_lightning_logging
 
 
 def train(
@@ -44,15 +44,7 @@ def train(
         from ..train.loop import train as run_training
     except ImportError as exc:
         fail("train", f"training needs the train extra (pip install 'emofusion[train]'): {exc}")
-    import logging
-
-    for name in ("lightning.fabric", "lightning_fabric"):
-        # Lightning binds a handler to the stderr of the moment it is imported; route its
-        # warnings through ours instead, and drop its INFO chatter.
-        lightning_logger = logging.getLogger(name)
-        lightning_logger.handlers.clear()
-        lightning_logger.setLevel(logging.WARNING)
-        lightning_logger.propagate = True
+    tame_lightning_logging()
     try:
         summary = run_training(
             r, out, accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import fail, fail_with
+from .common import fail, fail_with, tame_lightning_logging
 
 
 def tune(
@@ -28,6 +28,7 @@ def tune(
         import optuna  # noqa: F401
     except ImportError as exc:
         fail("tune", f"tuning needs the train and tune extras (pip install 'emofusion[train,tune]'): {exc}")
+    tame_lightning_logging()
     from ..train.tune import tune as run_tune
 
     try:

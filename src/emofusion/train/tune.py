@@ -171,6 +171,7 @@ def tune(recipe_path: str | Path, out_dir: str | Path, trials: int, *, timeout: 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         log(f"trial {trial.number}: {trial.state.name.lower()} {metric}={value} {json.dumps(trial.params)}")
+        _write_table([_row(t, metric) for t in study.trials], space, metric, out / "trials.csv")  # kept if stopped
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[progress], catch=(EmofusionError, ValueError))
