@@ -126,7 +126,7 @@ def test_a_candidate_that_does_not_pass_the_gate_is_recorded_not_served(tmp_path
     assert result.exit_code == 3, result.output
     report = json.loads(result.stdout)
     assert not report["promoted"] and report["serving"] == "v0001"
-    assert "new_heldout" in report["gate"]["reason"] and "better than the current model by more than 0.990" in report["gate"]["reason"]
+    assert "new_heldout" in report["gate"]["reason"] and "the rule is more than 0.990 above the current model" in report["gate"]["reason"]
     state = ModelRegistry(registry).state()
     assert state.current == "v0001" and state.versions[-1]["status"] == "rejected"
     assert not (registry / "versions" / "v0002").exists()  # refused weights are never put where a server looks

@@ -211,13 +211,13 @@ def gate(current: dict[str, dict[str, float]], candidate: dict[str, dict[str, fl
         delta = round(after - before, 4)
         if name == NEW_SET:
             ok = delta > settings.min_gain
-            rule = f"better than the current model by more than {settings.min_gain:.3f}"
+            rule = f"more than {settings.min_gain:.3f} above the current model"
         else:
             ok = delta >= -settings.tolerance
-            rule = f"no worse than the current model by more than {settings.tolerance:.3f}"
+            rule = f"at most {settings.tolerance:.3f} below the current model"
         checks.append({"set": name, "current": before, "candidate": after, "delta": delta, "rule": rule, "passed": ok})
         if not ok:
-            reasons.append(f"{name}: {GATE_METRIC} {after:.4f} against {before:.4f} ({delta:+.4f}) is not {rule}")
+            reasons.append(f"{name}: {GATE_METRIC} {after:.4f} against {before:.4f} ({delta:+.4f}), the rule is {rule}")
     promote = not reasons
     return {"metric": GATE_METRIC, "promote": promote, "checks": checks,
             "reason": "passed every check" if promote else "; ".join(reasons)}

@@ -159,7 +159,9 @@ class VoiceTask(Task):
         offsets = np.cumsum([0] + [len(w) for w in wavs])
         flat = np.concatenate([np.round(np.clip(w, -1, 1) * 32767).astype(np.int16) for w in wavs])
         np.savez(file, flat=flat, offsets=offsets)
-        return wavs
+        # the cached (16-bit) samples, as a later run reads them: a first run and a run from the
+        # cache then train on the same numbers (they differed by the rounding before)
+        return [flat[offsets[i] : offsets[i + 1]].astype(np.float32) / 32767.0 for i in range(len(paths))]
 
     def build_model(self) -> EmotionModel:
         net = dataclasses.replace(self.net_cfg, segment_seconds=self.segment / SAMPLE_RATE)  # as many seconds as trained on
