@@ -13,7 +13,9 @@ What it reads:
 A package is affected when its version falls in an advisory's ranges (OSV ECOSYSTEM events
 introduced / fixed / last_affected, or its explicit version list; safety-db version specifiers).
 Severity: the advisory's own rating (GitHub's database_specific.severity), else the CVSS v3 base
-score of its vector (>= 9.0 critical, >= 7.0 high, >= 4.0 medium, else low), else "unknown".
+score of its vector (>= 9.0 critical, >= 7.0 high, >= 4.0 medium, else low), else "unknown":
+listed, never failed on (every safety-db advisory, and PYSEC records without a vector). Withdrawn
+OSV records are skipped.
 Exit status: 1 when a direct dependency has a high or critical advisory (or --fail-on says
 otherwise), 2 for unusable input, else 0. Every match is listed in the report.
 """
@@ -135,6 +137,8 @@ def _osv_severity(record: dict[str, Any]) -> str:
 
 
 def _osv_advisories(record: dict[str, Any]) -> Iterator[Advisory]:
+    if record.get("withdrawn"):  # retracted by its publisher: not an advisory any more
+        return
     severity = _osv_severity(record)
     for affected in record.get("affected", []) or []:
         package = affected.get("package") or {}

@@ -283,3 +283,52 @@ def test_a_running_server_follows_promotions_and_rollbacks(tmp_path, corpus):
         time.sleep(1.0)
         assert served(client) == first  # still the last good model
         assert client.get("/ping").status_code == 200
+
+
+def _fake_version(dst: Path) -> None:
+    (dst / "config.json").write_text("{}")
+
+
+def test_rollback_returns_to_the_version_each_one_replaced(tmp_path):
+    """v3 is rolled back to v2, then v4 is promoted over v2: rolling v4 back serves v2, not the
+    rolled-back v3; rolling back again serves v1."""
+    registry = ModelRegistry(tmp_path / "registry")
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    _fake_version(seed)
+    assert registry.seed(seed, {"source": "test"}) == "v0001"
+    for _ in range(2):
+        with registry.locked():
+            registry.add_version(_fake_version, {"status": "promoted"}, make_current=True, action="promote")
+    assert registry.rollback() == "v0002"
+    with registry.locked():
+        assert registry.add_version(_fake_version, {"status": "promoted"}, make_current=True, action="promote") == "v0004"
+    assert registry.rollback() == "v0002"
+    assert registry.rollback() == "v0001"
+    with pytest.raises(Exception, match="nothing to roll back to"):
+        registry.rollback()
+    assert [h["action"] for h in registry.state().history] == ["seed", "promote", "promote", "rollback", "promote",
+                                                              "rollback", "rollback"]
+
+
+def test_a_registry_never_reuses_a_version_left_half_written(tmp_path):
+    from emofusion.errors import RegistryError
+
+    registry = ModelRegistry(tmp_path / "registry")
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    _fake_version(seed)
+    registry.seed(seed, {})
+    (registry.root / "versions" / "v0002").mkdir()  # a folder whose index entry was never written
+    with registry.locked():
+        assert registry.add_version(_fake_version, {"status": "promoted"}, make_current=True, action="promote") == "v0003"
+
+    def broken(dst: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    with registry.locked(), pytest.raises(RegistryError, match="cannot write version v0004"):
+        registry.add_version(broken, {"status": "promoted"}, make_current=True, action="promote")
+    assert registry.state().current == "v0003" and not list((registry.root / ".staging").iterdir())
+    registry.index_path.write_text('{"format": "emofusion-registry/1"}')
+    with pytest.raises(RegistryError, match="without current"):
+        registry.state()

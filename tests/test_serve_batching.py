@@ -132,3 +132,32 @@ def test_settings_switch_micro_batching(wait_ms, expect_batched, tiny_model_dir,
     settings = replace(make_settings(tmp_path, tiny_model_dir), batch_wait_ms=wait_ms)
     with TestClient(create_app(settings, start_jobs=False)) as client:
         assert (client.app.state.services.engine.batched is not None) == expect_batched
+
+
+def test_a_closed_batcher_serves_its_queue_then_runs_callers_alone():
+    batcher = tensor_batcher(lambda x: x.numpy() * 2, max_batch=64, max_wait=0.05)
+    results = run_concurrently(lambda v: batcher(torch.full((1, 2), float(v))), [(v,) for v in range(6)])
+    batcher.close()
+    batcher._thread.join(timeout=5)
+    assert not batcher._thread.is_alive()  # the thread ends: a swapped-out model is not kept alive by it
+    assert [r[0, 0] for r in results] == [2.0 * v for v in range(6)]
+    calls = batcher.calls
+    late = batcher(torch.ones((3, 2)))  # an analysis still on the old model finishes, unbatched
+    assert late.shape == (3, 2) and float(late[0, 0]) == 2.0 and batcher.calls == calls
+
+
+def test_swapping_a_batched_engine_ends_the_old_batchers(tiny_model_dir, tmp_path):
+    from conftest import save_tiny_model
+
+    engine = Engine(tiny_model_dir, batch_wait=0.01)
+    old = engine.batched
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(clip_bytes(tmp_path, "src.mp4", duration=2.0))
+    before = engine.analyze(str(clip))
+    engine.swap(save_tiny_model(tmp_path / "other", seed=1, text=None))
+    assert engine.generation == 1 and engine.batched is not old and engine.model.text is None
+    for batcher in old.batchers.values():
+        batcher._thread.join(timeout=5)
+        assert not batcher._thread.is_alive()
+    after = engine.analyze(str(clip))  # this thread's Analyzers are rebuilt for the new model
+    assert after["segments"][0]["face"]["probs"] != before["segments"][0]["face"]["probs"]

@@ -41,6 +41,7 @@ dropout = 0.3
 [optim]
 epochs = 2
 batch_size = 4
+lr = 0.003
 select_on = "uar"
 {tune}
 """)
@@ -103,7 +104,11 @@ def test_pruning_stops_trials_and_a_tune_with_no_completed_trial_says_so(tmp_pat
     ('[tune.space]\n"optim.lr" = { low = 0.1, high = 0.01 }\n', "must be below high"),
     ('[tune.space]\n"optim.lr" = { low = 0.0, high = 0.01, log = true }\n', "a log range needs low > 0"),
     ('[tune.space]\n"optim.lr" = { choices = [] }\n', "choices must be a non-empty list"),
-    ('[tune.space]\n"optim.lrate" = { low = 0.001, high = 0.01 }\n', "unknown [optim] keys"),
+    ('[tune.space]\n"optim.lrate" = { low = 0.001, high = 0.01 }\n', "'optim.lrate' is not in the recipe"),
+    ('[tune.space]\n"model.dropuot" = { low = 0.1, high = 0.2 }\n', "'model.dropuot' is not in the recipe"),
+    ('[tune]\nfolds = 3\n[tune.space]\n"optim.lr" = { low = 0.001, high = 0.01 }\n', "folds must be a list"),
+    ('[tune]\nwarmup_epochs = "two"\n[tune.space]\n"optim.lr" = { low = 0.001, high = 0.01 }\n', "warmup_epochs must be"),
+    ('[tune]\npruner = { threshold = "high" }\n[tune.space]\n"optim.lr" = { low = 0.001, high = 0.01 }\n', "pruner must be"),
     ('[tune]\nfolds = [3]\n[tune.space]\n"optim.lr" = { low = 0.001, high = 0.01 }\n', "fold numbers from 1 to 2"),
     ('[tune]\npruner = "hyperband"\n[tune.space]\n"optim.lr" = { low = 0.001, high = 0.01 }\n', "pruner must be"),
 ])

@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--voice", default="runs/voice-loco-ravdess-to-emodb/last", help="the RAVDESS-only voice part")
     ap.add_argument("--data", type=Path, default=default_data_root())
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--cache-dir", type=Path, help="decoded-audio cache (default OUT/cache)")
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def main() -> None:
         subprocess.run(cli + ["registry", "init", str(registry), "--model", str(base)], check=True)
     result = subprocess.run(cli + ["retrain", RECIPE, "--registry", str(registry), "--data", str(manifest),
                                    "--work", str(out / "work"), "--epochs", str(args.epochs),
-                                   "--holdout-fraction", "0.3", "--cache-dir", str(out / "cache")])
+                                   "--holdout-fraction", "0.3", "--cache-dir", str(args.cache_dir or out / "cache")])
     subprocess.run(cli + ["registry", "list", str(registry)], check=True)
     sys.exit(result.returncode)
 

@@ -81,7 +81,11 @@ class ModelRegistry:
             raise RegistryError(f"{self.index_path}: cannot be read ({exc})") from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             raise RegistryError(f"{self.index_path}: not an {FORMAT} index")
-        return RegistryState(current=raw["current"], versions=list(raw["versions"]), history=list(raw["history"]))
+        try:
+            return RegistryState(current=str(raw["current"]), versions=list(raw["versions"]),
+                                 history=list(raw["history"]))
+        except (KeyError, TypeError):
+            raise RegistryError(f"{self.index_path}: an {FORMAT} index without current, versions or history") from None
 
     def version_path(self, version: str) -> Path:
         return self.root / "versions" / version
@@ -117,11 +121,22 @@ class ModelRegistry:
     def _write_index(self, state: RegistryState) -> None:
         tmp = self.root / f".{INDEX_NAME}.{uuid.uuid4().hex}.tmp"
         payload = {"format": FORMAT, "current": state.current, "versions": state.versions, "history": state.history}
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, self.index_path)
+        try:
+            tmp.write_text(json.dumps(payload, indent=2) + "\n")
+            os.replace(tmp, self.index_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RegistryError(f"{self.index_path}: cannot be written ({exc})") from None
 
-    def _next_id(self, state: RegistryState | None) -> str:
-        return f"v{(len(state.versions) if state else 0) + 1:04d}"
+    def next_id(self, state: RegistryState | None = None) -> str:
+        """The id the next version gets: after every recorded one and every folder on disk (a
+        folder left by an interrupted write is never reused)."""
+        state = state if state is not None else (self.state() if self.exists() else None)
+        taken = [r["id"] for r in state.versions] if state else []
+        folder = self.root / "versions"
+        taken += [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        numbers = [int(v[1:]) for v in taken if v[:1] == "v" and v[1:].isdigit()]
+        return f"v{max(numbers, default=0) + 1:04d}"
 
     def add_version(self, write: Callable[[Path], None] | None, record: dict[str, Any], *, make_current: bool,
                     action: str) -> str:
@@ -129,15 +144,18 @@ class ModelRegistry:
         and moved into place first; without, only its record is kept (a refused candidate, never
         served). `make_current` serves it from now on. Call while holding `locked()`."""
         state = self.state() if self.exists() else None
-        version = self._next_id(state)
+        version = self.next_id(state)
         if write is not None:
             staging = self.root / ".staging" / f"{version}-{uuid.uuid4().hex[:8]}"
-            staging.mkdir(parents=True)
             try:
+                staging.mkdir(parents=True)
                 write(staging)
                 target = self.version_path(version)
                 target.parent.mkdir(exist_ok=True)
                 os.replace(staging, target)
+            except OSError as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise RegistryError(f"{self.root}: cannot write version {version} ({exc})") from None
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -148,7 +166,8 @@ class ModelRegistry:
         history = list(state.history) if state else []
         current = version if make_current or state is None else state.current
         if make_current or state is None:
-            history.append({"at": entry["created"], "action": action, "current": version})
+            history.append({"at": entry["created"], "action": action, "current": version,
+                            "previous": state.current if state else None})
         self._write_index(RegistryState(current=current, versions=versions, history=history))
         return version
 
@@ -170,18 +189,18 @@ class ModelRegistry:
                 raise RegistryError(f"{version} was {rec['status']} by its gate and is never served")
             if not self.version_path(version).is_dir():
                 raise RegistryError(f"{version} has no folder in {self.root / 'versions'}")
-            history = state.history + [{"at": _now(), "action": action, "current": version}]
+            history = state.history + [{"at": _now(), "action": action, "current": version,
+                                        "previous": state.current}]
             self._write_index(RegistryState(current=version, versions=state.versions, history=history))
 
     def rollback(self) -> str:
-        """Serve the servable (seed or promoted) version before the current one; returns its id.
-        Rolling back again goes one further back."""
+        """Serve again the version the current one replaced when it was promoted (or made current
+        by `set_current`); returns its id. Rolling back again goes one further back."""
         state = self.state()
-        servable = [r["id"] for r in state.versions if r["status"] in SERVABLE]
-        position = servable.index(state.current) if state.current in servable else 0
-        if position == 0:
-            raise RegistryError(f"{self.root}: nothing to roll back to ({state.current} is the earliest servable version)")
-        target = servable[position - 1]
+        activations = [h for h in state.history if h.get("current") == state.current and h.get("action") != "rollback"]
+        target = activations[-1].get("previous") if activations else None
+        if not target:
+            raise RegistryError(f"{self.root}: nothing to roll back to ({state.current} replaced no other version)")
         self.set_current(target, "rollback")
         return target
 

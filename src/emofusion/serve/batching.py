@@ -27,27 +27,47 @@ class MicroBatcher:
         self.fn, self.max_batch, self.max_wait = fn, max(1, max_batch), max(0.0, max_wait)
         self.join, self.split, self.size, self.shape = join, split, size, shape
         self.calls = 0  # model calls made (for tests and metrics)
-        self._queue: queue.Queue[tuple[Any, Future]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Any, Future] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def __call__(self, item: Any):
-        future: Future = Future()
-        self._queue.put((item, future))
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                future: Future = Future()
+                self._queue.put((item, future))
+        if closed:  # a caller that started before the model was swapped: served alone
+            return self.split(self.fn(self.join([item])), [self.size(item)])[0]
         return future.result()
+
+    def close(self) -> None:
+        """Serve what is queued, then end the thread; later calls run unbatched in their caller."""
+        with self._lock:
+            self._closed = True
+            self._queue.put(None)
 
     def _loop(self) -> None:
         pending: list[tuple[Any, Future]] = []
-        while True:
-            if not pending:
-                pending.append(self._queue.get())
+        stopping = False
+        while not (stopping and not pending):
+            if not pending and not stopping:
+                entry = self._queue.get()
+                if entry is None:
+                    break
+                pending.append(entry)
             first_shape = self.shape(pending[0][0])
             group: list[tuple[Any, Future]] = []
             rest: list[tuple[Any, Future]] = []
             rows = 0
 
-            def take(entry: tuple[Any, Future]) -> None:
-                nonlocal rows
+            def take(entry: tuple[Any, Future] | None) -> None:
+                nonlocal rows, stopping
+                if entry is None:
+                    stopping = True
+                    return
                 fits = not group or rows + self.size(entry[0]) <= self.max_batch  # one oversized call runs alone
                 if self.shape(entry[0]) == first_shape and fits:
                     group.append(entry)
@@ -58,7 +78,7 @@ class MicroBatcher:
             for entry in pending:
                 take(entry)
             deadline = time.monotonic() + self.max_wait
-            while rows < self.max_batch:
+            while rows < self.max_batch and not stopping:
                 try:
                     take(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
@@ -116,6 +136,11 @@ class BatchedModel:
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
+
+    def close(self) -> None:
+        """End the batchers' threads (after a model swap); calls still running finish unbatched."""
+        for batcher in self.batchers.values():
+            batcher.close()
 
     def face_probs(self, faces: torch.Tensor) -> np.ndarray:
         return self.batchers["face"](faces)

@@ -29,8 +29,8 @@ def direct_key(user_id: str, upload_id: str) -> str:
 def sign_upload(storage: Storage, user_id: str, body: Any, max_bytes: int) -> dict[str, Any]:
     """The signed form for one upload of `body["size"]` bytes of `body["content_type"]`."""
     if storage.upload_origin is None:
-        raise ApiError(409, "direct_uploads_unavailable", "this server stores uploads locally: send the file to "
-                       "POST /v1/analyses as multipart/form-data")
+        raise ApiError(409, "direct_uploads_unavailable", "this server takes no direct uploads (its storage is a "
+                       "local folder, or cannot sign uploads): send the file to POST /v1/analyses as multipart/form-data")
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_request", "send a JSON object with content_type and size")
     content_type, size = body.get("content_type"), body.get("size")

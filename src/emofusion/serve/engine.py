@@ -54,8 +54,11 @@ class Engine:
         place), then replaces the old one at once. Analyses already running finish on the old one."""
         loaded, batched = self._loaded(model)
         with self._swap_lock:
+            retired = self.batched
             self.model, self.batched = loaded, batched
             self.generation += 1
+        if retired is not None:  # its threads end; analyses still on the old model finish unbatched
+            retired.close()
 
     def batchers_calls(self) -> dict:
         """Micro-batchers by modality (empty without micro-batching)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..errors import EmofusionError
 from ..models.registry import ModelRegistry
 from .engine import Engine
 
@@ -36,14 +35,17 @@ class RegistryFollower:
         """Swap now if the registry's current version is not the one served; whether it swapped."""
         try:
             current = self.registry.state().current
-        except EmofusionError as exc:  # e.g. the index being unreadable for a moment: try again later
+        except Exception as exc:  # e.g. the index unreadable for a moment: try again at the next look
             log.error("model registry %s: %s; still serving %s", self.registry.root, exc, self.served_version)
             return False
-        if current in (self.served_version, self._failed):
+        if current == self.served_version:
+            self._failed = None  # a version that failed before is tried again if it is promoted again
+            return False
+        if current == self._failed:
             return False
         try:
             self.engine.swap(self.registry.version_path(current))
-        except EmofusionError as exc:
+        except Exception as exc:  # not loadable (or out of memory beside the served one): keep serving
             log.error("model registry %s: %s cannot be loaded (%s); still serving %s", self.registry.root, current,
                       exc, self.served_version)
             self._failed = current

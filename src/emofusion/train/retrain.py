@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data import Item, get_dataset
-from ..errors import EmofusionError, RecipeError, RetrainingDataError
+from ..errors import EmofusionError, RecipeError, RegistryError, RetrainingDataError
 from ..models.registry import ModelRegistry, copy_folder
 from .recipe import Recipe, load_recipe
 
@@ -263,7 +263,8 @@ def retrain(registry: ModelRegistry, recipe_path: str | Path, manifest: str | Pa
     summary = run_training(recipe, work / "run", cache_dir=cache_dir or work / "cache", log=log)
 
     candidate_dir = work / "candidate"
-    version_label = f"{current.config.version}+r{len(state.versions) + 1}"
+    expected_id = registry.next_id(state)
+    version_label = f"{current.config.version}+r{int(expected_id[1:])}"
     parts: dict[str, str | Path] = {m: current_path for m in current.modalities}
     parts["voice"] = work / "run" / "last"
     extra = {k: v for k, v in (current.config.extra or {}).items() if k != "parts"}
@@ -288,9 +289,9 @@ def retrain(registry: ModelRegistry, recipe_path: str | Path, manifest: str | Pa
     record = {"status": "promoted" if decision["promote"] else "rejected", "model_version": version_label,
               "metrics": scores, "gate": decision, "provenance": provenance}
     with registry.locked():
-        if registry.state().current != state.current:
-            raise EmofusionError(f"the registry's current version changed during retraining (was {state.current}); "
-                                 "nothing was promoted: run again against the new current version")
+        if registry.state().current != state.current or registry.next_id() != expected_id:
+            raise RegistryError(f"{registry.root} changed during retraining (another version was recorded, or the "
+                                f"current one is no longer {state.current}); nothing was recorded: run again")
         version = registry.add_version(
             (lambda dst: copy_folder(candidate_dir, dst)) if decision["promote"] else None,
             record, make_current=decision["promote"], action="promote")

@@ -26,7 +26,6 @@ import copy
 import csv
 import json
 import math
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,13 +102,15 @@ def search_space(tune: dict[str, Any], where: str) -> list[Param]:
 def _pruner(tune: dict[str, Any], where: str) -> Any:
     import optuna
 
-    warmup = int(tune.get("warmup_epochs", 1))
+    warmup = tune.get("warmup_epochs", 1)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise RecipeError(f"{where}: [tune] warmup_epochs must be a whole number of epochs, not {warmup!r}")
     kind = tune.get("pruner", "median")
     if kind == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
     if kind == "none":
         return optuna.pruners.NopPruner()
-    if isinstance(kind, dict) and set(kind) == {"threshold"}:
+    if isinstance(kind, dict) and set(kind) == {"threshold"} and isinstance(kind["threshold"], (int, float)):
         return optuna.pruners.ThresholdPruner(lower=float(kind["threshold"]), n_warmup_steps=warmup)
     raise RecipeError(f"{where}: [tune] pruner must be \"median\", \"none\" or {{ threshold = X }}, not {kind!r}")
 
@@ -133,9 +134,16 @@ def tune(recipe_path: str | Path, out_dir: str | Path, trials: int, *, timeout: 
     if unknown:
         raise RecipeError(f"{where}: unknown [tune] key(s) {sorted(unknown)}; known: space, folds, pruner, warmup_epochs")
     space = search_space(base.tune, where)
-    for param in space:  # every key must name a recipe value that loads
-        load_recipe(path, settings=[f"{param.key}={toml_value(param.first)}"])
-    folds = list(base.tune.get("folds", [None]))
+    for param in space:  # every key must name a value the recipe has, and loads with the range's values
+        if not _has_key(raw, param.key):
+            raise RecipeError(f"{where}: [tune.space] {param.key!r} is not in the recipe; searching it would change "
+                              "nothing (write it in the recipe with its current value first)")
+        for value in (param.choices or (param.low, param.high)):
+            load_recipe(path, settings=[f"{param.key}={toml_value(value)}"])
+    given_folds = base.tune.get("folds", [None])
+    if not isinstance(given_folds, list):
+        raise RecipeError(f"{where}: [tune] folds must be a list of fold numbers, e.g. [1, 2]")
+    folds = list(given_folds)
     if folds != [None]:
         if base.task not in ("voice", "multimodal"):
             raise RecipeError(f"{where}: [tune] folds applies to voice and multimodal recipes (speaker folds)")
@@ -143,6 +151,10 @@ def tune(recipe_path: str | Path, out_dir: str | Path, trials: int, *, timeout: 
         if not folds or not all(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= count for k in folds):
             raise RecipeError(f"{where}: [tune] folds must be fold numbers from 1 to {count} (the recipe's data.folds)")
     pruner = _pruner(base.tune, where)
+    # a fold's epochs are reported at steps of their own, so trials of different lengths compare
+    # the same fold's epochs with each other
+    epoch_param = next((p for p in space if p.key == "optim.epochs"), None)
+    fold_span = int(max(epoch_param.choices or [epoch_param.high])) if epoch_param else base.optim.epochs
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir or out / "cache")
@@ -165,7 +177,7 @@ def tune(recipe_path: str | Path, out_dir: str | Path, trials: int, *, timeout: 
             run = out / f"trial-{trial.number}" / (f"fold{fold}" if fold is not None else "run")
             summary = run_training(recipe, run, cache_dir=cache, log=lambda line: None, on_epoch=report)
             scores.append(float(summary[f"best_{metric}"]))
-            offset += recipe.optim.epochs
+            offset += fold_span
         return float(sum(scores) / len(scores))
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -197,6 +209,15 @@ def tune(recipe_path: str | Path, out_dir: str | Path, trials: int, *, timeout: 
     summary["best"] = {"trial": best.number, "value": best.value, "values": values, "recipe": str(out / "best.toml")}
     (out / "tune.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _has_key(raw: dict[str, Any], dotted: str) -> bool:
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _decoded(param: Param, value: Any) -> Any:
@@ -244,7 +265,8 @@ def _plot(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"emofusion tune: {len(rows)} trials")
-    ax.legend(loc="lower right")
+    if done or pruned:
+        ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

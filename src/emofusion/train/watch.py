@@ -2,9 +2,12 @@
 each one starts a gated retraining (`train.retrain`). A local stand-in for a bucket-event function.
 
 A manifest is a `.csv` or `.jsonl` file under the watched location; its rows' relative paths are
-read against its own folder, so upload the clips first and the manifest last. Each manifest is
-retrained on once (by key and content hash), whatever the gate decides; what happened to each is
-kept in WORK/watch-state.json, so a restarted watcher does not redo them.
+read against its own folder (from S3, every object under that folder is fetched with it: give each
+batch of new data a folder of its own), so upload the clips first and the manifest last. Each manifest is
+retrained on once (by key and content hash), whatever the gate decides, and a refused manifest is
+not tried again until it changes; passing trouble (storage, a busy registry) is tried again at
+the next look. What happened to each is kept in WORK/watch-state.json, so a restarted watcher
+does not redo them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import EmofusionError, RetrainingDataError, StorageError
+from ..errors import EmofusionError, RegistryError, RetrainingDataError, StorageError
 from ..models.registry import ModelRegistry
 from .retrain import RetrainSettings, retrain
 
@@ -57,6 +60,12 @@ def _digest(storage: Any, key: str) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _write_state(path: Path, seen: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(seen, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def watch(url: str, registry: ModelRegistry, recipe: str | Path, work_root: str | Path, *,
           settings: RetrainSettings | None = None, interval: float = 30.0, once: bool = False,
           endpoint_url: str | None = None, cache_dir: str | Path | None = None,
@@ -78,7 +87,11 @@ def watch(url: str, registry: ModelRegistry, recipe: str | Path, work_root: str 
             log(f"error: cannot list {url}: {exc}")
             keys = []
         for key in keys:
-            digest = _digest(storage, key)
+            try:
+                digest = _digest(storage, key)
+            except StorageError as exc:  # replaced or removed since the listing: the next look sees it
+                log(f"error: cannot read {key}: {exc}")
+                continue
             if seen.get(key, {}).get("sha256") == digest:
                 continue
             run = work_root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}"
@@ -88,11 +101,16 @@ def watch(url: str, registry: ModelRegistry, recipe: str | Path, work_root: str 
                 report = retrain(registry, recipe, manifest, run, settings=settings, cache_dir=cache_dir, log=log)
                 outcome = {"key": key, "sha256": digest, "work": str(run), "version": report["version"],
                            "promoted": report["promoted"], "reason": report["gate"]["reason"]}
-            except EmofusionError as exc:
+            except (StorageError, RegistryError) as exc:  # passing trouble: tried again at the next look
+                log(f"error: {key}: {exc}; trying again at the next look")
+                outcomes.append({"key": key, "sha256": digest, "work": str(run), "error": str(exc), "code": exc.code,
+                                 "retry": True})
+                continue
+            except EmofusionError as exc:  # the manifest itself is refused: not tried again until it changes
                 outcome = {"key": key, "sha256": digest, "work": str(run), "error": str(exc), "code": exc.code}
             log(json.dumps(outcome))
             seen[key] = outcome
-            state_file.write_text(json.dumps(seen, indent=2) + "\n")
+            _write_state(state_file, seen)
             outcomes.append(outcome)
         if once:
             return outcomes

@@ -120,9 +120,9 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
     try:
         with ExitStack() as files:
             if upload_id is not None:  # moved to this job's key: an upload feeds one analysis only
+                keys.append(media_key)  # deleted if anything refuses the analysis, the move included
                 claim_upload(services.storage, principal.user_id, upload_id, services.settings.max_upload_bytes,
                              media_key)
-                keys.append(media_key)  # deleted if anything below refuses the analysis
                 path = files.enter_context(services.storage.local_path(media_key))
             else:
                 path = files.enter_context(services.spooled(file, "file"))
