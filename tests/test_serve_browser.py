@@ -952,3 +952,30 @@ def test_with_s3_storage_the_page_uploads_straight_to_the_bucket(browser, tmp_pa
         stored = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
         assert stored == [f"emo/uploads/{analysis_id}/media"], stored  # moved to the analysis's key
         assert s3.get_object(Bucket=bucket, Key=stored[0])["Body"].read() == clip.read_bytes()
+
+
+def test_a_consented_analysis_is_labelled_and_consent_withdrawn_from_the_page(page, server, clip):
+    _signup(page, _email("label"))
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("opt-consent").check()
+    page.get_by_test_id("analyze-submit").click()
+    analysis_id = _wait_for_result(page, server)
+    box = page.get_by_test_id("training")
+    expect(box).to_be_visible()
+    page.get_by_test_id("training-label").select_option("surprised")
+    page.get_by_test_id("training-save").click()
+    expect(page.get_by_test_id("training-status")).to_have_text("Saved: surprised.")
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    assert record["training_consent"] and record["labels"] == [{"label": "surprised", "start": None, "end": None}]
+    page.reload()  # the saved label is shown again
+    expect(page.get_by_test_id("training-label")).to_have_value("surprised")
+    page.get_by_test_id("training-withdraw").click()
+    expect(box).to_be_hidden()
+    record = page.evaluate(f"() => fetch('/v1/analyses/{analysis_id}').then(r => r.json())")
+    assert not record["training_consent"] and record["labels"] is None
+    assert not list(server.home.rglob(f"uploads/{analysis_id}/*"))  # the kept file is gone
+    # without consent there is nothing to label
+    page.get_by_test_id("media-file").set_input_files(str(clip))
+    page.get_by_test_id("analyze-submit").click()
+    _wait_for_result(page, server)
+    expect(box).to_be_hidden()

@@ -80,6 +80,7 @@ def _register() -> None:
     app.command("batch")(batch.batch)
     app.command("serve")(serve.serve)
     app.add_typer(serve.keys_app, name="keys")
+    app.add_typer(serve.labels_app, name="labels")
 
 
 _register()

@@ -169,3 +169,26 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `keys
     if not auth.revoke_key(_db(), key_id):
         fail(key_id, "no such API key")
     typer.echo(f"revoked {key_id}")
+
+
+labels_app = typer.Typer(no_args_is_help=True, help="Users' labels of their own analyses, as retraining data (operators).")
+
+
+@labels_app.command("export")
+def labels_export(
+    out: str = typer.Option(..., "--out", help="Folder for labels.jsonl (a manifest) and media/."),
+) -> None:
+    """Write a retraining manifest from every analysis its owner submitted with training_consent and
+    labelled (PUT /v1/analyses/{id}/labels): OUT/labels.jsonl, for `emofusion retrain --data`."""
+    from ..serve.config import Settings, SettingsError
+    from ..serve.storage import StorageError, storage_from_url
+    from ..serve.training_labels import export_labels
+
+    try:
+        settings = Settings.from_env()
+        storage = storage_from_url(settings.storage_url, endpoint_url=settings.s3_endpoint_url)
+    except (SettingsError, StorageError) as exc:
+        fail_with(exc, "settings")
+    counts = export_labels(_db(), storage, out)
+    typer.echo(f"{out}/labels.jsonl: {counts['labels']} labels from {counts['analyses']} analyses"
+               + (f" ({counts['skipped']} skipped: their upload is no longer kept)" if counts["skipped"] else ""))

@@ -15,6 +15,7 @@ from typing import Iterator
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -113,6 +115,10 @@ class AnalysisJob(Base):
     result: Mapped[dict | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # the owner agreed that the upload be kept (after the analysis) and used for training, with the
+    # labels they give it ([{"label", "start", "end"}], start/end null for the whole file)
+    training_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    labels: Mapped[list | None] = mapped_column(JSON)
 
     @property
     def upload_keys(self) -> list[str]:

@@ -206,7 +206,8 @@ class JobRunner:
             else:
                 payload["error"] = {"code": error[0], "message": error[1]}
             keys = job.upload_keys
-        if not self.retain_uploads:
+            kept_for_training = job.training_consent and error is None  # its owner may label it (v1 labels)
+        if not self.retain_uploads and not kept_for_training:
             for key in keys:
                 self.delete_upload(key)
         if callback:

@@ -133,7 +133,7 @@ def read_new_data(manifest: str | Path, labels: list[str], val_speakers: set[str
     unreadable = []
     for item in scan.items:
         try:
-            read_audio(str(item.path), sample_rate=SAMPLE_RATE)
+            read_audio(str(item.path), start=item.start or 0.0, end=item.end, sample_rate=SAMPLE_RATE)
         except EmofusionError as exc:
             unreadable.append(f"{item.path.name} ({exc})")
     if unreadable:
@@ -187,7 +187,10 @@ def check_architecture(current: Any, recipe: Recipe) -> None:
 def _write_manifest(items: list[Item], path: Path) -> None:
     with open(path, "w") as f:
         for item in items:
-            f.write(json.dumps({"path": str(Path(item.path).resolve()), "label": item.label, "speaker": item.speaker}) + "\n")
+            row = {"path": str(Path(item.path).resolve()), "label": item.label, "speaker": item.speaker}
+            if item.start is not None or item.end is not None:
+                row.update(start=item.start, end=item.end)
+            f.write(json.dumps(row) + "\n")
 
 
 def evaluate_sets(model: Any, sets: dict[str, list[Item]]) -> dict[str, dict[str, float]]:

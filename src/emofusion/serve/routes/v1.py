@@ -18,6 +18,7 @@ from .. import auth
 from ..callbacks import CallbackRefused, check_callback_url
 from ..db import FAILED, QUEUED, SUCCEEDED, AnalysisJob, new_id
 from ..direct_uploads import claim_upload, sign_upload
+from ..training_labels import checked_labels
 from ..dependencies import Principal, ServicesDep, SessionPrincipal
 from ..engine import parse_transcript
 from ..errors import ApiError
@@ -34,6 +35,8 @@ ANALYSIS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-d
         "file": {"type": "string", "format": "binary", "description": "the video or audio file to analyse "
                  "(or upload_id)"},
         "upload_id": {"type": "string", "description": "instead of file: a finished direct upload (POST /v1/uploads)"},
+        "training_consent": {"type": "string", "description": "true: keep the upload after the analysis so that you "
+                             "can label it for retraining (PUT /v1/analyses/{id}/labels); withdraw any time"},
         "filename": {"type": "string", "description": "with upload_id: the file's name, for display"},
         "audio": {"type": "string", "format": "binary", "description": "audio that replaces the file's own track"},
         "transcript": {"type": "string", "format": "binary", "description": ".srt, .vtt or .txt"},
@@ -60,6 +63,7 @@ def job_dict(job: AnalysisJob, with_result: bool = True) -> dict[str, Any]:
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at, "milliseconds"),
         "finished_at": _iso(job.finished_at, "milliseconds"),
         "media_seconds": round(job.media_seconds, 3), "options": job.options or {},
+        "training_consent": bool(job.training_consent), "labels": job.labels,
         "error": {"code": job.error_code, "message": job.error_message} if job.status == FAILED else None,
     }
     if with_result:
@@ -78,7 +82,8 @@ async def create_analysis(request: Request, principal: Principal, services: Serv
         require_multipart(request)
     async with request.form(max_files=3, max_fields=8) as form:
         parts = {name: form.get(name) for name in ("file", "audio", "transcript")}
-        fields = {name: form.get(name) for name in ("text", "options", "callback_url", "upload_id", "filename")}
+        fields = {name: form.get(name)
+                  for name in ("text", "options", "callback_url", "upload_id", "filename", "training_consent")}
         if (parts["file"] is None) == (fields["upload_id"] is None):
             raise ApiError(422, "invalid_request", "give either the field 'file' or 'upload_id' (a direct upload)"
                            if parts["file"] is not None else "missing field 'file' (or 'upload_id')")
@@ -93,9 +98,13 @@ async def create_analysis(request: Request, principal: Principal, services: Serv
 
 def queue_analysis(services: Services, principal: auth.Principal, file: FormFile | None, audio: FormFile | None,
                    transcript: FormFile | None, text: str | None, options: str | None,
-                   callback_url: str | None, upload_id: str | None = None, filename: str | None = None) -> dict:
+                   callback_url: str | None, upload_id: str | None = None, filename: str | None = None,
+                   training_consent: str | None = None) -> dict:
     """Check, store and charge one analysis, then queue it; nothing stays stored or charged
     when any step fails. The media is the `file` part, or the direct upload `upload_id`."""
+    if training_consent not in (None, "", "true", "false", "1", "0"):
+        raise ApiError(422, "invalid_request", "training_consent must be true or false")
+    consent = training_consent in ("true", "1")
     parsed = given_options(options)
     chosen = AnalysisOptions.from_mapping(parsed)
     services.engine.check_options(chosen)  # now, not in the job
@@ -145,7 +154,7 @@ def queue_analysis(services: Services, principal: auth.Principal, file: FormFile
                 filename=display_name(file if upload_id is None else filename), media_key=media_key,
                 audio_key=f"uploads/{job_id}/audio" if audio else None,
                 transcript_key=f"uploads/{job_id}/transcript" if transcript else None, text=text or None,
-                options=parsed, callback_url=callback_url or None, media_seconds=seconds,
+                options=parsed, callback_url=callback_url or None, media_seconds=seconds, training_consent=consent,
                 charged_day=charge.day, charged_month=charge.month,
             ))
     except BaseException:
@@ -207,6 +216,37 @@ def delete_analysis(job_id: str, principal: Principal, services: ServicesDep) ->
         services.quotas.refund(Charge(job.user_id, job.charged_day, job.charged_month, job.media_seconds))
     for key in job.upload_keys:
         services.jobs.delete_upload(key)
+    return Response(status_code=204)
+
+
+@router.put("/v1/analyses/{job_id}/labels")
+async def put_labels(job_id: str, request: Request, principal: Principal, services: ServicesDep) -> dict:
+    """Label an analysis submitted with training_consent: `{"labels": [{"label", "start"?, "end"?}]}`
+    (start/end in seconds; neither: the whole file). Replaces its labels."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+    with services.db.session() as s:
+        job = s.get(AnalysisJob, job_id)
+        if job is None or job.user_id != principal.user_id:
+            raise ApiError(404, "not_found", f"no analysis {job_id!r}")
+        job.labels = checked_labels(job, body)
+        return {"id": job.id, "labels": job.labels}
+
+
+@router.delete("/v1/analyses/{job_id}/labels", status_code=204)
+def withdraw_labels(job_id: str, principal: Principal, services: ServicesDep) -> Response:
+    """Withdraw consent: the labels go, and so does the upload kept for training."""
+    with services.db.session() as s:
+        job = s.get(AnalysisJob, job_id)
+        if job is None or job.user_id != principal.user_id:
+            raise ApiError(404, "not_found", f"no analysis {job_id!r}")
+        had_consent, keys = job.training_consent, job.upload_keys
+        job.training_consent, job.labels = False, None
+    if had_consent and not services.settings.retain_uploads:
+        for key in keys:
+            services.jobs.delete_upload(key)
     return Response(status_code=204)
 
 

@@ -515,6 +515,7 @@ async function submitAnalysis() {
   // checked (the default): "auto" (calibrated when the recording has enough voiced windows); unchecked: "off"
   if (!$("opt-calibrate").checked) options.calibrate = "off";
   if (Object.keys(options).length) form.append("options", JSON.stringify(options));
+  if ($("opt-consent").checked) form.append("training_consent", "true");
 
   const button = $("analyze-submit");
   button.disabled = true;
@@ -665,6 +666,7 @@ function renderResult(a) {
     showError($("analysis-error"), "The analysis finished but returned no result.");
     return;
   }
+  renderTraining(a);
   const s = r.summary || {};
   $("result").hidden = false;
   if (s.top) {
@@ -722,6 +724,44 @@ function renderResult(a) {
 // ------------------------------------------------------------------ words
 // Where the words came from (media.transcript) and, per window with text, what was read there
 // and the text reading's top emotion.
+
+// The owner's label for the whole file, for an analysis submitted with training consent.
+function renderTraining(a) {
+  const box = $("training");
+  box.hidden = !a.training_consent;
+  if (!a.training_consent) return;
+  const select = $("training-label");
+  const current = (a.labels || []).find((l) => l.start === null || l.start === undefined);
+  select.replaceChildren(h("option", { value: "" }, "choose…"), ...a.result.labels.map((l) => h("option", { value: l }, l)));
+  select.value = current ? current.label : "";
+  $("training-status").textContent = current ? `Saved: ${current.label}.` : "";
+}
+
+async function saveTrainingLabel() {
+  const id = state.analysisId;
+  const label = $("training-label").value;
+  if (!id || !label) return;
+  try {
+    const data = await api("PUT", `/v1/analyses/${encodeURIComponent(id)}/labels`, { json: { labels: [{ label }] } });
+    if (state.analysis && state.analysis.id === id) state.analysis.labels = data.labels;
+    $("training-status").textContent = `Saved: ${label}.`;
+  } catch (e) {
+    $("training-status").textContent = e.message;
+  }
+}
+
+async function withdrawTraining() {
+  const id = state.analysisId;
+  if (!id) return;
+  try {
+    await api("DELETE", `/v1/analyses/${encodeURIComponent(id)}/labels`);
+    if (state.analysis && state.analysis.id === id) Object.assign(state.analysis, { training_consent: false, labels: null });
+    $("training").hidden = true;
+    flash("Consent withdrawn: the file and its labels were deleted.", "info");
+  } catch (e) {
+    $("training-status").textContent = e.message;
+  }
+}
 
 function wordsSource(t) {
   if (!t) return "";
@@ -1362,6 +1402,8 @@ function bind() {
   });
   $("logout-button").addEventListener("click", logout);
   for (const tab of document.querySelectorAll(".tabs .tab")) tab.addEventListener("click", () => selectSource(tab.dataset.source));
+  $("training-save").addEventListener("click", saveTrainingLabel);
+  $("training-withdraw").addEventListener("click", withdrawTraining);
   $("record-start").addEventListener("click", startRecording);
   $("record-stop").addEventListener("click", () => stopRecording(false));
   $("record-discard").addEventListener("click", () => discardRecording());

@@ -149,13 +149,17 @@ class VoiceTask(Task):
         from ...media import read_audio
 
         paths = [str(item.path) for item in items]
-        key = _cache_key("voice", paths, {"sr": SAMPLE_RATE})
+        # a segment of a file (a manifest's start/end) is keyed as such; whole files keep their keys
+        names = [p if item.start is None and item.end is None else f"{p}#{item.start or 0.0}-{item.end}"
+                 for p, item in zip(paths, items)]
+        key = _cache_key("voice", names, {"sr": SAMPLE_RATE})
         file = self.cache_dir / f"voice-{key}.npz"
         if file.exists():
             data = np.load(file)
             flat, offsets = data["flat"], data["offsets"]
             return [flat[offsets[i] : offsets[i + 1]].astype(np.float32) / 32767.0 for i in range(len(paths))]
-        wavs = [read_audio(p, sample_rate=SAMPLE_RATE) for p in paths]
+        wavs = [read_audio(p, start=item.start or 0.0, end=item.end, sample_rate=SAMPLE_RATE)
+                for p, item in zip(paths, items)]
         offsets = np.cumsum([0] + [len(w) for w in wavs])
         flat = np.concatenate([np.round(np.clip(w, -1, 1) * 32767).astype(np.int16) for w in wavs])
         np.savez(file, flat=flat, offsets=offsets)
