@@ -332,3 +332,35 @@ def test_a_registry_never_reuses_a_version_left_half_written(tmp_path):
     registry.index_path.write_text('{"format": "emofusion-registry/1"}')
     with pytest.raises(RegistryError, match="without current"):
         registry.state()
+
+
+def test_voice_training_reads_a_manifest_rows_segment(tmp_path):
+    """A row with start/end (a user's label for a window) trains on that part of the file only."""
+    import soundfile as sf
+
+    from emofusion.train.recipe import load_recipe
+    from emofusion.train.tasks.voice import VoiceTask
+
+    rows = []
+    for s, speaker in enumerate(("a", "b")):
+        for k, label in enumerate(("neutral", "happy")):
+            name = f"{speaker}{k}.wav"
+            sf.write(tmp_path / name, _tone(300.0 + 100 * k, seed=s * 10 + k, seconds=3.0), SR)
+            rows.append({"path": name, "label": label, "speaker": speaker, "start": 0.5, "end": 1.75})
+            rows.append({"path": name, "label": label, "speaker": speaker})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f"""
+name = "segments"
+task = "voice"
+[data]
+sources = [{{ dataset = "manifest", root = "{tmp_path / 'm.jsonl'}" }}]
+val_speakers = ["b"]
+[model]
+labels = ["neutral", "happy"]
+channels = [4, 8]
+segment_seconds = 0.5
+""")
+    for cached in (False, True):  # the first run fills the cache, the second reads it
+        task = VoiceTask(load_recipe(recipe), tmp_path / "cache")
+        assert [len(w) for w in task.train_wavs] == [20000, 48000, 20000, 48000], cached
