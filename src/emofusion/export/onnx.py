@@ -3,7 +3,6 @@ manifest that `models.onnx_backend` reads."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checksums import file_sha256
 from ..errors import ExportError
 from ..models.export_folder import (ENCODER_DELTA_NAME, MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION,
                                     VOICE_FUNCTIONALS_NAME)
@@ -92,14 +92,6 @@ def _export_one(net, args: tuple, path: Path, input_names: list[str], output_nam
                 )
         except Exception as exc:  # the exporter's own error types
             raise ExportError(f"cannot export {path.name} at opset {opset}: {' '.join(str(exc).split())[:200]}") from None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check(name: str, got: list[np.ndarray], want: list[np.ndarray]) -> float:
@@ -303,7 +295,7 @@ def export_onnx(
             "created_with": {"emofusion": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                              "onnxruntime": onnxruntime.__version__,
                              "exporter": "torch.onnx.export, TorchScript-based (dynamo=False)"},
-            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": _sha256(work / name)} for name in files},
+            "files": {name: {"bytes": (work / name).stat().st_size, "sha256": file_sha256(work / name)} for name in files},
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         out.mkdir(exist_ok=True)

@@ -20,13 +20,13 @@ The flow of `retrain()`:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..checksums import file_sha256
 from ..data import Item, get_dataset
 from ..errors import EmofusionError, RecipeError, RegistryError, RetrainingDataError
 from ..models.registry import ModelRegistry, copy_folder
@@ -77,14 +77,6 @@ class NewData:
     @property
     def heldout_speakers(self) -> list[str]:
         return sorted({str(i.speaker) for i in self.heldout})
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def recipe_validation_sets(recipe: Recipe) -> dict[str, list[Item]]:
@@ -153,7 +145,7 @@ def read_new_data(manifest: str | Path, labels: list[str], val_speakers: set[str
         heldout = set(random.Random(settings.seed).sample(speakers, count))
     if heldout >= set(speakers):
         raise RetrainingDataError(f"{path}: every speaker is held out; nothing is left to train on")
-    return NewData(manifest=path, sha256=_sha256(path),
+    return NewData(manifest=path, sha256=file_sha256(path),
                    train=[i for i in scan.items if i.speaker not in heldout],
                    heldout=[i for i in scan.items if i.speaker in heldout])
 

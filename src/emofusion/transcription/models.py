@@ -16,7 +16,6 @@ Every failure is a one-line :class:`~emofusion.errors.TranscriptionUnavailable`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checksums import file_sha256
 from ..errors import TranscriptionUnavailable
 
 ENV_MODEL = "EMOFUSION_ASR_MODEL"
@@ -262,11 +262,7 @@ def sha256_of(path: Path) -> str:
         known = _VERIFIED.get(key)
     if known is not None:
         return known
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = file_sha256(path)
     with _LOCK:
         _VERIFIED[key] = digest
     return digest
