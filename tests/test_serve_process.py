@@ -112,3 +112,57 @@ def test_keys_cli_create_list_revoke(tmp_path):
     assert bad.exit_code == 2 and "error: --user" in bad.output
     nobody = runner.invoke(cli_app, ["keys", "list", "--user", "ghost@example.com"], env=env)
     assert nobody.exit_code == 2
+
+
+@pytest.mark.slow  # a real server process
+def test_serve_follows_a_registry_without_a_restart(tmp_path, tiny_model_dir):
+    """`emofusion serve --registry`: a promotion and a rollback reach a running server process."""
+    import json
+    import shutil
+
+    from emofusion.models.registry import ModelRegistry, copy_folder
+
+    registry_root = tmp_path / "registry"
+    result = CliRunner().invoke(cli_app, ["registry", "init", str(registry_root), "--model", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    second = tmp_path / "second"
+    shutil.copytree(tiny_model_dir, second)
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "version": "2.0.0"}))
+    port = free_port()
+    env = {**os.environ, "EMOFUSION_HOME": str(tmp_path / "home"), "EMOFUSION_REGISTRY_POLL_SECONDS": "0.2"}
+    env.pop("EMOFUSION_MODEL", None)
+    proc = subprocess.Popen([EMOFUSION, "serve", "--port", str(port), "--registry", str(registry_root)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def served_when(version: str) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if httpx.get(url + "/ping").json()["model"]["version"] == version:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        wait_ready(proc, url)
+        first = httpx.get(url + "/ping").json()["model"]["version"]
+        registry = ModelRegistry(registry_root)
+        with registry.locked():
+            registry.add_version(lambda dst: copy_folder(second, dst), {"status": "promoted"}, make_current=True,
+                                 action="promote")
+        assert served_when("2.0.0")
+        r = httpx.post(url + "/invocations", content=clip_bytes(tmp_path, duration=2.0),
+                       headers={"Content-Type": "video/mp4"}, timeout=60)
+        assert r.status_code == 200 and r.json()["emotions"]  # the new model analyses
+        assert CliRunner().invoke(cli_app, ["registry", "rollback", str(registry_root)]).exit_code == 0
+        assert served_when(first)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    missing = subprocess.run([EMOFUSION, "serve", "--registry", str(tmp_path / "nowhere")], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "not a model registry" in missing.stderr
