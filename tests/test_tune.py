@@ -82,6 +82,7 @@ def test_pruning_stops_trials_and_a_tune_with_no_completed_trial_says_so(tmp_pat
     summary = json.loads((out / "tune.json").read_text())
     assert [t["state"] for t in summary["trials"]] == ["pruned", "pruned"]
     assert all(t["epochs_run"] == 1 for t in summary["trials"])  # stopped after the first epoch
+    assert all(t["uar"] is None and t["last_intermediate"] is not None for t in summary["trials"])
     assert not (out / "best.toml").exists()
 
 

@@ -181,8 +181,12 @@ def tune(recipe_path: str | Path, out_dir: str | Path, trials: int, *, timeout: 
         return float(sum(scores) / len(scores))
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        log(f"trial {trial.number}: {trial.state.name.lower()} {metric}={value} {json.dumps(trial.params)}")
+        steps = sorted(trial.intermediate_values.items())
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            value = f"{metric}={trial.value:.4f}"
+        else:
+            value = f"at step {steps[-1][0]}: {metric} {steps[-1][1]:.4f}" if steps else ""
+        log(f"trial {trial.number}: {trial.state.name.lower()} {value} {json.dumps(trial.params)}")
         _write_table([_row(t, metric) for t in study.trials], space, metric, out / "trials.csv")  # kept if stopped
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
@@ -229,7 +233,9 @@ def _decoded(param: Param, value: Any) -> Any:
 def _row(trial: Any, metric: str) -> dict[str, Any]:
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
     steps = sorted(trial.intermediate_values.items())
-    return {"trial": trial.number, "state": trial.state.name.lower(), metric: trial.value, "params": trial.params,
+    complete = trial.state.name == "COMPLETE"  # a pruned trial's value is only its last epoch's: not a score
+    return {"trial": trial.number, "state": trial.state.name.lower(), metric: trial.value if complete else None,
+            "params": trial.params,
             "epochs_run": len(steps), "last_intermediate": steps[-1][1] if steps else None,
             "seconds": round(seconds, 1) if seconds is not None else None}
 
