@@ -104,6 +104,7 @@ def test_retraining_promotes_a_better_candidate_and_records_why(tmp_path, corpus
     old_before, old_after = (report["metrics"][m]["ravdess"]["uar"] for m in ("current", "candidate"))
     assert old_after >= old_before - 0.02
     assert report["provenance"]["new_data"]["heldout_speakers"] == ["new_d"]
+    assert report["provenance"]["training"]["epochs"] == 2 and report["provenance"]["parent"] == "v0001"
     assert "new_d" not in report["provenance"]["new_data"]["train_speakers"]
     state = ModelRegistry(registry).state()
     assert state.current == "v0002" and [r["status"] for r in state.versions] == ["seed", "promoted"]

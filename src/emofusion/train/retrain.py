@@ -278,7 +278,7 @@ def retrain(registry: ModelRegistry, recipe_path: str | Path, manifest: str | Pa
                      "train_speakers": new.train_speakers, "heldout_clips": len(new.heldout),
                      "heldout_speakers": new.heldout_speakers},
         "settings": asdict(settings),
-        "training": {"epochs": summary.get("epochs_run", settings.epochs), "used": "last epoch",
+        "training": {"epochs": len(summary.get("history", [])), "used": "last epoch",
                      "train_n": summary.get("data", {}).get("train_n")},
     }
     record = {"status": "promoted" if decision["promote"] else "rejected", "model_version": version_label,
