@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import io
 import os
 import pathlib
@@ -200,16 +201,21 @@ class S3Storage(Storage):
         self._no_credentials = botocore.exceptions.NoCredentialsError
         self._client = client if client is not None else boto3.client("s3", endpoint_url=endpoint_url)
         self.description = f"s3://{bucket}/{self.prefix}"
-        try:  # where the signed form posts to (no request is made)
-            signed = self._client.generate_presigned_post(bucket, self.prefix + "x", ExpiresIn=60)["url"]
-            self.upload_origin = "{0.scheme}://{0.netloc}".format(urlsplit(signed))
-        except self._errors + (ValueError,):
-            self.upload_origin = None
         if endpoint_url:
             endpoint = urlsplit(endpoint_url)
             # Only scheme, host and port: an endpoint URL may carry user:password.
             host = endpoint.hostname or ""
             self.description += f" at {endpoint.scheme}://{host}" + (f":{endpoint.port}" if endpoint.port else "")
+
+    @functools.cached_property
+    def upload_origin(self) -> str | None:  # type: ignore[override]
+        """Where a signed form posts to (worked out locally, no request); None when this client
+        cannot sign (no credentials)."""
+        try:
+            signed = self._client.generate_presigned_post(self.bucket, self.prefix + "x", ExpiresIn=60)["url"]
+        except self._errors + (ValueError, AttributeError, KeyError):
+            return None
+        return "{0.scheme}://{0.netloc}".format(urlsplit(signed))
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
