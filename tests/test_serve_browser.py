@@ -159,17 +159,25 @@ def browser():
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=server.url)
+    with _watched_page(browser, server.url) as (pg, problems):
+        yield pg
+    assert not problems, f"errors in the page: {problems}\nserver log:\n{server.log_tail()}"
+
+
+@contextlib.contextmanager
+def _watched_page(browser, base_url: str, ignore: str = "Failed to load resource"):
+    """(a new page on `base_url`, the errors it reported): uncaught exceptions and console errors,
+    except those mentioning `ignore`. The caller checks the list; the page closes after the block."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=base_url)
     context.set_default_timeout(UI_TIMEOUT_MS)
     pg = context.new_page()
     problems: list[str] = []
     pg.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-    pg.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text and problems.append(m.text))
+    pg.on("console", lambda m: m.type == "error" and ignore not in m.text and problems.append(m.text))
     try:
-        yield pg
+        yield pg, problems
     finally:
         context.close()
-    assert not problems, f"errors in the page: {problems}\nserver log:\n{server.log_tail()}"
 
 
 @pytest.fixture(scope="module")
@@ -589,22 +597,13 @@ def test_api_docs_work_offline(page, server):
 def test_redoc_works_offline(browser, server):
     """/redoc too. ReDoc's sidebar shows a "by Redocly" logo from cdn.redoc.ly, which the page's
     Content-Security-Policy blocks (no request leaves the host); any other error fails."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=server.url)
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-    page.on("console", lambda m: m.type == "error" and "https://cdn.redoc.ly/" not in m.text
-            and problems.append(m.text))
-    try:
+    with _watched_page(browser, server.url, ignore="https://cdn.redoc.ly/") as (page, problems):
         refused = _block_other_hosts(page, server)
         page.goto("/redoc")
         expect(page.locator('[data-section-id^="operation/"]').first).to_be_attached()
         assert page.locator('[data-section-id^="operation/"]').count() >= 9
         expect(page.get_by_text("/v1/analyses", exact=True).first).to_be_attached()
         assert not refused, refused
-    finally:
-        context.close()
     assert not problems, problems
 
 
@@ -926,24 +925,15 @@ def test_with_s3_storage_the_page_uploads_straight_to_the_bucket(browser, tmp_pa
     extra = {"EMOFUSION_STORAGE": f"s3://{bucket}/emo", "EMOFUSION_S3_ENDPOINT_URL": s3_server,
              "EMOFUSION_RETAIN_UPLOADS": "1"}  # kept after the analysis, to compare with the file
     with _serve(tmp_path_factory.mktemp("s3_home"), tiny_model_dir, extra) as srv:
-        context = browser.new_context(viewport={"width": 1200, "height": 900}, base_url=srv.url)
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        page = context.new_page()
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
-        page.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text
-                and problems.append(m.text))
-        sent: list[tuple[str, str, int]] = []
-        page.on("requestfinished", lambda r: r.method == "POST"
-                and sent.append((r.method, r.url, r.sizes()["requestBodySize"])))
-        try:
+        with _watched_page(browser, srv.url) as (page, problems):
+            sent: list[tuple[str, str, int]] = []
+            page.on("requestfinished", lambda r: r.method == "POST"
+                    and sent.append((r.method, r.url, r.sizes()["requestBodySize"])))
             _signup(page, _email("direct"))
             page.get_by_test_id("media-file").set_input_files(str(clip))
             page.get_by_test_id("analyze-submit").click()
             analysis_id = _wait_for_result(page, srv)
             expect(page.get_by_test_id("analysis-title")).to_have_text(clip.name)
-        finally:
-            context.close()
         assert not problems, problems
         to_bucket = [url for _, url, _ in sent if url.startswith(s3_server)]
         to_service = {url.removeprefix(srv.url): n for _, url, n in sent if url.startswith(srv.url)}

@@ -6,24 +6,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 
 from .common import fail, fail_with, tame_lightning_logging
 
+T = TypeVar("T")
 EXIT_KEPT = 3  # retrain: the gate kept the current model (not an error)
 
 registry_app = typer.Typer(no_args_is_help=True, help="Model versions: create a registry, list, roll back, serve one.")
 
 
-def _registry(root: str):
+def _on_registry(root: str, action: Callable[[Any], T]) -> T:
+    """`action(registry)` on the registry at `root`; any EmofusionError is a one-line error about `root`."""
+    from ..errors import EmofusionError
     from ..models.registry import ModelRegistry
-    from ..errors import RegistryError
 
     try:
-        return ModelRegistry(root)
-    except RegistryError as exc:
+        return action(ModelRegistry(root))
+    except EmofusionError as exc:
         fail_with(exc, root)
 
 
@@ -66,7 +68,7 @@ def retrain(
     settings = RetrainSettings(epochs=epochs, lr_scale=lr_scale, tolerance=tolerance, min_gain=min_gain,
                                holdout_fraction=holdout_fraction, holdout_speakers=list(holdout_speakers or []),
                                seed=seed)
-    reg = _registry(registry)
+    reg = _on_registry(registry, lambda r: r)
     echo = lambda line: typer.echo(line, err=True)  # noqa: E731
     try:
         import lightning.fabric  # noqa: F401
@@ -102,17 +104,15 @@ def registry_init(
     model: str = typer.Option("default", "--model", help="Its first version: a bundled model name or model folder."),
 ) -> None:
     """Create a registry whose first (served) version is a copy of --model."""
-    from ..errors import EmofusionError
-    from ..models.loading import resolve_model_folder, load_model
+    from ..models.loading import load_model, resolve_model_folder
 
-    reg = _registry(root)
-    try:
+    def seed(registry):
         loaded = load_model(model, load_text_encoder=False)
-        version = reg.seed(resolve_model_folder(model), {"source": model, "name": loaded.config.name,
-                                                    "model_version": loaded.config.version})
-    except EmofusionError as exc:
-        fail_with(exc, root)
-    typer.echo(f"{root}: {version} ({loaded.config.name} {loaded.config.version}) is current")
+        version = registry.seed(resolve_model_folder(model), {"source": model, "name": loaded.config.name,
+                                                              "model_version": loaded.config.version})
+        return f"{version} ({loaded.config.name} {loaded.config.version})"
+
+    typer.echo(f"{root}: {_on_registry(root, seed)} is current")
 
 
 @registry_app.command("list")
@@ -121,12 +121,7 @@ def registry_list(
     as_json: bool = typer.Option(False, "--json", help="The whole index as JSON."),
 ) -> None:
     """Every version: status, model version, gate numbers; the served one is marked with *."""
-    from ..errors import EmofusionError
-
-    try:
-        state = _registry(root).state()
-    except EmofusionError as exc:
-        fail_with(exc, root)
+    state = _on_registry(root, lambda registry: registry.state())
     if as_json:
         typer.echo(json.dumps({"current": state.current, "versions": state.versions, "history": state.history}, indent=2))
         return
@@ -141,14 +136,8 @@ def registry_list(
 
 @registry_app.command("rollback")
 def registry_rollback(root: str = typer.Argument(..., help="Registry folder.")) -> None:
-    """Serve the servable version before the current one (a running `emofusion serve --registry` follows)."""
-    from ..errors import EmofusionError
-
-    try:
-        version = _registry(root).rollback()
-    except EmofusionError as exc:
-        fail_with(exc, root)
-    typer.echo(f"{root}: {version} is current")
+    """Serve again the version the current one replaced (a running `emofusion serve --registry` follows)."""
+    typer.echo(f"{root}: {_on_registry(root, lambda registry: registry.rollback())} is current")
 
 
 @registry_app.command("serve-version")
@@ -157,10 +146,5 @@ def registry_serve_version(
     version: str = typer.Argument(..., help="A seed or promoted version id (e.g. v0003)."),
 ) -> None:
     """Make a version that passed its gate current again (e.g. after a rollback)."""
-    from ..errors import EmofusionError
-
-    try:
-        _registry(root).set_current(version, "serve")
-    except EmofusionError as exc:
-        fail_with(exc, root)
+    _on_registry(root, lambda registry: registry.set_current(version, "serve"))
     typer.echo(f"{root}: {version} is current")

@@ -209,8 +209,4 @@ def copy_folder(source: Path, destination: Path) -> None:
     """Copy a model folder's contents into an existing `destination`."""
     if not source.is_dir():
         raise RegistryError(f"{source}: not a model folder")
-    for item in source.iterdir():
-        if item.is_file():
-            shutil.copy2(item, destination / item.name)
-        elif item.is_dir():
-            shutil.copytree(item, destination / item.name)
+    shutil.copytree(source, destination, dirs_exist_ok=True)

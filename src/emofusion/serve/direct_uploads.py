@@ -61,11 +61,12 @@ def claim_upload(storage: Storage, user_id: str, upload_id: str, max_bytes: int,
     except StorageError:
         raise ApiError(404, "not_found", f"no upload {upload_id!r}: it was never uploaded, or it was used or "
                        "expired") from None
-    declared = int(metadata.get("declared-size", max_bytes)) if str(metadata.get("declared-size", "")).isdigit() else max_bytes
+    signed_for = str(metadata.get("declared-size", ""))
+    limit = min(int(signed_for), max_bytes) if signed_for.isdigit() else max_bytes
     problem = None
-    if size > min(declared, max_bytes):
-        problem = ApiError(413, "payload_too_large", f"the upload is {size} bytes, more than the {min(declared, max_bytes)} "
-                           "it was signed for")
+    if size > limit:
+        problem = ApiError(413, "payload_too_large", f"the upload is {size} bytes, more than the {limit} it was "
+                           "signed for")
     elif not content_type.lower().startswith(MEDIA_TYPES):
         problem = ApiError(415, "unsupported_media_type", f"the upload is {content_type!r}; send a video or audio file")
     elif size == 0:

@@ -59,15 +59,13 @@ class Storage(abc.ABC):
         raise StorageError(f"{self.description} takes no direct uploads")
 
     def move(self, key: str, new_key: str) -> None:
-        """Put the object at `key` under `new_key` instead."""
-        with self.local_path(key) as path, open(path, "rb") as fh:
-            self.put(new_key, fh)
-        self.delete(key)
+        """Put the object at `key` (a direct upload) under `new_key` instead."""
+        raise StorageError(f"{self.description} takes no direct uploads")
 
     def head(self, key: str) -> tuple[int, str, dict[str, str]]:
-        """(size in bytes, content type, user metadata) of the object at `key`; StorageError when there is none."""
-        with self.local_path(key) as path:
-            return path.stat().st_size, "application/octet-stream", {}
+        """(size in bytes, content type, user metadata) of the object at `key` (a direct upload);
+        StorageError when there is none."""
+        raise StorageError(f"{self.description} takes no direct uploads")
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes | BinaryIO) -> None:

@@ -143,7 +143,10 @@ def check_upload_type(upload: FormFile, what: str) -> None:
         raise ApiError(415, "unsupported_media_type", f"the {what} upload is {ctype!r}; send a video or audio file")
 
 
-def require_multipart(request: Request) -> None:
+def require_multipart(request: Request, urlencoded_ok: bool = False) -> None:
+    """415 unless the body is a multipart form (or, with `urlencoded_ok`, a URL-encoded one, which
+    carries fields but no files)."""
     ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
+    if not ctype.startswith("multipart/form-data") and not (
+            urlencoded_ok and ctype.startswith("application/x-www-form-urlencoded")):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a 'file' field")

@@ -77,10 +77,6 @@ class Param:
     def is_int(self) -> bool:
         return isinstance(self.low, int) and isinstance(self.high, int) and (self.step is None or isinstance(self.step, int))
 
-    @property
-    def first(self) -> Any:
-        return self.choices[0] if self.choices else self.low
-
     def suggest(self, trial: Any) -> Any:
         if self.choices:
             if all(isinstance(c, SCALAR) for c in self.choices):

@@ -78,8 +78,7 @@ async def create_analysis(request: Request, principal: Principal, services: Serv
 
     The caller is authenticated before a byte of the body is read. With `upload_id` (no file
     parts), the fields may also come URL-encoded."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        require_multipart(request)
+    require_multipart(request, urlencoded_ok=True)
     async with request.form(max_files=3, max_fields=8) as form:
         parts = {name: form.get(name) for name in ("file", "audio", "transcript")}
         fields = {name: form.get(name)

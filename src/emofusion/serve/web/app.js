@@ -165,27 +165,32 @@ async function api(method, path, { json, form } = {}) {
   return data;
 }
 
-// multipart upload with progress (fetch has no upload progress)
-function upload(path, form, onProgress) {
+// POST a form with upload progress (fetch has none); resolves with the finished request, whatever
+// its status, and rejects with `unreachable` when nothing answers
+function postForm(url, form, onProgress, { headers = {}, credentials = false, unreachable }) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", path);
-    xhr.withCredentials = true;
-    xhr.setRequestHeader("Accept", "application/json");
-    const token = csrfToken();
-    if (token) xhr.setRequestHeader("X-CSRF-Token", token);
+    xhr.open("POST", url);
+    xhr.withCredentials = credentials;
+    for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
-    xhr.onerror = () => reject(new ApiError(0, "network", "Upload failed: cannot reach the server."));
-    xhr.onload = () => {
-      const data = parseJson(xhr.responseText);
-      if (xhr.status >= 200 && xhr.status < 300) resolve(data);
-      else {
-        if (xhr.status === 401) sessionExpired();
-        reject(new ApiError(xhr.status, data?.error?.code ?? null, errorMessage(xhr.status, data)));
-      }
-    };
+    xhr.onerror = () => reject(new ApiError(0, "network", unreachable));
+    xhr.onload = () => resolve(xhr);
     xhr.send(form);
   });
+}
+
+// a multipart upload to this service, with progress
+async function upload(path, form, onProgress) {
+  const headers = { Accept: "application/json" };
+  const token = csrfToken();
+  if (token) headers["X-CSRF-Token"] = token;
+  const xhr = await postForm(path, form, onProgress,
+    { headers, credentials: true, unreachable: "Upload failed: cannot reach the server." });
+  const data = parseJson(xhr.responseText);
+  if (xhr.status >= 200 && xhr.status < 300) return data;
+  if (xhr.status === 401) sessionExpired();
+  throw new ApiError(xhr.status, data?.error?.code ?? null, errorMessage(xhr.status, data));
 }
 
 // With S3 storage the media goes straight to the bucket: POST /v1/uploads signs a form for this
@@ -210,18 +215,11 @@ async function directUpload(file, onProgress) {
   const form = new FormData();
   for (const [name, value] of Object.entries(signed.fields)) form.append(name, value);
   form.append("file", file);
-  await new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open(signed.method, signed.url);
-    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
-    xhr.onerror = () => reject(new ApiError(0, "network", "Upload failed: cannot reach the storage."));
-    xhr.onload = () => {
-      if (xhr.status >= 200 && xhr.status < 300) return resolve();
-      const said = /<Message>([^<]*)<\/Message>/.exec(xhr.responseText || "");
-      reject(new ApiError(xhr.status, "upload_refused", `The storage refused the upload${said ? `: ${said[1]}` : ""}.`));
-    };
-    xhr.send(form);
-  });
+  const xhr = await postForm(signed.url, form, onProgress, { unreachable: "Upload failed: cannot reach the storage." });
+  if (xhr.status < 200 || xhr.status >= 300) {
+    const said = /<Message>([^<]*)<\/Message>/.exec(xhr.responseText || "");
+    throw new ApiError(xhr.status, "upload_refused", `The storage refused the upload${said ? `: ${said[1]}` : ""}.`);
+  }
   return signed.upload_id;
 }
 
